@@ -1,0 +1,314 @@
+//! The memscope snapshot: one JSON object per traced process image
+//! (`"format": "memscope", "format_version": 1`, SPEC §3).
+//!
+//! This crate is deliberately small (serde only) because `libmemscope.so`
+//! links it: everything here ends up inside every traced process.
+//! Fields the SPEC names are required when reading; fields memscope adds on
+//! top carry `#[serde(default)]` so snapshots written by other producers (or
+//! older memscope builds) still read.
+
+pub mod hist;
+mod read;
+
+pub use read::{read_snapshot, read_snapshot_file, ReadError};
+
+use serde::{Deserialize, Serialize};
+
+/// Value of the `format` field.
+pub const FORMAT: &str = "memscope";
+/// The one format version this crate reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// One traced process image.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Snapshot {
+    #[serde(deserialize_with = "read::de_format")]
+    pub format: String,
+    #[serde(deserialize_with = "read::de_version")]
+    pub format_version: u32,
+    #[serde(default)]
+    pub tool: Tool,
+    pub process: Process,
+    pub summary: Summary,
+    pub allocations: Vec<Allocation>,
+    pub callsites: Vec<Callsite>,
+    pub variables: Vec<Variable>,
+    /// Per-thread totals (memscope extension).
+    #[serde(default)]
+    pub threads: Vec<ThreadStats>,
+    /// Lifetime distribution of every block, freed or live at the end
+    /// (memscope extension; buckets of [`hist`]).
+    #[serde(default)]
+    pub lifetime_histogram: Vec<HistogramBucket>,
+    /// `[unix_ns, live_bytes]` points, bounded in number, always containing
+    /// the peak.
+    pub timeline: Vec<(u64, u64)>,
+}
+
+/// Who wrote the snapshot and with which settings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Tool {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub version: String,
+    /// `preload` (libmemscope.so) or `in-process` (memscope-rs alone).
+    #[serde(default)]
+    pub mode: String,
+    /// Frames captured per allocation (0 = backtraces off).
+    #[serde(default)]
+    pub backtrace_depth: u32,
+    #[serde(default)]
+    pub max_records: u64,
+    /// Event clock: `tsc` or `monotonic`.
+    #[serde(default)]
+    pub clock: String,
+}
+
+/// How a process image ended.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum EndKind {
+    Exit,
+    Panic,
+    Signal,
+    #[serde(rename = "_exit")]
+    UnderscoreExit,
+    Exec,
+    Abort,
+    /// Written on request (`memscope_rs::export`) while the process runs.
+    Running,
+}
+
+impl EndKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndKind::Exit => "exit",
+            EndKind::Panic => "panic",
+            EndKind::Signal => "signal",
+            EndKind::UnderscoreExit => "_exit",
+            EndKind::Exec => "exec",
+            EndKind::Abort => "abort",
+            EndKind::Running => "running",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Process {
+    pub pid: u32,
+    pub ppid: u32,
+    pub exe: String,
+    pub argv: Vec<String>,
+    pub start_unix_ns: u64,
+    pub end_unix_ns: u64,
+    pub end: EndKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    /// Working directory at start-up.
+    #[serde(default)]
+    pub cwd: String,
+    /// How many `exec`s this pid went through before this image (0 = first).
+    #[serde(default)]
+    pub exec_seq: u32,
+    /// True when this image began as a `fork()` of a traced parent.
+    #[serde(default)]
+    pub forked: bool,
+}
+
+/// Exact counters over every event of the image (SPEC §3 counting rules).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Summary {
+    pub total_allocations: u64,
+    pub total_frees: u64,
+    pub total_allocated_bytes: u64,
+    pub total_freed_bytes: u64,
+    pub reallocs: u64,
+    pub peak_live_bytes: u64,
+    pub peak_live_allocations: u64,
+    pub peak_unix_ns: u64,
+    pub live_at_exit_allocations: u64,
+    pub live_at_exit_bytes: u64,
+    pub events_dropped: u64,
+    pub records_omitted: u64,
+    /// Blocks (and their bytes) this image inherited from its parent at `fork()`.
+    #[serde(default)]
+    pub inherited_allocations: u64,
+    #[serde(default)]
+    pub inherited_bytes: u64,
+    /// `free`/`realloc` of pointers memscope never saw allocated (made before
+    /// the library was loaded, or by a path it does not interpose).
+    #[serde(default)]
+    pub unmatched_frees: u64,
+}
+
+/// One heap block: its birth, its death (or the end of the process) and so
+/// its lifetime, which is never unknown.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Allocation {
+    pub ptr: String,
+    pub size: u64,
+    pub kind: String,
+    pub thread_id: u64,
+    pub timestamp_alloc: u64,
+    pub timestamp_dealloc: u64,
+    pub lifetime_ns: u64,
+    pub lifetime_ms: u64,
+    pub is_leaked: bool,
+    pub callsite: Option<u64>,
+    pub var_name: Option<String>,
+    pub type_name: Option<String>,
+    pub scope_name: Option<String>,
+    /// Allocated by the parent before `fork()` (memscope extension).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub inherited: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Callsite {
+    pub id: u64,
+    /// Innermost frame first.
+    pub frames: Vec<Frame>,
+    pub allocations: u64,
+    pub bytes: u64,
+    pub live_at_exit_bytes: u64,
+    /// The largest number of bytes this site had live at any one time.
+    pub peak_live_bytes: u64,
+    pub lifetime_ns: LifetimeStats,
+    #[serde(default)]
+    pub live_at_exit_allocations: u64,
+    #[serde(default)]
+    pub reallocs: u64,
+    /// Bytes this site had live at the process-wide peak (DHAT's "at t-gmax").
+    #[serde(default)]
+    pub at_peak_bytes: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Frame {
+    pub ip: String,
+    pub function: Option<String>,
+    pub file: Option<String>,
+    pub line: Option<u32>,
+    /// Path of the object file that holds `ip`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
+    /// True for a frame inlined into the next (outer) one.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub inlined: bool,
+}
+
+/// Lifetime percentiles in nanoseconds. `min`/`max` are exact; `p50`/`p99`
+/// come from [`hist::LogHistogram`] (relative error at most 1/16).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct LifetimeStats {
+    pub min: u64,
+    pub p50: u64,
+    pub p99: u64,
+    pub max: u64,
+}
+
+/// A variable named with `track_var!`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Variable {
+    pub var_name: String,
+    pub type_name: String,
+    pub scope_name: String,
+    pub ptr: String,
+    pub size: u64,
+    pub thread_id: u64,
+    pub timestamp_alloc: u64,
+    pub timestamp_dealloc: u64,
+    pub lifetime_ns: u64,
+    pub lifetime_ms: u64,
+    pub is_leaked: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ThreadStats {
+    pub thread_id: u64,
+    #[serde(default)]
+    pub name: String,
+    pub allocations: u64,
+    pub bytes: u64,
+    #[serde(default)]
+    pub frees: u64,
+    #[serde(default)]
+    pub live_at_exit_bytes: u64,
+}
+
+/// Blocks whose lifetime fell in `[lower_ns, upper_ns]`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct HistogramBucket {
+    pub lower_ns: u64,
+    pub upper_ns: u64,
+    pub count: u64,
+    pub bytes: u64,
+}
+
+/// `0x…` rendering used for every address in a snapshot.
+pub fn hex_addr(addr: u64) -> String {
+    format!("{addr:#x}")
+}
+
+/// Parses a `0x…` address as written by [`hex_addr`].
+pub fn parse_addr(s: &str) -> Option<u64> {
+    let digits = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X"))?;
+    u64::from_str_radix(digits, 16).ok()
+}
+
+/// Nanoseconds to whole milliseconds, as `lifetime_ms` is defined (truncating).
+pub fn ns_to_ms(ns: u64) -> u64 {
+    ns / 1_000_000
+}
+
+impl Snapshot {
+    /// Writes compact JSON.
+    pub fn write_json<W: std::io::Write>(&self, w: W) -> serde_json::Result<()> {
+        serde_json::to_writer(w, self)
+    }
+
+    pub fn callsite(&self, id: u64) -> Option<&Callsite> {
+        // Callsites are written sorted by id, which makes this a binary search.
+        self.callsites
+            .binary_search_by_key(&id, |c| c.id)
+            .ok()
+            .map(|i| &self.callsites[i])
+            .or_else(|| self.callsites.iter().find(|c| c.id == id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_round_trip() {
+        for a in [0u64, 1, 0x7fff_dead_beef, u64::MAX] {
+            assert_eq!(parse_addr(&hex_addr(a)), Some(a));
+        }
+        assert_eq!(parse_addr("1234"), None);
+        assert_eq!(parse_addr("0xzz"), None);
+    }
+
+    #[test]
+    fn end_kind_names_match_spec() {
+        for (k, s) in [
+            (EndKind::Exit, "exit"),
+            (EndKind::Panic, "panic"),
+            (EndKind::Signal, "signal"),
+            (EndKind::UnderscoreExit, "_exit"),
+            (EndKind::Exec, "exec"),
+            (EndKind::Abort, "abort"),
+        ] {
+            assert_eq!(serde_json::to_string(&k).unwrap(), format!("\"{s}\""));
+            assert_eq!(k.as_str(), s);
+        }
+    }
+}

@@ -1,0 +1,558 @@
+//! Turns the merged event stream into lifetimes and exact aggregates.
+//!
+//! Pure Rust with no global state: the engine feeds it events in timestamp
+//! order; unit tests feed it synthetic ones. All times are clock ticks; the
+//! snapshot converts them.
+//!
+//! Timestamps from different threads can be a few hundred ns out of causal
+//! order (the TSC is read without a fence, and a hook can be preempted between
+//! reading it and publishing). Only events on the *same address* from
+//! *different threads* can be affected, and two repairs make the result
+//! exact anyway:
+//! - an allocation at an address that is still live means the free that made
+//!   the address available is still on its way: the old block is parked in
+//!   `displaced` and that free, when it arrives, completes it;
+//! - a free of an unknown address from another thread, followed within
+//!   [`REORDER_WINDOW_NS`] by the allocation of that address, is the pair seen
+//!   in the wrong order: the two are matched.
+
+mod records;
+mod timeline;
+
+use records::FreedRecords;
+pub use records::Record;
+use timeline::Timeline;
+
+use crate::event::Kind;
+use memscope_format::hist::{self, LogHistogram};
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// How far apart (in ns) a cross-thread free/alloc pair may be seen reversed.
+pub const REORDER_WINDOW_NS: u64 = 50_000;
+
+/// Hasher for heap addresses: they are already well spread except for their
+/// low (alignment) bits, so one multiply is enough.
+#[derive(Default)]
+pub struct AddrHasher(u64);
+
+impl Hasher for AddrHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        let x = (v ^ (v >> 29)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = x ^ (x >> 32);
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.write_u64(v as u64)
+    }
+}
+
+pub type AddrMap<V> = HashMap<u64, V, BuildHasherDefault<AddrHasher>>;
+
+/// A live block.
+#[derive(Debug, Clone, Copy)]
+pub struct Block {
+    pub size: u64,
+    pub birth: u64,
+    pub site: u32,
+    pub thread: u32,
+    pub kind: Kind,
+    pub inherited: bool,
+}
+
+/// Per call-site aggregates.
+#[derive(Debug, Clone, Default)]
+pub struct Site {
+    pub allocations: u64,
+    pub reallocs: u64,
+    pub bytes: u64,
+    pub live_bytes: u64,
+    pub live_blocks: u64,
+    pub peak_live_bytes: u64,
+    pub at_peak_bytes: u64,
+    peak_epoch: u64,
+    pub lifetimes: LogHistogram,
+}
+
+/// Per-thread aggregates, indexed by the collector's dense thread slot.
+#[derive(Debug, Clone, Default)]
+pub struct ThreadAgg {
+    pub tid: u32,
+    pub name: String,
+    pub allocations: u64,
+    pub bytes: u64,
+    pub frees: u64,
+    pub live_bytes: u64,
+}
+
+/// The SPEC §3 counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub allocations: u64,
+    pub frees: u64,
+    pub allocated_bytes: u64,
+    pub freed_bytes: u64,
+    pub reallocs: u64,
+    pub unmatched_frees: u64,
+    pub inherited_allocations: u64,
+    pub inherited_bytes: u64,
+    /// Blocks whose address was reused though their free never arrived.
+    pub untracked_frees: u64,
+    pub events_dropped: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Peak {
+    pub bytes: u64,
+    pub blocks: u64,
+    pub ts: u64,
+}
+
+/// A free we could not match yet (see the module docs).
+#[derive(Debug, Clone, Copy)]
+struct OrphanFree {
+    ts: u64,
+    thread: u32,
+    by_realloc: bool,
+}
+
+#[derive(Clone)]
+pub struct Collector {
+    /// The most recently born block, kept out of `live`: most blocks die
+    /// before the next one is born, and then never touch the hash table.
+    recent: Option<(u64, Block)>,
+    live: AddrMap<Block>,
+    displaced: AddrMap<Block>,
+    orphans: AddrMap<OrphanFree>,
+    reorder_window: u64,
+    pub totals: Totals,
+    pub live_bytes: u64,
+    pub live_blocks: u64,
+    pub peak: Peak,
+    peak_dirty: bool,
+    peak_epoch: u64,
+    pub sites: Vec<Site>,
+    pub threads: Vec<ThreadAgg>,
+    thread_slots: HashMap<u32, u32>,
+    /// Lifetime histogram of every completed block: counts and bytes per bucket.
+    pub lifetime_counts: Vec<u64>,
+    pub lifetime_bytes: Vec<u64>,
+    freed: FreedRecords,
+    timeline: Timeline,
+    /// Tick of the first event (timeline origin).
+    pub first_ts: u64,
+}
+
+impl Collector {
+    /// `ns_per_tick` sizes the reorder window and the first timeline bucket;
+    /// `max_records` bounds the freed records kept.
+    pub fn new(start_ticks: u64, ns_per_tick: f64, max_records: usize) -> Collector {
+        let ticks = |ns: u64| ((ns as f64 / ns_per_tick.max(1e-6)) as u64).max(1);
+        Collector {
+            recent: None,
+            live: AddrMap::default(),
+            displaced: AddrMap::default(),
+            orphans: AddrMap::default(),
+            reorder_window: ticks(REORDER_WINDOW_NS),
+            totals: Totals::default(),
+            live_bytes: 0,
+            live_blocks: 0,
+            peak: Peak::default(),
+            peak_dirty: false,
+            peak_epoch: 1,
+            sites: vec![Site::default()],
+            threads: Vec::new(),
+            thread_slots: HashMap::new(),
+            lifetime_counts: vec![0; hist::BUCKETS],
+            lifetime_bytes: vec![0; hist::BUCKETS],
+            freed: FreedRecords::new(max_records),
+            // First buckets of ~64 µs; they double as the run goes on.
+            timeline: Timeline::new(start_ticks, 63 - ticks(64_000).leading_zeros()),
+            first_ts: start_ticks,
+        }
+    }
+
+    /// The dense slot for kernel thread `tid` (created on first use).
+    pub fn thread_slot(&mut self, tid: u32) -> u32 {
+        if let Some(&s) = self.thread_slots.get(&tid) {
+            return s;
+        }
+        let s = self.threads.len() as u32;
+        self.threads.push(ThreadAgg {
+            tid,
+            ..ThreadAgg::default()
+        });
+        self.thread_slots.insert(tid, s);
+        s
+    }
+
+    /// Forgets the tid → slot mapping (after `fork`, tids are reused), keeping
+    /// the per-thread totals.
+    pub fn forget_thread_ids(&mut self) {
+        self.thread_slots.clear();
+    }
+
+    fn site(&mut self, id: u32) -> &mut Site {
+        let i = id as usize;
+        if i >= self.sites.len() {
+            self.sites.resize_with(i + 1, Site::default);
+        }
+        &mut self.sites[i]
+    }
+
+    /// Applies a change of `delta` live bytes to a site, first saving its value
+    /// at the last peak if the peak moved since it last changed.
+    fn site_live(&mut self, id: u32, add: u64, sub: u64) {
+        let epoch = self.peak_epoch;
+        let s = self.site(id);
+        if s.peak_epoch != epoch {
+            s.at_peak_bytes = s.live_bytes;
+            s.peak_epoch = epoch;
+        }
+        s.live_bytes = s.live_bytes + add - sub.min(s.live_bytes + add);
+        s.peak_live_bytes = s.peak_live_bytes.max(s.live_bytes);
+    }
+
+    /// Must run before any site changes for a decrease: if the process is
+    /// leaving a new peak, every site's current value is its value at the peak.
+    fn leaving_peak(&mut self) {
+        if self.peak_dirty {
+            self.peak_epoch += 1;
+            self.peak_dirty = false;
+        }
+    }
+
+    fn global_live(&mut self, ts: u64, add: u64, sub: u64) {
+        self.live_bytes = self.live_bytes + add - sub.min(self.live_bytes + add);
+        if self.live_bytes > self.peak.bytes {
+            self.peak = Peak {
+                bytes: self.live_bytes,
+                blocks: self.live_blocks,
+                ts,
+            };
+            self.peak_dirty = true;
+        }
+        self.timeline.record(ts, self.live_bytes);
+    }
+
+    /// A successful malloc/calloc/aligned/valloc/pvalloc/realloc(NULL).
+    pub fn alloc(&mut self, ts: u64, ptr: u64, size: u64, kind: Kind, thread: u32, site: u32) {
+        if !self.orphans.is_empty() {
+            if let Some(o) = self.orphans.remove(&ptr) {
+                if o.thread != thread && ts.saturating_sub(o.ts) <= self.reorder_window {
+                    return self.alloc_seen_after_its_free(ts, ptr, size, kind, thread, site, o);
+                }
+            }
+        }
+        self.totals.allocations += 1;
+        self.totals.allocated_bytes += size;
+        self.birth(ts, ptr, size, kind, thread, site, false);
+    }
+
+    /// Common part of every block's birth.
+    #[allow(clippy::too_many_arguments)]
+    fn birth(
+        &mut self,
+        ts: u64,
+        ptr: u64,
+        size: u64,
+        kind: Kind,
+        thread: u32,
+        site: u32,
+        by_realloc: bool,
+    ) {
+        let block = Block {
+            size,
+            birth: ts,
+            site,
+            thread,
+            kind,
+            inherited: false,
+        };
+        if let Some((p, b)) = self.recent.replace((ptr, block)) {
+            self.insert_live(ts, p, b);
+        }
+        {
+            let s = self.site(site);
+            if by_realloc {
+                s.reallocs += 1;
+            } else {
+                s.allocations += 1;
+            }
+            s.bytes += size;
+            s.live_blocks += 1;
+        }
+        self.site_live(site, size, 0);
+        let t = &mut self.threads[thread as usize];
+        t.allocations += 1;
+        t.bytes += size;
+        t.live_bytes += size;
+        if !by_realloc {
+            self.live_blocks += 1;
+        }
+        self.global_live(ts, size, 0);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn alloc_seen_after_its_free(
+        &mut self,
+        ts: u64,
+        ptr: u64,
+        size: u64,
+        kind: Kind,
+        thread: u32,
+        site: u32,
+        o: OrphanFree,
+    ) {
+        // The free was counted as unmatched; it was this block's.
+        self.totals.unmatched_frees -= 1;
+        self.totals.allocations += 1;
+        self.totals.allocated_bytes += size;
+        self.birth(ts, ptr, size, kind, thread, site, false);
+        if o.by_realloc {
+            // That realloc's new block was counted as an allocation because
+            // its old block was unknown; now it is known to be a realloc.
+            // Its block count was raised then, and a realloc keeps the count.
+            self.totals.allocations -= 1;
+            self.totals.reallocs += 1;
+            self.live_blocks -= 1;
+            self.death(ts, ptr, o.thread, Death::Realloc);
+        } else {
+            self.death(ts, ptr, o.thread, Death::Free);
+        }
+    }
+
+    /// A free (or realloc(p, 0)) of `ptr`.
+    pub fn free(&mut self, ts: u64, ptr: u64, thread: u32) {
+        if !self.death(ts, ptr, thread, Death::Free) {
+            self.totals.unmatched_frees += 1;
+            self.orphans.insert(
+                ptr,
+                OrphanFree {
+                    ts,
+                    thread,
+                    by_realloc: false,
+                },
+            );
+            self.prune_orphans(ts);
+        }
+    }
+
+    /// A successful realloc(old, size > 0) that returned `new`.
+    pub fn realloc(&mut self, ts: u64, old: u64, new: u64, size: u64, thread: u32, site: u32) {
+        if self.death(ts, old, thread, Death::Realloc) {
+            self.totals.reallocs += 1;
+            self.totals.allocated_bytes += size;
+            self.birth(ts, new, size, Kind::Realloc, thread, site, true);
+        } else {
+            self.totals.unmatched_frees += 1;
+            self.orphans.insert(
+                old,
+                OrphanFree {
+                    ts,
+                    thread,
+                    by_realloc: true,
+                },
+            );
+            self.prune_orphans(ts);
+            self.alloc(ts, new, size, Kind::Realloc, thread, site);
+        }
+    }
+
+    fn insert_live(&mut self, ts: u64, ptr: u64, block: Block) {
+        if let Some(old) = self.live.insert(ptr, block) {
+            // The free of `old` is still on its way (see module docs).
+            if let Some(older) = self.displaced.insert(ptr, old) {
+                self.complete_untracked(older, ts);
+            }
+        }
+    }
+
+    /// Removes the block a free of `ptr` by `thread` ends: the oldest one at
+    /// that address.
+    #[inline]
+    fn take_block(&mut self, ptr: u64, thread: u32) -> Option<Block> {
+        if !self.displaced.is_empty() {
+            if let Some(b) = self.displaced.remove(&ptr) {
+                return Some(b);
+            }
+        }
+        match self.recent {
+            Some((p, b)) if p == ptr => {
+                // An older block at the same address whose free is still on
+                // its way goes first. Such a free comes from another thread:
+                // the allocating thread's own program order rules it out.
+                if b.thread != thread {
+                    if let Some(older) = self.live.remove(&ptr) {
+                        return Some(older);
+                    }
+                }
+                self.recent = None;
+                Some(b)
+            }
+            _ => self.live.remove(&ptr),
+        }
+    }
+
+    /// Moves the recent block into the table (before anything that walks it).
+    fn flush_recent(&mut self) {
+        if let Some((p, b)) = self.recent.take() {
+            self.insert_live(b.birth, p, b);
+        }
+    }
+
+    /// Ends the block at `ptr`; false if there is none.
+    fn death(&mut self, ts: u64, ptr: u64, thread: u32, how: Death) -> bool {
+        let Some(block) = self.take_block(ptr, thread) else {
+            return false;
+        };
+        let ts = ts.max(block.birth);
+        self.leaving_peak();
+        match how {
+            Death::Free => {
+                self.totals.frees += 1;
+                self.totals.freed_bytes += block.size;
+                self.live_blocks -= 1;
+                self.threads[thread as usize].frees += 1;
+            }
+            Death::Realloc => self.totals.freed_bytes += block.size,
+        }
+        let owner = &mut self.threads[block.thread as usize];
+        owner.live_bytes -= block.size.min(owner.live_bytes);
+        self.sites[block.site as usize].live_blocks -= 1;
+        self.site_live(block.site, 0, block.size);
+        self.global_live(ts, 0, block.size);
+        self.lifetime(&block, ts);
+        self.freed.offer(Record {
+            ptr,
+            size: block.size,
+            kind: block.kind as u8,
+            thread: block.thread,
+            site: block.site,
+            birth: block.birth,
+            death: ts,
+            inherited: block.inherited,
+        });
+        true
+    }
+
+    fn lifetime(&mut self, block: &Block, death: u64) {
+        let life = death.saturating_sub(block.birth);
+        self.sites[block.site as usize].lifetimes.record(life);
+        let b = hist::bucket_of(life);
+        self.lifetime_counts[b] += 1;
+        self.lifetime_bytes[b] += block.size;
+    }
+
+    /// A displaced block whose free never came: its address was reused, so it
+    /// was freed by a path memscope does not see.
+    fn complete_untracked(&mut self, block: Block, ts: u64) {
+        self.totals.untracked_frees += 1;
+        self.leaving_peak();
+        self.live_blocks -= 1;
+        let owner = &mut self.threads[block.thread as usize];
+        owner.live_bytes -= block.size.min(owner.live_bytes);
+        self.sites[block.site as usize].live_blocks -= 1;
+        self.site_live(block.site, 0, block.size);
+        self.global_live(ts, 0, block.size);
+        self.lifetime(&block, ts);
+    }
+
+    fn prune_orphans(&mut self, now: u64) {
+        if self.orphans.len() > 4096 {
+            let w = self.reorder_window;
+            self.orphans.retain(|_, o| now.saturating_sub(o.ts) <= w);
+        }
+    }
+
+    /// Marks every live block as inherited (called in a `fork()` child).
+    pub fn mark_inherited(&mut self) {
+        self.flush_recent();
+        for b in self.live.values_mut().chain(self.displaced.values_mut()) {
+            b.inherited = true;
+        }
+        self.totals.inherited_allocations = self.live.len() as u64 + self.displaced.len() as u64;
+        self.totals.inherited_bytes = self.live_bytes;
+    }
+
+    pub fn live_count(&self) -> usize {
+        self.live.len() + self.displaced.len() + self.recent.is_some() as usize
+    }
+
+    /// Ends the run at `end`: live blocks get their lifetime up to `end`.
+    /// Consumes the per-block state and returns what a snapshot needs.
+    pub fn finish(mut self, end: u64) -> Finished {
+        self.flush_recent();
+        if self.peak_dirty {
+            self.peak_epoch += 1;
+        }
+        let epoch = self.peak_epoch;
+        for s in &mut self.sites {
+            if s.peak_epoch != epoch {
+                s.at_peak_bytes = s.live_bytes;
+            }
+        }
+        let mut live: Vec<Record> = Vec::with_capacity(self.live_count());
+        let blocks: Vec<(u64, Block)> = self.live.drain().chain(self.displaced.drain()).collect();
+        for (ptr, b) in blocks {
+            let death = end.max(b.birth);
+            self.lifetime(&b, death);
+            live.push(Record {
+                ptr,
+                size: b.size,
+                kind: b.kind as u8,
+                thread: b.thread,
+                site: b.site,
+                birth: b.birth,
+                death,
+                inherited: b.inherited,
+            });
+        }
+        live.sort_by_key(|r| (r.birth, r.ptr));
+        let live_bytes: u64 = live.iter().map(|r| r.size).sum();
+        Finished {
+            totals: self.totals,
+            peak: self.peak,
+            live_at_end: live,
+            live_bytes,
+            freed: self.freed.into_best_first(),
+            sites: self.sites,
+            threads: self.threads,
+            lifetime_counts: self.lifetime_counts,
+            lifetime_bytes: self.lifetime_bytes,
+            timeline: self.timeline.points(),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Death {
+    Free,
+    Realloc,
+}
+
+/// Everything a snapshot is built from.
+pub struct Finished {
+    pub totals: Totals,
+    pub peak: Peak,
+    /// Blocks live at the end, oldest first.
+    pub live_at_end: Vec<Record>,
+    pub live_bytes: u64,
+    /// Kept freed records, best first (see `records`).
+    pub freed: Vec<Record>,
+    pub sites: Vec<Site>,
+    pub threads: Vec<ThreadAgg>,
+    pub lifetime_counts: Vec<u64>,
+    pub lifetime_bytes: Vec<u64>,
+    pub timeline: Vec<(u64, u64)>,
+}
+
+#[cfg(test)]
+mod tests;

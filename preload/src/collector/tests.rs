@@ -1,0 +1,296 @@
+use super::*;
+
+fn new() -> Collector {
+    // 1 tick = 1 ns keeps the arithmetic readable.
+    let mut c = Collector::new(0, 1.0, 1000);
+    c.thread_slot(100);
+    c.thread_slot(200);
+    c
+}
+
+fn check_counts(c: &Collector) {
+    let t = c.totals;
+    assert_eq!(t.allocations, t.frees + t.untracked_frees + c.live_blocks);
+    assert_eq!(c.live_blocks as usize, c.live_count());
+    let site_live: u64 = c.sites.iter().map(|s| s.live_bytes).sum();
+    assert_eq!(site_live, c.live_bytes);
+    assert_eq!(t.allocated_bytes - t.freed_bytes, c.live_bytes);
+    let thread_live: u64 = c.threads.iter().map(|t| t.live_bytes).sum();
+    assert_eq!(thread_live, c.live_bytes);
+}
+
+#[test]
+fn lifetimes_counts_and_peak() {
+    let mut c = new();
+    c.alloc(10, 0x1000, 100, Kind::Malloc, 0, 1);
+    c.alloc(20, 0x2000, 50, Kind::Calloc, 0, 2);
+    c.free(70, 0x1000, 0);
+    c.alloc(80, 0x3000, 10, Kind::Malloc, 1, 1);
+    check_counts(&c);
+    assert_eq!(
+        c.peak,
+        Peak {
+            bytes: 150,
+            blocks: 2,
+            ts: 20
+        }
+    );
+    let f = c.finish(1000);
+    assert_eq!(f.totals.allocations, 3);
+    assert_eq!(f.totals.frees, 1);
+    assert_eq!(f.totals.allocated_bytes, 160);
+    assert_eq!(f.totals.freed_bytes, 100);
+    assert_eq!(f.freed.len(), 1);
+    assert_eq!((f.freed[0].birth, f.freed[0].death), (10, 70));
+    let live: Vec<_> = f
+        .live_at_end
+        .iter()
+        .map(|r| (r.ptr, r.birth, r.death))
+        .collect();
+    assert_eq!(live, vec![(0x2000, 20, 1000), (0x3000, 80, 1000)]);
+    assert_eq!(f.live_bytes, 60);
+    // Site 1: 100 B then 10 B; its own peak is 100; at the global peak (t=20) it had 100.
+    assert_eq!(f.sites[1].allocations, 2);
+    assert_eq!(f.sites[1].peak_live_bytes, 100);
+    assert_eq!(f.sites[1].at_peak_bytes, 100);
+    assert_eq!(f.sites[2].at_peak_bytes, 50);
+    assert_eq!(f.sites[1].lifetimes.count(), 2);
+    assert_eq!(f.sites[1].lifetimes.stats().min, 60);
+    assert_eq!(f.sites[1].lifetimes.stats().max, 920);
+    assert_eq!(f.threads[0].allocations, 2);
+    assert_eq!(f.threads[1].live_bytes, 10);
+    assert_eq!(f.lifetime_counts.iter().sum::<u64>(), 3);
+}
+
+#[test]
+fn realloc_counts_once_and_moves_the_block() {
+    let mut c = new();
+    c.alloc(1, 0x10, 16, Kind::Malloc, 0, 1);
+    c.realloc(5, 0x10, 0x10, 32, 0, 2); // in place
+    c.realloc(9, 0x10, 0x40, 64, 0, 2); // moved
+    check_counts(&c);
+    assert_eq!(c.totals.allocations, 1);
+    assert_eq!(c.totals.reallocs, 2);
+    assert_eq!(c.totals.allocated_bytes, 16 + 32 + 64);
+    assert_eq!(c.totals.freed_bytes, 16 + 32);
+    assert_eq!(c.live_bytes, 64);
+    assert_eq!(c.live_blocks, 1);
+    assert_eq!(c.totals.frees, 0);
+    c.free(12, 0x40, 0);
+    check_counts(&c);
+    let f = c.finish(20);
+    assert_eq!(f.sites[2].reallocs, 2);
+    assert_eq!(f.sites[1].allocations, 1);
+    assert_eq!(f.freed.len(), 3);
+    assert!(f.live_at_end.is_empty());
+    assert_eq!(f.peak.bytes, 64);
+}
+
+#[test]
+fn frees_of_unknown_pointers_count_nowhere_but_unmatched() {
+    let mut c = new();
+    c.free(5, 0xdead, 0);
+    c.realloc(6, 0xbeef, 0x100, 8, 0, 0);
+    check_counts(&c);
+    assert_eq!(c.totals.frees, 0);
+    assert_eq!(c.totals.unmatched_frees, 2);
+    assert_eq!(c.totals.allocations, 1);
+}
+
+#[test]
+fn address_reused_before_its_free_arrives_is_repaired() {
+    let mut c = new();
+    c.alloc(10, 0x500, 40, Kind::Malloc, 0, 1);
+    // Thread 1 gets 0x500 again (ts 30) before thread 0's free (ts 31) is seen.
+    c.alloc(30, 0x500, 24, Kind::Malloc, 1, 2);
+    c.free(31, 0x500, 0);
+    check_counts(&c);
+    assert_eq!(c.totals.frees, 1);
+    assert_eq!(c.live_bytes, 24);
+    let f = c.finish(100);
+    assert_eq!(f.freed[0].size, 40);
+    assert_eq!(f.live_at_end[0].size, 24);
+    assert_eq!(f.totals.untracked_frees, 0);
+}
+
+#[test]
+fn a_free_seen_before_its_cross_thread_allocation_is_matched() {
+    let mut c = new();
+    c.free(100, 0x700, 1);
+    c.alloc(101, 0x700, 8, Kind::Malloc, 0, 1);
+    check_counts(&c);
+    assert_eq!(c.totals.unmatched_frees, 0);
+    assert_eq!(c.totals.frees, 1);
+    assert_eq!(c.live_blocks, 0);
+    // Same thread: program order is trusted, so this stays an unmatched free.
+    c.free(200, 0x800, 0);
+    c.alloc(201, 0x800, 8, Kind::Malloc, 0, 1);
+    assert_eq!(c.totals.unmatched_frees, 1);
+    assert_eq!(c.live_blocks, 1);
+    // Too far apart to be a reordering.
+    c.free(300, 0x900, 1);
+    c.alloc(300 + REORDER_WINDOW_NS + 1, 0x900, 8, Kind::Malloc, 0, 1);
+    assert_eq!(c.totals.unmatched_frees, 2);
+    check_counts(&c);
+}
+
+#[test]
+fn a_realloc_seen_before_its_cross_thread_allocation_is_matched() {
+    let mut c = new();
+    c.realloc(100, 0x700, 0x900, 64, 1, 3);
+    c.alloc(101, 0x700, 8, Kind::Malloc, 0, 1);
+    check_counts(&c);
+    assert_eq!((c.totals.allocations, c.totals.reallocs), (1, 1));
+    assert_eq!(c.totals.unmatched_frees, 0);
+    assert_eq!(c.live_blocks, 1);
+    assert_eq!(c.live_bytes, 64);
+}
+
+#[test]
+fn at_peak_bytes_follow_the_latest_peak() {
+    let mut c = new();
+    c.alloc(1, 0x1, 100, Kind::Malloc, 0, 1);
+    c.free(2, 0x1, 0); // peak 100 (site 1: 100)
+    c.alloc(3, 0x2, 60, Kind::Malloc, 0, 2);
+    c.alloc(4, 0x3, 60, Kind::Malloc, 0, 1); // peak 120 (site 1: 60, site 2: 60)
+    c.free(5, 0x2, 0);
+    c.alloc(6, 0x4, 30, Kind::Malloc, 0, 3); // 90 < 120
+    let f = c.finish(10);
+    assert_eq!(
+        f.peak,
+        Peak {
+            bytes: 120,
+            blocks: 2,
+            ts: 4
+        }
+    );
+    let at: Vec<_> = f.sites.iter().map(|s| s.at_peak_bytes).collect();
+    assert_eq!(at, vec![0, 60, 60, 0]);
+    let own: Vec<_> = f.sites.iter().map(|s| s.peak_live_bytes).collect();
+    assert_eq!(own, vec![0, 100, 60, 30]);
+}
+
+#[test]
+fn inherited_blocks_are_marked() {
+    let mut c = new();
+    c.alloc(1, 0x1, 10, Kind::Malloc, 0, 0);
+    c.alloc(2, 0x2, 20, Kind::Malloc, 0, 0);
+    c.free(3, 0x1, 0);
+    c.mark_inherited();
+    assert_eq!(
+        (c.totals.inherited_allocations, c.totals.inherited_bytes),
+        (1, 20)
+    );
+    let f = c.finish(5);
+    assert!(f.live_at_end[0].inherited);
+}
+
+/// A random single-threaded-truth history, shuffled across threads the way
+/// skewed clocks would, must give the same totals as the truth.
+#[test]
+fn totals_survive_cross_thread_reordering() {
+    let mut rng = 0x1234_5678_9abc_def0u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    #[derive(Clone, Copy)]
+    enum Op {
+        A(u64, u64, u32),
+        F(u64, u32),
+    }
+    let mut live: Vec<u64> = Vec::new();
+    let mut free_addrs: Vec<u64> = (1..200).map(|i| i * 16).collect();
+    let mut ops = Vec::new();
+    for _ in 0..20_000 {
+        let th = (next() % 2) as u32;
+        if !free_addrs.is_empty() && (live.is_empty() || next() % 2 == 0) {
+            let i = (next() as usize) % free_addrs.len();
+            let a = free_addrs.swap_remove(i);
+            ops.push(Op::A(a, next() % 100 + 1, th));
+            live.push(a);
+        } else if !live.is_empty() {
+            let i = (next() as usize) % live.len();
+            let a = live.swap_remove(i);
+            ops.push(Op::F(a, th));
+            free_addrs.push(a);
+        }
+    }
+    let mut truth = new();
+    for (i, op) in ops.iter().enumerate() {
+        match *op {
+            Op::A(a, s, t) => truth.alloc(i as u64 * 10, a, s, Kind::Malloc, t, 0),
+            Op::F(a, t) => truth.free(i as u64 * 10, a, t),
+        }
+    }
+    // Swap neighbours from different threads (what clock skew can do).
+    let mut shuffled: Vec<(u64, Op)> = ops
+        .iter()
+        .enumerate()
+        .map(|(i, o)| (i as u64 * 10, *o))
+        .collect();
+    let thread = |o: &Op| match o {
+        Op::A(_, _, t) | Op::F(_, t) => *t,
+    };
+    for i in 0..shuffled.len() - 1 {
+        if next() % 3 == 0 && thread(&shuffled[i].1) != thread(&shuffled[i + 1].1) {
+            shuffled.swap(i, i + 1);
+        }
+    }
+    let mut seen = new();
+    for (ts, op) in shuffled {
+        match op {
+            Op::A(a, s, t) => seen.alloc(ts, a, s, Kind::Malloc, t, 0),
+            Op::F(a, t) => seen.free(ts, a, t),
+        }
+    }
+    check_counts(&seen);
+    assert_eq!(seen.totals, truth.totals);
+    assert_eq!(seen.live_bytes, truth.live_bytes);
+}
+
+/// Throughput probe (not a pass/fail test): `cargo test --release -p
+/// memscope-preload collector_throughput -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn collector_throughput() {
+    let mut c = Collector::new(0, 1.0, 100_000);
+    c.thread_slot(1);
+    let mut rng = 42u64;
+    let mut slots = vec![0u64; 4096];
+    let mut next_addr = 0x10000u64;
+    let mut ts = 0u64;
+    let n = 2_000_000;
+    let t0 = std::time::Instant::now();
+    let mut events = 0u64;
+    for _ in 0..n {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        ts += 30;
+        let op = rng % 100;
+        if op < 75 {
+            let a = 0x5000 + (rng >> 8) % 64 * 16;
+            c.alloc(ts, a, 64, Kind::Malloc, 0, 0);
+            c.free(ts + 10, a, 0);
+            events += 2;
+        } else {
+            let i = ((rng >> 8) % 4096) as usize;
+            if slots[i] != 0 {
+                c.free(ts, slots[i], 0);
+                events += 1;
+            }
+            next_addr += 64;
+            slots[i] = next_addr;
+            c.alloc(ts, next_addr, 100, Kind::Malloc, 0, 0);
+            events += 1;
+        }
+    }
+    let el = t0.elapsed();
+    println!(
+        "{events} events in {el:?}: {:.1} ns/event",
+        el.as_nanos() as f64 / events as f64
+    );
+}

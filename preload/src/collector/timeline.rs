@@ -1,0 +1,119 @@
+//! Live bytes over time, in a bounded number of buckets.
+//!
+//! Buckets are `2^shift` ticks wide; when an event falls past the last bucket
+//! the buckets are merged pairwise and the width doubles, so memory stays
+//! fixed however long the process runs. Each bucket keeps its maximum (so the
+//! peak is always a point of the timeline) and its last value (so drops show).
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Bucket {
+    max: u64,
+    max_ts: u64,
+    last: u64,
+    last_ts: u64,
+    used: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Timeline {
+    start: u64,
+    shift: u32,
+    buckets: Vec<Bucket>,
+}
+
+/// Buckets kept; the output has at most twice as many points.
+pub const TIMELINE_BUCKETS: usize = 512;
+
+impl Timeline {
+    /// `start` is the first tick of the process; `initial_shift` the first
+    /// bucket width (as a power of two of ticks).
+    pub fn new(start: u64, initial_shift: u32) -> Timeline {
+        Timeline {
+            start,
+            shift: initial_shift,
+            buckets: vec![Bucket::default(); TIMELINE_BUCKETS],
+        }
+    }
+
+    pub fn record(&mut self, ts: u64, live: u64) {
+        let mut i = (ts.saturating_sub(self.start) >> self.shift) as usize;
+        while i >= TIMELINE_BUCKETS {
+            self.compact();
+            i >>= 1;
+        }
+        let b = &mut self.buckets[i];
+        if !b.used || live >= b.max {
+            b.max = live;
+            b.max_ts = ts;
+        }
+        b.used = true;
+        b.last = live;
+        b.last_ts = ts;
+    }
+
+    fn compact(&mut self) {
+        for i in 0..TIMELINE_BUCKETS / 2 {
+            let (a, b) = (self.buckets[2 * i], self.buckets[2 * i + 1]);
+            self.buckets[i] = match (a.used, b.used) {
+                (false, _) => b,
+                (true, false) => a,
+                (true, true) => {
+                    let (max, max_ts) = if b.max > a.max {
+                        (b.max, b.max_ts)
+                    } else {
+                        (a.max, a.max_ts)
+                    };
+                    Bucket {
+                        max,
+                        max_ts,
+                        last: b.last,
+                        last_ts: b.last_ts,
+                        used: true,
+                    }
+                }
+            };
+        }
+        for b in &mut self.buckets[TIMELINE_BUCKETS / 2..] {
+            *b = Bucket::default();
+        }
+        self.shift += 1;
+    }
+
+    /// `(ticks, live bytes)` points in time order.
+    pub fn points(&self) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        for b in self.buckets.iter().filter(|b| b.used) {
+            if b.max_ts < b.last_ts {
+                out.push((b.max_ts, b.max));
+                out.push((b.last_ts, b.last));
+            } else {
+                out.push((b.last_ts, b.last));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stays_bounded_and_keeps_the_peak() {
+        let mut t = Timeline::new(1000, 4);
+        let mut live = 0u64;
+        for i in 0..1_000_000u64 {
+            live = if i == 777_777 {
+                10_000_000
+            } else {
+                (i * 7919) % 5000
+            };
+            t.record(1000 + i * 3, live);
+        }
+        let p = t.points();
+        assert!(p.len() <= 2 * TIMELINE_BUCKETS);
+        assert!(p.contains(&(1000 + 777_777 * 3, 10_000_000)));
+        assert!(p.windows(2).all(|w| w[0].0 <= w[1].0));
+        assert_eq!(p.last().unwrap().1, live);
+    }
+}

@@ -1,0 +1,187 @@
+//! The `MEMSCOPE_*` environment variables (SPEC §2), parsed once.
+
+use std::sync::OnceLock;
+
+/// Records listed individually unless `MEMSCOPE_MAX_RECORDS` says otherwise.
+/// About 25 MB of JSON; aggregates always cover every event.
+pub const DEFAULT_MAX_RECORDS: u64 = 100_000;
+/// Frames captured per allocation by default.
+pub const DEFAULT_BACKTRACE: u32 = 0;
+/// The deepest stack memscope will capture.
+pub const MAX_BACKTRACE: u32 = 128;
+/// Default `MEMSCOPE_EXPORT_PATH`, relative to the start-up directory.
+pub const DEFAULT_EXPORT_PATH: &str = "memscope-%e-%p.json";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    Json,
+    Html,
+    Both,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Off,
+    Warn,
+    Info,
+    Debug,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub export_path: String,
+    pub auto_export: bool,
+    pub format: ExportFormat,
+    pub backtrace: u32,
+    pub max_records: u64,
+    pub log: LogLevel,
+    /// `MEMSCOPE_MANIFEST`: a file each image appends its snapshot path to
+    /// (set by `memscope-cli run` to find every snapshot of a run).
+    pub manifest: Option<String>,
+}
+
+impl Config {
+    /// Parses from a variable lookup; returns the config and a warning for
+    /// each value that was ignored.
+    pub fn parse(get: impl Fn(&str) -> Option<String>) -> (Config, Vec<String>) {
+        let mut warnings = Vec::new();
+        let mut bad = |var: &str, v: &str, expected: &str| {
+            warnings.push(format!("ignoring {var}={v:?}: expected {expected}"));
+        };
+        let export_path = match get("MEMSCOPE_EXPORT_PATH") {
+            Some(p) if !p.is_empty() => p,
+            _ => DEFAULT_EXPORT_PATH.to_string(),
+        };
+        let auto_export = match get("MEMSCOPE_AUTO_EXPORT").as_deref() {
+            None | Some("") | Some("1") | Some("true") | Some("yes") | Some("on") => true,
+            Some("0") | Some("false") | Some("no") | Some("off") => false,
+            Some(v) => {
+                bad("MEMSCOPE_AUTO_EXPORT", v, "0 or 1");
+                true
+            }
+        };
+        let format = match get("MEMSCOPE_EXPORT_FORMAT").as_deref() {
+            None | Some("") | Some("json") => ExportFormat::Json,
+            Some("html") => ExportFormat::Html,
+            Some("both") => ExportFormat::Both,
+            Some(v) => {
+                bad("MEMSCOPE_EXPORT_FORMAT", v, "json, html or both");
+                ExportFormat::Json
+            }
+        };
+        let backtrace = match get("MEMSCOPE_BACKTRACE") {
+            None => DEFAULT_BACKTRACE,
+            Some(v) => match v.trim().parse::<u32>() {
+                Ok(n) => n.min(MAX_BACKTRACE),
+                Err(_) => {
+                    bad("MEMSCOPE_BACKTRACE", &v, "a number of frames");
+                    DEFAULT_BACKTRACE
+                }
+            },
+        };
+        let max_records = match get("MEMSCOPE_MAX_RECORDS") {
+            None => DEFAULT_MAX_RECORDS,
+            Some(v) => v.trim().parse::<u64>().unwrap_or_else(|_| {
+                bad("MEMSCOPE_MAX_RECORDS", &v, "a number");
+                DEFAULT_MAX_RECORDS
+            }),
+        };
+        let log = match get("MEMSCOPE_LOG").as_deref() {
+            None | Some("") | Some("warn") => LogLevel::Warn,
+            Some("off") => LogLevel::Off,
+            Some("info") => LogLevel::Info,
+            Some("debug") => LogLevel::Debug,
+            Some(v) => {
+                bad("MEMSCOPE_LOG", v, "off, warn, info or debug");
+                LogLevel::Warn
+            }
+        };
+        let manifest = get("MEMSCOPE_MANIFEST").filter(|m| !m.is_empty());
+        (
+            Config {
+                export_path,
+                auto_export,
+                format,
+                backtrace,
+                max_records,
+                log,
+                manifest,
+            },
+            warnings,
+        )
+    }
+}
+
+static CONFIG: OnceLock<Config> = OnceLock::new();
+static WARNINGS: OnceLock<Vec<String>> = OnceLock::new();
+
+/// The process's config, read from the environment on first use.
+pub fn get() -> &'static Config {
+    CONFIG.get_or_init(|| {
+        let _g = crate::thread::Guard::enter();
+        let (c, w) = Config::parse(|k| {
+            let name = std::ffi::CString::new(k).ok()?;
+            crate::sys::getenv(&name).map(|v| String::from_utf8_lossy(v).into_owned())
+        });
+        let _ = WARNINGS.set(w);
+        c
+    })
+}
+
+/// Warnings from parsing, to be logged once logging is up.
+pub fn warnings() -> &'static [String] {
+    WARNINGS.get().map(|v| v.as_slice()).unwrap_or(&[])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn parse(vars: &[(&str, &str)]) -> (Config, Vec<String>) {
+        let m: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::parse(|k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let (c, w) = parse(&[]);
+        assert!(w.is_empty());
+        assert_eq!(c.export_path, DEFAULT_EXPORT_PATH);
+        assert!(c.auto_export);
+        assert_eq!(c.format, ExportFormat::Json);
+        assert_eq!(c.backtrace, DEFAULT_BACKTRACE);
+        assert_eq!(c.max_records, DEFAULT_MAX_RECORDS);
+        assert_eq!(c.log, LogLevel::Warn);
+        assert_eq!(c.manifest, None);
+    }
+
+    #[test]
+    fn values_and_bad_values() {
+        let (c, w) = parse(&[
+            ("MEMSCOPE_EXPORT_PATH", "/tmp/x-%p.json"),
+            ("MEMSCOPE_AUTO_EXPORT", "0"),
+            ("MEMSCOPE_EXPORT_FORMAT", "both"),
+            ("MEMSCOPE_BACKTRACE", "100000"),
+            ("MEMSCOPE_MAX_RECORDS", "12"),
+            ("MEMSCOPE_LOG", "debug"),
+        ]);
+        assert!(w.is_empty());
+        assert_eq!(c.export_path, "/tmp/x-%p.json");
+        assert!(!c.auto_export);
+        assert_eq!(c.format, ExportFormat::Both);
+        assert_eq!(c.backtrace, MAX_BACKTRACE);
+        assert_eq!(c.max_records, 12);
+        assert_eq!(c.log, LogLevel::Debug);
+        let (c, w) = parse(&[
+            ("MEMSCOPE_EXPORT_FORMAT", "xml"),
+            ("MEMSCOPE_BACKTRACE", "lots"),
+            ("MEMSCOPE_LOG", "loud"),
+        ]);
+        assert_eq!(w.len(), 3);
+        assert_eq!(c.format, ExportFormat::Json);
+    }
+}

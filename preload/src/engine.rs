@@ -1,0 +1,545 @@
+//! The recording engine: the hot path that appends events to the calling
+//! thread's ring, and the consumer side that merges every ring in timestamp
+//! order into the [`Collector`].
+//!
+//! Record, then analyze: a hook does `reserve → rdtsc → four stores`; all
+//! bookkeeping happens on the collector thread (or, where there is none, on a
+//! producer whose ring is full — an event is never dropped for lack of room).
+
+use crate::clock;
+use crate::collector::Collector;
+use crate::event::Kind;
+use crate::lock::Locked;
+use crate::registry;
+use crate::ring::{Peek, Ring, OWNED, RING_SLOTS};
+use crate::sys;
+use crate::thread;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+/// False once the final snapshot is being taken: hooks then only forward.
+pub static ENABLED: AtomicBool = AtomicBool::new(true);
+/// True once the final snapshot has drained the rings: nothing reads them
+/// any more, so a producer still waiting for room may simply go on.
+pub static SHUT_DOWN: AtomicBool = AtomicBool::new(false);
+/// This image's pid as the engine knows it (updated in a fork child).
+pub static PID: AtomicU32 = AtomicU32::new(0);
+/// Pid of the process whose collector thread is running (0: none).
+static COLLECTOR_PID: AtomicU32 = AtomicU32::new(0);
+/// The spawning thread's TLS offset, for the collector to compare with its own.
+static SPAWNER_TLS_OFFSET: std::sync::atomic::AtomicIsize = std::sync::atomic::AtomicIsize::new(0);
+/// Futex the collector sleeps on; producers bump it to wake it.
+static WAKE: AtomicU32 = AtomicU32::new(0);
+static COLLECTOR_SLEEPING: AtomicBool = AtomicBool::new(false);
+/// Events that could not be recorded at all (no ring could be mapped).
+pub static UNRECORDABLE: AtomicU64 = AtomicU64::new(0);
+
+/// Consumer state of the engine (collector + one cursor per ring).
+pub static ENGINE: Locked<Option<EngineState>> = Locked::new(None);
+
+// ---------------------------------------------------------------- hot path
+
+/// Records a one-slot event on the calling thread.
+#[inline(always)]
+pub fn record(kind: Kind, ptr: usize, size: usize, site: u64) {
+    if !ENABLED.load(Ordering::Relaxed) {
+        return;
+    }
+    thread::with(|ts| {
+        if ts.guard.get() != 0 {
+            return;
+        }
+        let Some(r) = ring_of(ts) else { return };
+        let h = r.reserve(1, wait_for_space);
+        if h & (RING_SLOTS / 4 - 1) == 0 {
+            nudge();
+        }
+        r.publish(h, clock::now(), ptr as u64, site, size as u64, kind);
+    })
+}
+
+/// Records a successful `realloc(old, size)` that returned `new`: two slots
+/// with one timestamp, reserved together so nothing comes between them.
+#[inline(always)]
+pub fn record_realloc(old: usize, new: usize, size: usize, site: u64) {
+    if !ENABLED.load(Ordering::Relaxed) {
+        return;
+    }
+    thread::with(|ts| {
+        if ts.guard.get() != 0 {
+            return;
+        }
+        let Some(r) = ring_of(ts) else { return };
+        let h = r.reserve(2, wait_for_space);
+        if (h + 1) & (RING_SLOTS / 4 - 1) <= 1 {
+            nudge();
+        }
+        let now = clock::now();
+        r.publish(h, now, old as u64, 0, 0, Kind::ReallocFrom);
+        r.publish(h + 1, now, new as u64, site, size as u64, Kind::ReallocTo);
+    })
+}
+
+#[inline(always)]
+fn ring_of(ts: &thread::ThreadState) -> Option<&'static Ring> {
+    let r = ts.ring.get();
+    if !r.is_null() {
+        // SAFETY: rings are never unmapped.
+        return Some(unsafe { &*r });
+    }
+    attach(ts)
+}
+
+#[cold]
+#[inline(never)]
+fn attach(ts: &thread::ThreadState) -> Option<&'static Ring> {
+    let _g = thread::Guard::enter();
+    match registry::claim(sys::gettid(), &sys::thread_name()) {
+        Some(r) => {
+            ts.ring.set(r);
+            Some(r)
+        }
+        None => {
+            UNRECORDABLE.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+/// Wakes the collector if it sleeps (a quarter of a ring has filled).
+#[inline(always)]
+fn nudge() {
+    if COLLECTOR_SLEEPING.load(Ordering::Relaxed) {
+        wake_collector();
+    }
+}
+
+#[cold]
+fn wake_collector() {
+    WAKE.fetch_add(1, Ordering::Release);
+    sys::futex_wake_all_u32(&WAKE);
+}
+
+/// Called while the caller's ring is full: get the consumer to make room.
+/// False once nothing consumes any more (see [`SHUT_DOWN`]).
+#[cold]
+#[inline(never)]
+fn wait_for_space(ring: &Ring) -> bool {
+    if SHUT_DOWN.load(Ordering::Acquire) {
+        return false;
+    }
+    let _g = thread::Guard::enter();
+    if COLLECTOR_PID.load(Ordering::Acquire) != PID.load(Ordering::Relaxed) {
+        // No collector thread in this process (yet): drain here.
+        if ENGINE
+            .try_with(|st| state(st).drain(Mode::Running))
+            .is_none()
+        {
+            sys::sleep_ns(20_000);
+        }
+        return true;
+    }
+    wake_collector();
+    ring.waiters.fetch_add(1, Ordering::SeqCst);
+    let seen = ring.consumed_word().load(Ordering::SeqCst);
+    sys::futex_wait_u64(ring.consumed_word(), seen as u32, 2_000_000);
+    ring.waiters.fetch_sub(1, Ordering::SeqCst);
+    true
+}
+
+// ------------------------------------------------------------ consumer side
+
+/// How far the consumer may go.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Mode {
+    /// Up to a little before now, leaving room for hooks in flight.
+    Running,
+    /// Everything with a timestamp up to `end`, waiting for hooks in flight.
+    UpTo(u64),
+    /// In a fork child: everything there is; other threads no longer exist.
+    ForkChild,
+}
+
+/// Per-ring consumer state.
+struct Cursor {
+    ring: &'static Ring,
+    generation: u32,
+    thread: u32,
+    tid: u32,
+    /// Drained and released: not read until a new owner claims the ring.
+    parked: bool,
+    next: u64,
+    last_ts: u64,
+    pending_from: Option<u64>,
+    /// When (monotonic ns) the slot at `next` was first seen in flight.
+    inflight_since: u64,
+    /// The producer's reservation count, read once per round.
+    reserved: u64,
+    /// The effective timestamp of the ready head event, or the bound this
+    /// ring puts on the others when it has none.
+    key: u64,
+    ready: bool,
+}
+
+pub struct EngineState {
+    pub collector: Collector,
+    /// Facts about this image (set at start-up, updated after fork).
+    pub process: Option<crate::process::ProcessInfo>,
+    cursors: Vec<Cursor>,
+    /// Ticks a hook may take between reserving a slot and reading the clock.
+    slack: u64,
+    last_maintenance: u64,
+    /// In-flight slots of threads that no longer exist (fork child) or that
+    /// stayed unpublished too long: counted, never silently lost.
+    pub inflight_lost: u64,
+}
+
+/// The engine state, created on first use.
+pub fn state(slot: &mut Option<EngineState>) -> &mut EngineState {
+    slot.get_or_insert_with(|| {
+        let start = crate::lifecycle::start_anchor();
+        let cfg = crate::config::get();
+        let ns_per_tick = estimate_ns_per_tick(&start);
+        EngineState {
+            collector: Collector::new(start.ticks, ns_per_tick, cfg.max_records as usize),
+            process: None,
+            cursors: Vec::new(),
+            slack: ((20_000.0 / ns_per_tick) as u64).max(1),
+            last_maintenance: 0,
+            inflight_lost: 0,
+        }
+    })
+}
+
+/// A rough tick rate for sizing windows (the snapshot calibrates precisely).
+fn estimate_ns_per_tick(start: &clock::Anchor) -> f64 {
+    let mut now = clock::Anchor::take();
+    if now.mono_ns.saturating_sub(start.mono_ns) < 1_000_000 {
+        sys::sleep_ns(1_000_000);
+        now = clock::Anchor::take();
+    }
+    clock::Calibration::new(*start, now).ns_per_tick()
+}
+
+impl EngineState {
+    /// Adopts new rings and new owners of recycled rings.
+    fn sync_cursors(&mut self) {
+        if self.cursors.len() < registry::COUNT.load(Ordering::Acquire) as usize {
+            let known = self.cursors.len();
+            for ring in registry::rings() {
+                if !self.cursors[..known]
+                    .iter()
+                    .any(|c| std::ptr::eq(c.ring, ring))
+                {
+                    self.cursors.push(Cursor {
+                        ring,
+                        generation: 0,
+                        thread: 0,
+                        tid: 0,
+                        parked: true,
+                        next: ring.consumed(),
+                        last_ts: 0,
+                        pending_from: None,
+                        inflight_since: 0,
+                        reserved: 0,
+                        key: 0,
+                        ready: false,
+                    });
+                }
+            }
+        }
+        for c in &mut self.cursors {
+            if c.parked && c.ring.state.load(Ordering::Acquire) == OWNED {
+                let generation = c.ring.generation.load(Ordering::Relaxed);
+                if generation != c.generation {
+                    c.generation = generation;
+                    c.tid = c.ring.tid.load(Ordering::Relaxed);
+                    c.thread = self.collector.thread_slot(c.tid);
+                    c.parked = false;
+                    c.last_ts = 0;
+                }
+            }
+        }
+    }
+
+    /// Merges ready events of every ring into the collector, in timestamp
+    /// order, as far as `mode` allows. Returns the number of events applied.
+    pub fn drain(&mut self, mode: Mode) -> u64 {
+        self.sync_cursors();
+        let now = clock::now();
+        let (idle_bound, ts_limit) = match mode {
+            Mode::Running => (now.saturating_sub(self.slack), u64::MAX),
+            Mode::UpTo(end) => (end, end),
+            Mode::ForkChild => (u64::MAX, u64::MAX),
+        };
+        for i in 0..self.cursors.len() {
+            self.cursors[i].reserved = self.cursors[i].ring.reserved();
+            self.refresh(i, mode, idle_bound);
+        }
+        let mut applied = 0;
+        loop {
+            // The ring with the oldest ready event, and the bound every
+            // other ring puts on how far it may go.
+            let mut best: Option<usize> = None;
+            let mut bound = u64::MAX;
+            for (i, c) in self.cursors.iter().enumerate() {
+                match best {
+                    _ if !c.ready => bound = bound.min(c.key),
+                    Some(b) if c.key >= self.cursors[b].key => bound = bound.min(c.key),
+                    Some(b) => {
+                        bound = bound.min(self.cursors[b].key);
+                        best = Some(i);
+                    }
+                    None => best = Some(i),
+                }
+            }
+            let Some(i) = best else { break };
+            let limit = bound.min(ts_limit);
+            if self.cursors[i].key > limit {
+                break;
+            }
+            applied += self.apply_from(i, limit);
+            self.refresh(i, mode, idle_bound);
+        }
+        for c in &self.cursors {
+            if c.next != c.ring.consumed() {
+                c.ring.release_until(c.next);
+            }
+        }
+        applied
+    }
+
+    /// Events reserved (as of the last round) but not yet applied.
+    pub fn backlog(&self) -> u64 {
+        self.cursors
+            .iter()
+            .filter(|c| !c.parked)
+            .map(|c| c.reserved.saturating_sub(c.next))
+            .sum()
+    }
+
+    /// Recomputes cursor `i`'s head, skipping slots whose producer is gone.
+    fn refresh(&mut self, i: usize, mode: Mode, idle_bound: u64) {
+        loop {
+            let c = &mut self.cursors[i];
+            if c.parked {
+                (c.key, c.ready) = (u64::MAX, false);
+                return;
+            }
+            match c.ring.peek(c.next, c.reserved) {
+                Peek::Ready(ev) => {
+                    c.inflight_since = 0;
+                    (c.key, c.ready) = (ev.ts.max(c.last_ts), true);
+                    return;
+                }
+                Peek::Empty => {
+                    (c.key, c.ready) = (idle_bound, false);
+                    return;
+                }
+                Peek::InFlight => {
+                    if !self.give_up_on_inflight(i, mode) {
+                        let c = &mut self.cursors[i];
+                        (c.key, c.ready) = (c.last_ts, false);
+                        return;
+                    }
+                    let c = &mut self.cursors[i];
+                    c.next += 1;
+                    c.inflight_since = 0;
+                    self.inflight_lost += 1;
+                    crate::warn!(
+                        "an event of thread {} was never published; counted as lost",
+                        c.tid
+                    );
+                }
+            }
+        }
+    }
+
+    /// True when the in-flight slot of cursor `i` will never be published:
+    /// its thread is gone, or it has been unpublished for too long.
+    fn give_up_on_inflight(&mut self, i: usize, mode: Mode) -> bool {
+        let c = &mut self.cursors[i];
+        if mode == Mode::ForkChild {
+            return true;
+        }
+        let now = clock::monotonic_ns();
+        if c.inflight_since == 0 {
+            c.inflight_since = now;
+            return false;
+        }
+        let waited = now - c.inflight_since;
+        let patience = if matches!(mode, Mode::UpTo(_)) {
+            100_000_000
+        } else {
+            1_000_000_000
+        };
+        waited > patience
+            || (waited > 10_000_000 && !sys::thread_alive(PID.load(Ordering::Relaxed), c.tid))
+    }
+
+    /// Applies the ready events of cursor `i` with timestamps up to `bound`.
+    fn apply_from(&mut self, i: usize, bound: u64) -> u64 {
+        let mut n = 0;
+        let c = &mut self.cursors[i];
+        let col = &mut self.collector;
+        loop {
+            let Peek::Ready(ev) = c.ring.peek(c.next, c.reserved) else {
+                break;
+            };
+            let ts = ev.ts.max(c.last_ts);
+            if ts > bound {
+                break;
+            }
+            c.last_ts = ts;
+            c.next += 1;
+            let (thread, site) = (c.thread, ev.aux as u32);
+            match ev.kind {
+                Kind::Free => col.free(ts, ev.ptr, thread),
+                Kind::ReallocFrom => c.pending_from = Some(ev.ptr),
+                Kind::ReallocTo => match c.pending_from.take() {
+                    Some(old) => col.realloc(ts, old, ev.ptr, ev.size, thread, site),
+                    None => col.alloc(ts, ev.ptr, ev.size, Kind::Realloc, thread, site),
+                },
+                kind => col.alloc(ts, ev.ptr, ev.size, kind, thread, site),
+            }
+            n += 1;
+            if n & 4095 == 0 {
+                c.ring.release_until(c.next);
+            }
+        }
+        n
+    }
+
+    /// Recycles the rings of threads that have exited, once drained; keeps
+    /// thread names current.
+    pub fn maintain(&mut self) {
+        let now = clock::monotonic_ns();
+        if now - self.last_maintenance < 100_000_000 {
+            return;
+        }
+        self.last_maintenance = now;
+        let pid = PID.load(Ordering::Relaxed);
+        for c in &mut self.cursors {
+            if c.parked {
+                continue;
+            }
+            let t = &mut self.collector.threads[c.thread as usize];
+            let name = c.ring.name();
+            if !name.is_empty() {
+                t.name = name;
+            }
+            if c.ring.reserved() == c.next && !sys::thread_alive(pid, c.tid) {
+                c.parked = true;
+                registry::release(c.ring);
+            }
+        }
+    }
+
+    /// In a fork child: every ring but `own` belonged to a thread that does
+    /// not exist here. Drain them, park them, and re-key `own` to `tid`.
+    pub fn adopt_after_fork(&mut self, own: Option<&'static Ring>, tid: u32) {
+        self.drain(Mode::ForkChild);
+        self.collector.forget_thread_ids();
+        for c in &mut self.cursors {
+            let mine = own.is_some_and(|r| std::ptr::eq(r, c.ring));
+            if mine {
+                c.ring.tid.store(tid, Ordering::Relaxed);
+                c.tid = tid;
+                c.thread = self.collector.thread_slot(tid);
+            } else if !c.parked {
+                c.parked = true;
+                registry::release(c.ring);
+            }
+        }
+        self.collector.mark_inherited();
+    }
+}
+
+// ------------------------------------------------------- collector thread
+
+extern "C" fn collector_main(_: *mut libc::c_void) -> *mut libc::c_void {
+    thread::mark_internal_forever();
+    // SAFETY: blocking every signal in this thread only; process-directed
+    // signals then go to the program's threads, whose handlers expect them.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
+        libc::prctl(libc::PR_SET_NAME, c"memscope".as_ptr());
+    }
+    crate::thread::enable_static_offset(SPAWNER_TLS_OFFSET.load(Ordering::Relaxed));
+    let pid = PID.load(Ordering::Relaxed);
+    COLLECTOR_PID.store(pid, Ordering::Release);
+    let mut idle_ns = 1_000_000;
+    while ENABLED.load(Ordering::Relaxed) && PID.load(Ordering::Relaxed) == pid {
+        if crate::lifecycle::serve_final_request() {
+            continue;
+        }
+        let ran = std::panic::catch_unwind(|| {
+            ENGINE.with(|slot| {
+                let st = state(slot);
+                st.drain(Mode::Running);
+                st.maintain();
+                st.backlog()
+            })
+        });
+        match ran {
+            // Little left: let events pile up (producers nudge at a quarter
+            // ring) rather than polling their rings and stealing cache lines.
+            Ok(n) if n < RING_SLOTS / 8 => {
+                let w = WAKE.load(Ordering::Acquire);
+                COLLECTOR_SLEEPING.store(true, Ordering::SeqCst);
+                sys::futex_wait(&WAKE, w, idle_ns);
+                COLLECTOR_SLEEPING.store(false, Ordering::Relaxed);
+                idle_ns = if n == 0 {
+                    (idle_ns * 2).min(20_000_000)
+                } else {
+                    1_000_000
+                };
+            }
+            Ok(_) => idle_ns = 1_000_000,
+            Err(_) => {
+                crate::warn!("internal error in the collector; tracing stops here");
+                ENABLED.store(false, Ordering::Relaxed);
+                break;
+            }
+        }
+    }
+    if COLLECTOR_PID.load(Ordering::Relaxed) == pid {
+        COLLECTOR_PID.store(0, Ordering::Release);
+    }
+    std::ptr::null_mut()
+}
+
+/// Starts the collector thread of this process. False if it could not.
+pub fn spawn_collector() -> bool {
+    let _g = thread::Guard::enter();
+    SPAWNER_TLS_OFFSET.store(thread::local_offset(), Ordering::Relaxed);
+    // SAFETY: plain pthread_create of a detached thread with a C entry point.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        libc::pthread_attr_init(&mut attr);
+        libc::pthread_attr_setdetachstate(&mut attr, libc::PTHREAD_CREATE_DETACHED);
+        libc::pthread_attr_setstacksize(&mut attr, 1 << 20);
+        let mut t: libc::pthread_t = 0;
+        let ok = libc::pthread_create(&mut t, &attr, collector_main, std::ptr::null_mut()) == 0;
+        libc::pthread_attr_destroy(&mut attr);
+        ok
+    }
+}
+
+/// True when a collector thread of this process runs (and so can be asked
+/// to write the final snapshot from a signal handler).
+pub fn collector_running() -> bool {
+    COLLECTOR_PID.load(Ordering::Acquire) == PID.load(Ordering::Relaxed)
+}
+
+/// Wakes the collector (used to hand it a request).
+pub fn kick() {
+    wake_collector();
+}
+
+/// Forgets the parent's collector thread (fork child).
+pub fn reset_collector_in_child() {
+    COLLECTOR_PID.store(0, Ordering::Release);
+    COLLECTOR_SLEEPING.store(false, Ordering::Relaxed);
+}

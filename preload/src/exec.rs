@@ -1,0 +1,211 @@
+//! `exec` and `posix_spawn`: the image about to be replaced writes its
+//! snapshot (`"end": "exec"`), and the new image's environment keeps
+//! `LD_PRELOAD` and the `MEMSCOPE_*` settings even when the program passes
+//! an environment of its own (`env -i`, `execle`).
+//!
+//! The new environment is built in an anonymous mapping, never on the heap:
+//! a `vfork()` child shares the parent's heap and must not touch it.
+
+use crate::process::{EXEC_SEQ_VAR, ROOT_VAR};
+use crate::sys;
+use std::ffi::{c_char, CStr, CString};
+use std::sync::OnceLock;
+
+/// What every new image must see: `LD_PRELOAD` naming this library, and the
+/// `MEMSCOPE_*` variables of the start-up environment.
+struct Carry {
+    /// Absolute path of libmemscope.so.
+    library: CString,
+    /// `NAME=value` for each `MEMSCOPE_*` variable at start-up (plus the
+    /// root marker), except the per-exec counter.
+    vars: Vec<CString>,
+}
+
+static CARRY: OnceLock<Carry> = OnceLock::new();
+
+/// Records what to carry. Called once at start-up, after the root marker is set.
+pub fn capture(library: CString) {
+    let mut vars = Vec::new();
+    for (k, v) in std::env::vars_os() {
+        let k = k.to_string_lossy();
+        if k.starts_with("MEMSCOPE_") && k != EXEC_SEQ_VAR.to_str().unwrap_or("") {
+            let mut s = format!("{k}=").into_bytes();
+            s.extend_from_slice(v.as_encoded_bytes());
+            if let Ok(c) = CString::new(s) {
+                vars.push(c);
+            }
+        }
+    }
+    let _ = CARRY.set(Carry { library, vars });
+}
+
+fn name_of(entry: &[u8]) -> &[u8] {
+    entry
+        .iter()
+        .position(|&b| b == b'=')
+        .map_or(entry, |i| &entry[..i])
+}
+
+/// An environment block in its own mapping; unmapped on drop.
+pub struct Env {
+    base: *mut u8,
+    len: usize,
+}
+
+impl Env {
+    pub fn as_ptr(&self) -> *const *const c_char {
+        self.base as *const *const c_char
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        // SAFETY: the mapping was made by `build` with this length.
+        unsafe { libc::munmap(self.base.cast(), self.len) };
+    }
+}
+
+/// Iterates a NULL-terminated `char *` array.
+///
+/// # Safety
+/// `arr` must be null or a valid NULL-terminated array of C strings.
+unsafe fn entries<'a>(arr: *const *const c_char) -> impl Iterator<Item = &'a [u8]> {
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        if arr.is_null() {
+            return None;
+        }
+        let p = *arr.add(i);
+        if p.is_null() {
+            return None;
+        }
+        i += 1;
+        Some(CStr::from_ptr(p).to_bytes())
+    })
+}
+
+/// `envp` plus what the next image needs: `LD_PRELOAD` (ours prepended when
+/// missing), each carried variable the program dropped, and
+/// `MEMSCOPE_EXEC_SEQ=<pid>:<exec_seq>`. `None` if there is nothing to carry
+/// (not started yet) or no memory.
+///
+/// # Safety
+/// `envp` must be null or a valid environment array.
+pub unsafe fn build(envp: *const *const c_char, pid: u32, exec_seq: u32) -> Option<Env> {
+    let carry = CARRY.get()?;
+    let lib = carry.library.as_bytes();
+    let mut seq_buf = [0u8; 48];
+    let seq = {
+        let mut w = &mut seq_buf[..];
+        let _ = std::io::Write::write_fmt(
+            &mut w,
+            format_args!(
+                "{}={}:{}",
+                EXEC_SEQ_VAR.to_str().unwrap_or(""),
+                pid,
+                exec_seq
+            ),
+        );
+        let n = 48 - w.len();
+        &seq_buf[..n]
+    };
+    // Pass 1: what goes in, and how many bytes.
+    let mut count = 0usize;
+    let mut bytes = 0usize;
+    let mut has_preload = false;
+    for e in entries(envp) {
+        let name = name_of(e);
+        if name == EXEC_SEQ_VAR.to_bytes() {
+            continue;
+        }
+        count += 1;
+        if name == b"LD_PRELOAD" {
+            has_preload = true;
+            if !mentions_memscope(e) {
+                bytes += lib.len() + 1;
+            }
+        }
+        bytes += e.len() + 1;
+    }
+    let missing = |v: &CString| !entries(envp).any(|e| name_of(e) == name_of(v.as_bytes()));
+    for v in carry.vars.iter().filter(|v| missing(v)) {
+        count += 1;
+        bytes += v.as_bytes().len() + 1;
+    }
+    if !has_preload {
+        count += 1;
+        bytes += "LD_PRELOAD=".len() + lib.len() + 1;
+    }
+    count += 1;
+    bytes += seq.len() + 1;
+    let table = (count + 1) * std::mem::size_of::<*const c_char>();
+    let len = table + bytes;
+    let base = libc::mmap(
+        std::ptr::null_mut(),
+        len,
+        libc::PROT_READ | libc::PROT_WRITE,
+        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+        -1,
+        0,
+    );
+    if base == libc::MAP_FAILED {
+        return None;
+    }
+    let env = Env {
+        base: base.cast(),
+        len,
+    };
+    // Pass 2: fill the table and the strings after it.
+    let ptrs = env.base as *mut *const u8;
+    let mut slot = 0usize;
+    let mut at = env.base.add(table);
+    let mut push = |parts: &[&[u8]]| {
+        *ptrs.add(slot) = at;
+        slot += 1;
+        for p in parts {
+            std::ptr::copy_nonoverlapping(p.as_ptr(), at, p.len());
+            at = at.add(p.len());
+        }
+        *at = 0;
+        at = at.add(1);
+    };
+    for e in entries(envp) {
+        let name = name_of(e);
+        if name == EXEC_SEQ_VAR.to_bytes() {
+            continue;
+        }
+        if name == b"LD_PRELOAD" && !mentions_memscope(e) {
+            push(&[b"LD_PRELOAD=", lib, b":", &e["LD_PRELOAD=".len()..]]);
+        } else {
+            push(&[e]);
+        }
+    }
+    for v in carry.vars.iter().filter(|v| missing(v)) {
+        push(&[v.as_bytes()]);
+    }
+    if !has_preload {
+        push(&[b"LD_PRELOAD=", lib]);
+    }
+    push(&[seq]);
+    *ptrs.add(slot) = std::ptr::null();
+    Some(env)
+}
+
+fn mentions_memscope(entry: &[u8]) -> bool {
+    entry
+        .windows(b"libmemscope".len())
+        .any(|w| w == b"libmemscope")
+}
+
+/// True when this call runs in a `vfork()` child (or a raw `clone`), which
+/// shares the parent's memory: such a child must not touch memscope's state.
+pub fn in_foreign_child() -> bool {
+    sys::getpid() != crate::engine::PID.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The root marker every later image inherits (set once by the first image).
+pub fn mark_root(pid: u32) {
+    let v = CString::new(pid.to_string()).unwrap_or_default();
+    // SAFETY: setenv with valid C strings; called at start-up under the guard.
+    unsafe { libc::setenv(ROOT_VAR.as_ptr(), v.as_ptr(), 0) };
+}

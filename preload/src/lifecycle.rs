@@ -1,0 +1,355 @@
+//! Start-up and every way an image can end (SPEC §2/§3 `process.end`).
+//!
+//! - return from `main` / `exit`: an `on_exit` handler registered from our
+//!   constructor — registered before libc registers `_dl_fini`, so it runs
+//!   after every other exit handler and destructor, and it gets the status;
+//! - `_exit`/`_Exit`: hooked;
+//! - fatal signals whose disposition is the default (including `abort`'s
+//!   SIGABRT): a one-shot handler asks the collector thread to write the
+//!   snapshot (the signal may have interrupted `malloc` on this thread), then
+//!   re-raises so the process dies as it would have;
+//! - `exec`: the old image writes its snapshot first (see [`crate::exec`]);
+//! - `fork`: the child keeps the parent's heap and gets its own collector.
+
+use crate::clock::{self, Anchor, Calibration};
+use crate::config::{self, ExportFormat};
+use crate::engine::{self, Mode, ENABLED, ENGINE, PID};
+use crate::lock::Locked;
+use crate::process::ProcessInfo;
+use crate::snapshot::{self, Ending};
+use crate::sys;
+use crate::thread::{self, Guard};
+use memscope_format::EndKind;
+use std::ffi::{c_int, c_void};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+static START: Locked<Option<Anchor>> = Locked::new(None);
+/// Set once the final snapshot has been taken (or is being taken).
+static FINISHED: AtomicBool = AtomicBool::new(false);
+
+/// The image's first clock reading (taken by whatever runs first).
+pub fn start_anchor() -> Anchor {
+    START.with(|s| *s.get_or_insert_with(Anchor::take))
+}
+
+extern "C" {
+    fn on_exit(f: extern "C" fn(c_int, *mut c_void), arg: *mut c_void) -> c_int;
+}
+
+/// The library constructor.
+pub fn init() {
+    let _g = Guard::enter();
+    crate::real::resolve_all();
+    let pid = sys::getpid();
+    PID.store(pid, Ordering::Relaxed);
+    let start = start_anchor();
+    let cfg = config::get();
+    crate::log::init(cfg.log);
+    for w in config::warnings() {
+        crate::warn!("{w}");
+    }
+    std::panic::set_hook(Box::new(|info| crate::warn!("internal error: {info}")));
+    let process = ProcessInfo::capture(start);
+    if process.is_root {
+        crate::exec::mark_root(pid);
+    }
+    crate::exec::capture(library_path());
+    crate::info!(
+        "tracing {} (pid {}), snapshot to {}",
+        process.exe,
+        pid,
+        cfg.export_path
+    );
+    ENGINE.with(|slot| engine::state(slot).process = Some(process));
+    // SAFETY: registering plain C callbacks.
+    unsafe {
+        on_exit(on_exit_handler, std::ptr::null_mut());
+        libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child));
+    }
+    install_signal_handlers();
+    if !engine::spawn_collector() {
+        crate::warn!("could not start the collector thread; recording inline");
+    }
+}
+
+/// Absolute path of this library, for the `LD_PRELOAD` of later images.
+fn library_path() -> std::ffi::CString {
+    // SAFETY: dladdr on one of our own functions.
+    let name = unsafe {
+        let mut info: libc::Dl_info = std::mem::zeroed();
+        if libc::dladdr(library_path as *const c_void, &mut info) == 0 || info.dli_fname.is_null() {
+            return std::ffi::CString::default();
+        }
+        std::ffi::CStr::from_ptr(info.dli_fname).to_owned()
+    };
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::path::Path::new(std::ffi::OsStr::from_bytes(name.as_bytes()));
+    match std::fs::canonicalize(path) {
+        Ok(p) => std::ffi::CString::new(p.into_os_string().into_encoded_bytes()).unwrap_or(name),
+        Err(_) => name,
+    }
+}
+
+extern "C" fn on_exit_handler(status: c_int, _: *mut c_void) {
+    finish(EndKind::Exit, Some(status), None);
+}
+
+/// `_exit`/`_Exit`.
+pub fn before_underscore_exit(status: c_int) {
+    finish(EndKind::UnderscoreExit, Some(status), None);
+}
+
+/// Takes the final snapshot of this image (once) and stops recording.
+pub fn finish(kind: EndKind, exit_code: Option<i32>, signal: Option<i32>) {
+    if crate::exec::in_foreign_child() || FINISHED.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let _g = Guard::enter();
+    ENABLED.store(false, Ordering::SeqCst);
+    // Hooks that passed the ENABLED check just before get to publish.
+    sys::sleep_ns(50_000);
+    write_snapshot(kind, exit_code, signal, true);
+}
+
+/// Writes the snapshot of the image as it is now, before `exec`.
+pub fn before_exec() {
+    if FINISHED.load(Ordering::Acquire) {
+        return;
+    }
+    let _g = Guard::enter();
+    write_snapshot(EndKind::Exec, None, None, false);
+}
+
+/// The `exec` counter for the next image of this pid.
+pub fn next_exec_seq() -> u32 {
+    ENGINE.with(|slot| {
+        engine::state(slot)
+            .process
+            .as_ref()
+            .map_or(0, |p| p.exec_seq)
+            + 1
+    })
+}
+
+fn write_snapshot(kind: EndKind, exit_code: Option<i32>, signal: Option<i32>, last: bool) {
+    let cfg = config::get();
+    let start = start_anchor();
+    clock::wait_for_calibration(&start);
+    let end = clock::now();
+    let cal = if clock::name() == "tsc" {
+        Calibration::new(start, Anchor::take())
+    } else {
+        Calibration::identity(start)
+    };
+    let built = ENGINE.with(|slot| {
+        let st = engine::state(slot);
+        st.drain(Mode::UpTo(end));
+        if last {
+            engine::SHUT_DOWN.store(true, Ordering::Release);
+        }
+        if !cfg.auto_export {
+            return None;
+        }
+        let process = st
+            .process
+            .clone()
+            .unwrap_or_else(|| ProcessInfo::capture(start));
+        let dropped = st.inflight_lost + engine::UNRECORDABLE.load(Ordering::Relaxed);
+        let collector = if last {
+            std::mem::replace(
+                &mut st.collector,
+                crate::collector::Collector::new(end, 1.0, 0),
+            )
+        } else {
+            st.collector.clone()
+        };
+        let fin = collector.finish(end);
+        let ending = Ending {
+            kind,
+            end_ticks: end,
+            exit_code,
+            signal,
+        };
+        let snap = snapshot::build(
+            fin,
+            &process,
+            ending,
+            &cal,
+            cfg,
+            snapshot::EngineCounts {
+                events_dropped: dropped,
+            },
+        );
+        Some((snap, process))
+    });
+    let Some((snap, process)) = built else { return };
+    let image = crate::paths::Image {
+        pid: process.pid,
+        exe_name: process.exe_name(),
+        exec_seq: process.exec_seq,
+        is_root: process.is_root,
+    };
+    let path = crate::paths::absolute(
+        &crate::paths::expand(&cfg.export_path, &image),
+        &process.cwd,
+    );
+    if cfg.format != ExportFormat::Html {
+        match snapshot::write_atomic(&path, |w| snap.write_json(w).map_err(std::io::Error::from)) {
+            Ok(()) => {
+                crate::info!("wrote {path}");
+                if let Some(m) = &cfg.manifest {
+                    let _ = snapshot::append_manifest(m, &path);
+                }
+            }
+            Err(e) => crate::warn!("cannot write the snapshot to {path}: {e}"),
+        }
+    }
+    if cfg.format != ExportFormat::Json {
+        crate::warn!("MEMSCOPE_EXPORT_FORMAT=html is not available in this build; wrote JSON only");
+    }
+}
+
+// ------------------------------------------------------------------ fork
+
+extern "C" fn fork_prepare() {
+    thread::with(|s| s.guard.set(s.guard.get() + 1));
+    ENGINE.lock_raw();
+}
+
+extern "C" fn fork_parent() {
+    // SAFETY: locked by fork_prepare on this thread.
+    unsafe { ENGINE.unlock_raw() };
+    thread::with(|s| s.guard.set(s.guard.get().saturating_sub(1)));
+}
+
+extern "C" fn fork_child() {
+    let tid = sys::gettid();
+    PID.store(sys::getpid(), Ordering::Relaxed);
+    engine::reset_collector_in_child();
+    START.reset_in_child();
+    FINAL_REQUEST.store(0, Ordering::Relaxed);
+    let now = Anchor::take();
+    START.with(|s| *s = Some(now));
+    let own = thread::with(|s| s.ring.get());
+    // SAFETY: fork_prepare locked ENGINE on this thread, which is the only
+    // thread of the child; rings are never unmapped.
+    unsafe {
+        let st = engine::state(ENGINE.get_locked());
+        st.adopt_after_fork(own.as_ref(), tid);
+        if let Some(p) = st.process.as_mut() {
+            p.after_fork(now);
+        }
+        ENGINE.unlock_raw();
+    }
+    thread::with(|s| s.guard.set(s.guard.get().saturating_sub(1)));
+    if !FINISHED.load(Ordering::Relaxed) && !engine::spawn_collector() {
+        crate::warn!("could not start the collector thread in the child; recording inline");
+    }
+}
+
+// --------------------------------------------------------------- signals
+
+/// Signals whose default action kills the process, and which memscope
+/// catches (when their disposition is the default) to write the snapshot.
+const FATAL_SIGNALS: [c_int; 18] = [
+    libc::SIGHUP,
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGILL,
+    libc::SIGTRAP,
+    libc::SIGABRT,
+    libc::SIGBUS,
+    libc::SIGFPE,
+    libc::SIGSEGV,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGPIPE,
+    libc::SIGALRM,
+    libc::SIGTERM,
+    libc::SIGXCPU,
+    libc::SIGXFSZ,
+    libc::SIGVTALRM,
+    libc::SIGSYS,
+];
+
+fn install_signal_handlers() {
+    for sig in FATAL_SIGNALS {
+        // SAFETY: query then (if SIG_DFL) install a handler; sa_mask blocks
+        // everything while it runs; SA_RESETHAND makes it one-shot, so the
+        // disposition is the default again when it re-raises.
+        unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(sig, std::ptr::null(), &mut old) != 0
+                || old.sa_sigaction != libc::SIG_DFL
+            {
+                continue;
+            }
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_fatal_signal as *const () as usize;
+            sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESETHAND | libc::SA_ONSTACK;
+            libc::sigfillset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+/// A pending request for the collector thread: `signal << 8 | kind`.
+static FINAL_REQUEST: AtomicU32 = AtomicU32::new(0);
+static FINAL_DONE: AtomicU32 = AtomicU32::new(0);
+const REQ_SIGNAL: u32 = 1;
+const REQ_ABORT: u32 = 2;
+
+extern "C" fn on_fatal_signal(sig: c_int, _info: *mut libc::siginfo_t, _ctx: *mut c_void) {
+    // SAFETY: errno is thread-local; saved and restored around our work.
+    let errno = unsafe { *libc::__errno_location() };
+    let kind = if sig == libc::SIGABRT {
+        REQ_ABORT
+    } else {
+        REQ_SIGNAL
+    };
+    if !crate::exec::in_foreign_child() {
+        if engine::collector_running() && !FINISHED.load(Ordering::Acquire) {
+            // The collector writes: this thread may be inside malloc.
+            FINAL_REQUEST.store((sig as u32) << 8 | kind, Ordering::Release);
+            engine::kick();
+            let deadline = clock::monotonic_ns() + 10_000_000_000;
+            while FINAL_DONE.load(Ordering::Acquire) == 0 && clock::monotonic_ns() < deadline {
+                sys::futex_wait(&FINAL_DONE, 0, 50_000_000);
+            }
+        } else {
+            finish_from_signal(kind, sig);
+        }
+    }
+    // SAFETY: re-raise on this thread; the signal is blocked until we return,
+    // then the (default again) disposition takes the process down.
+    unsafe {
+        *libc::__errno_location() = errno;
+        libc::syscall(
+            libc::SYS_tgkill,
+            sys::getpid() as i64,
+            sys::gettid() as i64,
+            sig as i64,
+        );
+    }
+}
+
+fn finish_from_signal(kind: u32, sig: c_int) {
+    let end = if kind == REQ_ABORT {
+        EndKind::Abort
+    } else {
+        EndKind::Signal
+    };
+    finish(end, None, Some(sig));
+}
+
+/// Called by the collector thread between rounds; true if it served a request.
+pub fn serve_final_request() -> bool {
+    let req = FINAL_REQUEST.swap(0, Ordering::AcqRel);
+    if req == 0 {
+        return false;
+    }
+    finish_from_signal(req & 0xff, (req >> 8) as c_int);
+    FINAL_DONE.store(1, Ordering::Release);
+    sys::futex_wake_all_u32(&FINAL_DONE);
+    true
+}

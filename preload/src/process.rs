@@ -1,0 +1,111 @@
+//! Facts about this process image, captured at start-up (the program may
+//! later rewrite its argv memory or chdir) and updated after `fork()`.
+
+use crate::clock::Anchor;
+use crate::sys;
+
+/// Set by the run's first image; every later image sees it and so knows it
+/// is not the first (SPEC §2 file naming).
+pub const ROOT_VAR: &std::ffi::CStr = c"MEMSCOPE_ROOT_PID";
+/// `<pid>:<n>`: the image about to be exec'd by `pid` is its n-th.
+pub const EXEC_SEQ_VAR: &std::ffi::CStr = c"MEMSCOPE_EXEC_SEQ";
+
+#[derive(Debug, Clone)]
+pub struct ProcessInfo {
+    pub pid: u32,
+    pub ppid: u32,
+    pub exe: String,
+    pub argv: Vec<String>,
+    pub cwd: String,
+    pub start: Anchor,
+    pub exec_seq: u32,
+    pub is_root: bool,
+    pub forked: bool,
+}
+
+impl ProcessInfo {
+    pub fn capture(start: Anchor) -> ProcessInfo {
+        let pid = sys::getpid();
+        let exe = std::fs::read_link("/proc/self/exe")
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let argv = std::fs::read("/proc/self/cmdline")
+            .map(|b| {
+                b.split(|&c| c == 0)
+                    .filter(|a| !a.is_empty())
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let cwd = std::env::current_dir()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let exec_seq = sys::getenv(EXEC_SEQ_VAR)
+            .and_then(|v| parse_exec_seq(v, pid))
+            .unwrap_or(0);
+        let is_root = sys::getenv(ROOT_VAR).is_none();
+        ProcessInfo {
+            pid,
+            ppid: sys::getppid(),
+            exe,
+            argv,
+            cwd,
+            start,
+            exec_seq,
+            is_root,
+            forked: false,
+        }
+    }
+
+    /// Base name of the executable (for `%e`).
+    pub fn exe_name(&self) -> &str {
+        let from_exe = self.exe.rsplit('/').next().unwrap_or("");
+        if !from_exe.is_empty() {
+            return from_exe;
+        }
+        self.argv
+            .first()
+            .and_then(|a| a.rsplit('/').next())
+            .unwrap_or("unknown")
+    }
+
+    /// Becomes the child's image after `fork()`.
+    pub fn after_fork(&mut self, start: Anchor) {
+        self.pid = sys::getpid();
+        self.ppid = sys::getppid();
+        self.start = start;
+        self.exec_seq = 0;
+        self.is_root = false;
+        self.forked = true;
+    }
+}
+
+/// Parses `MEMSCOPE_EXEC_SEQ` (`<pid>:<n>`): `n` when it is meant for `pid`.
+pub fn parse_exec_seq(v: &[u8], pid: u32) -> Option<u32> {
+    let s = std::str::from_utf8(v).ok()?;
+    let (p, n) = s.split_once(':')?;
+    (p.parse::<u32>().ok()? == pid)
+        .then(|| n.parse().ok())
+        .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_seq_only_for_the_same_pid() {
+        assert_eq!(parse_exec_seq(b"42:3", 42), Some(3));
+        assert_eq!(parse_exec_seq(b"42:3", 43), None);
+        assert_eq!(parse_exec_seq(b"junk", 42), None);
+    }
+
+    #[test]
+    fn exe_name_falls_back_to_argv() {
+        let mut p = ProcessInfo::capture(crate::clock::Anchor::take());
+        assert!(!p.exe_name().is_empty());
+        p.exe.clear();
+        p.argv = vec!["/usr/bin/tool".into()];
+        assert_eq!(p.exe_name(), "tool");
+    }
+}

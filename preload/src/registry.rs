@@ -1,0 +1,69 @@
+//! Every ring ever mapped, in one lock-free list. Rings are never unmapped:
+//! when a thread has exited and its ring is drained, the collector marks the
+//! ring FREE and the next new thread claims it.
+
+use crate::ring::{Ring, FREE, OWNED};
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+
+/// Between FREE and OWNED while a new owner fills in its tid and name.
+const CLAIMING: u32 = 2;
+
+static HEAD: AtomicPtr<Ring> = AtomicPtr::new(ptr::null_mut());
+
+/// Rings in the registry (for tests and diagnostics).
+pub static COUNT: AtomicU32 = AtomicU32::new(0);
+
+/// Iterates over every registered ring.
+pub fn rings() -> impl Iterator<Item = &'static Ring> {
+    let mut cur = HEAD.load(Ordering::Acquire);
+    std::iter::from_fn(move || {
+        // SAFETY: registered rings are never unmapped.
+        let r = unsafe { cur.as_ref()? };
+        cur = r.next.load(Ordering::Acquire);
+        Some(r)
+    })
+}
+
+/// Gives the calling thread (kernel id `tid`) a ring: a recycled one if any
+/// is free, else a new mapping. `None` only if `mmap` fails.
+pub fn claim(tid: u32, name: &[u8; 16]) -> Option<&'static Ring> {
+    let ring = match rings().find(|r| {
+        r.state
+            .compare_exchange(FREE, CLAIMING, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }) {
+        Some(r) => r,
+        None => {
+            // SAFETY: a fresh mapping that nothing else references yet.
+            let r: &'static Ring = unsafe { Ring::map_new()?.as_ref() };
+            r.state.store(CLAIMING, Ordering::Relaxed);
+            let mut head = HEAD.load(Ordering::Relaxed);
+            loop {
+                r.next.store(head, Ordering::Relaxed);
+                match HEAD.compare_exchange_weak(
+                    head,
+                    r as *const Ring as *mut Ring,
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => break,
+                    Err(h) => head = h,
+                }
+            }
+            COUNT.fetch_add(1, Ordering::Relaxed);
+            r
+        }
+    };
+    ring.tid.store(tid, Ordering::Relaxed);
+    ring.set_name(name);
+    ring.generation.fetch_add(1, Ordering::Relaxed);
+    // Publishes tid, name and generation to the collector.
+    ring.state.store(OWNED, Ordering::Release);
+    Some(ring)
+}
+
+/// Returns a drained ring of a dead thread to the pool (collector only).
+pub fn release(ring: &Ring) {
+    ring.state.store(FREE, Ordering::Release);
+}

@@ -1,0 +1,257 @@
+//! From the collector's final state to a SPEC §3 snapshot, and onto disk.
+
+use crate::clock::Calibration;
+use crate::collector::{Finished, Record};
+use crate::config::Config;
+use crate::event::Kind;
+use crate::process::ProcessInfo;
+use memscope_format as fmt;
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+
+/// How the image ended.
+#[derive(Debug, Clone, Copy)]
+pub struct Ending {
+    pub kind: fmt::EndKind,
+    pub end_ticks: u64,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+}
+
+/// Extra counters the engine (not the collector) knows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EngineCounts {
+    pub events_dropped: u64,
+}
+
+pub fn build(
+    fin: Finished,
+    process: &ProcessInfo,
+    ending: Ending,
+    cal: &Calibration,
+    cfg: &Config,
+    counts: EngineCounts,
+) -> fmt::Snapshot {
+    let ns = |ticks: u64| cal.duration_ns(ticks);
+    let unix = |ticks: u64| cal.unix_ns(ticks);
+    let t = fin.totals;
+    let total_blocks = t.allocations + t.reallocs;
+    let max = cfg.max_records as usize;
+
+    let mut allocations = Vec::with_capacity(max.min(fin.live_at_end.len() + fin.freed.len()));
+    let record = |r: &Record, leaked: bool| {
+        // The lifetime is exactly the difference of the two timestamps shown.
+        let (born, died) = (unix(r.birth), unix(r.death));
+        let life = died - born;
+        fmt::Allocation {
+            ptr: fmt::hex_addr(r.ptr),
+            size: r.size,
+            kind: Kind::from_u8(r.kind)
+                .map_or("malloc", Kind::record_name)
+                .to_string(),
+            thread_id: fin
+                .threads
+                .get(r.thread as usize)
+                .map_or(0, |t| t.tid as u64),
+            timestamp_alloc: born,
+            timestamp_dealloc: died,
+            lifetime_ns: life,
+            lifetime_ms: fmt::ns_to_ms(life),
+            is_leaked: leaked,
+            callsite: Some(r.site as u64),
+            var_name: None,
+            type_name: None,
+            scope_name: None,
+            inherited: r.inherited,
+        }
+    };
+    allocations.extend(fin.live_at_end.iter().take(max).map(|r| record(r, true)));
+    let room = max.saturating_sub(allocations.len());
+    let mut freed: Vec<&Record> = fin.freed.iter().take(room).collect();
+    freed.sort_by_key(|r| (r.birth, r.ptr));
+    allocations.extend(freed.into_iter().map(|r| record(r, false)));
+    let records_omitted = total_blocks.saturating_sub(allocations.len() as u64);
+
+    let callsites = fin
+        .sites
+        .iter()
+        .enumerate()
+        .filter(|(id, s)| *id == 0 || s.allocations + s.reallocs > 0)
+        .map(|(id, s)| {
+            let st = s.lifetimes.stats();
+            fmt::Callsite {
+                id: id as u64,
+                frames: Vec::new(),
+                allocations: s.allocations,
+                bytes: s.bytes,
+                live_at_exit_bytes: s.live_bytes,
+                peak_live_bytes: s.peak_live_bytes,
+                lifetime_ns: fmt::LifetimeStats {
+                    min: ns(st.min),
+                    p50: ns(st.p50),
+                    p99: ns(st.p99),
+                    max: ns(st.max),
+                },
+                live_at_exit_allocations: s.live_blocks,
+                reallocs: s.reallocs,
+                at_peak_bytes: s.at_peak_bytes,
+            }
+        })
+        .collect();
+
+    let threads = fin
+        .threads
+        .iter()
+        .map(|th| fmt::ThreadStats {
+            thread_id: th.tid as u64,
+            name: th.name.clone(),
+            allocations: th.allocations,
+            bytes: th.bytes,
+            frees: th.frees,
+            live_at_exit_bytes: th.live_bytes,
+        })
+        .collect();
+
+    let lifetime_histogram = fin
+        .lifetime_counts
+        .iter()
+        .enumerate()
+        .filter(|(_, &c)| c > 0)
+        .map(|(b, &count)| fmt::HistogramBucket {
+            lower_ns: ns(fmt::hist::bucket_lower(b)),
+            upper_ns: ns(fmt::hist::bucket_upper(b)),
+            count,
+            bytes: fin.lifetime_bytes[b],
+        })
+        .collect();
+
+    // A forked child starts at the fork, but its heap, peak and timeline
+    // continue the parent's history (as DHAT counts it).
+    let first_event = fin.timeline.first().map_or(u64::MAX, |p| unix(p.0));
+    let start_unix = if process.forked {
+        process.start.unix_ns
+    } else {
+        process.start.unix_ns.min(first_event)
+    };
+    let history_start = start_unix.min(first_event);
+    let end_unix = unix(ending.end_ticks).max(start_unix);
+    let mut timeline = Vec::with_capacity(fin.timeline.len() + 2);
+    if !process.forked {
+        timeline.push((start_unix, 0));
+    }
+    timeline.extend(
+        fin.timeline
+            .iter()
+            .map(|&(ts, b)| (unix(ts).clamp(history_start, end_unix), b)),
+    );
+    timeline.push((end_unix, fin.live_bytes));
+
+    fmt::Snapshot {
+        format: fmt::FORMAT.to_string(),
+        format_version: fmt::FORMAT_VERSION,
+        tool: fmt::Tool {
+            name: "memscope".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            mode: "preload".into(),
+            backtrace_depth: cfg.backtrace,
+            max_records: cfg.max_records,
+            clock: crate::clock::name().into(),
+        },
+        process: fmt::Process {
+            pid: process.pid,
+            ppid: process.ppid,
+            exe: process.exe.clone(),
+            argv: process.argv.clone(),
+            start_unix_ns: start_unix,
+            end_unix_ns: end_unix,
+            end: ending.kind,
+            exit_code: ending.exit_code,
+            signal: ending.signal,
+            cwd: process.cwd.clone(),
+            exec_seq: process.exec_seq,
+            forked: process.forked,
+        },
+        summary: fmt::Summary {
+            total_allocations: t.allocations,
+            total_frees: t.frees,
+            total_allocated_bytes: t.allocated_bytes,
+            total_freed_bytes: t.freed_bytes,
+            reallocs: t.reallocs,
+            peak_live_bytes: fin.peak.bytes,
+            peak_live_allocations: fin.peak.blocks,
+            peak_unix_ns: if fin.peak.bytes == 0 {
+                start_unix
+            } else {
+                unix(fin.peak.ts).clamp(history_start, end_unix)
+            },
+            live_at_exit_allocations: fin.live_at_end.len() as u64,
+            live_at_exit_bytes: fin.live_bytes,
+            events_dropped: counts.events_dropped,
+            records_omitted,
+            inherited_allocations: t.inherited_allocations,
+            inherited_bytes: t.inherited_bytes,
+            unmatched_frees: t.unmatched_frees,
+        },
+        allocations,
+        callsites,
+        variables: Vec::new(),
+        threads,
+        lifetime_histogram,
+        timeline,
+    }
+}
+
+/// Writes `path` atomically: a fresh temporary file (0600, never through a
+/// symlink) in the same directory, then `rename` over the target.
+pub fn write_atomic(
+    path: &str,
+    fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> io::Result<()> {
+    let (dir, name) = match path.rfind('/') {
+        Some(i) => (&path[..i.max(1)], &path[i + 1..]),
+        None => (".", path),
+    };
+    if name.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the path names a directory",
+        ));
+    }
+    let pid = crate::sys::getpid();
+    let mut attempt = 0u32;
+    let (tmp, file) = loop {
+        let tmp = format!("{dir}/.{name}.{pid}.{attempt}.tmp");
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)
+        {
+            Ok(f) => break (tmp, f),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 100 => attempt += 1,
+            Err(e) => return Err(e),
+        }
+    };
+    let result = (|| {
+        let mut w = io::BufWriter::with_capacity(1 << 20, file);
+        fill(&mut w)?;
+        w.flush()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Appends `line` to the run manifest (one `write`, so lines never interleave).
+pub fn append_manifest(manifest: &str, line: &str) -> io::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(manifest)?;
+    f.write_all(format!("{line}\n").as_bytes())
+}

@@ -1,0 +1,74 @@
+//! Runs a program under `valgrind --tool=dhat` and sums its profile, for
+//! cross-checking memscope's counts (SPEC §6: DHAT's blocks =
+//! `total_allocations + reallocs`; its bytes count a realloc's new size).
+
+use std::path::Path;
+use std::process::Command;
+
+/// DHAT's totals over every program point.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub blocks: u64,
+    pub bytes: u64,
+    pub gmax_blocks: u64,
+    pub gmax_bytes: u64,
+    pub end_blocks: u64,
+    pub end_bytes: u64,
+}
+
+impl std::ops::Sub for Totals {
+    type Output = Totals;
+    fn sub(self, b: Totals) -> Totals {
+        Totals {
+            blocks: self.blocks - b.blocks,
+            bytes: self.bytes - b.bytes,
+            gmax_blocks: self.gmax_blocks.saturating_sub(b.gmax_blocks),
+            gmax_bytes: self.gmax_bytes.saturating_sub(b.gmax_bytes),
+            end_blocks: self.end_blocks - b.end_blocks,
+            end_bytes: self.end_bytes - b.end_bytes,
+        }
+    }
+}
+
+/// True when valgrind is installed (the CI script installs it).
+pub fn available() -> bool {
+    Command::new("valgrind")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Runs `program args` under DHAT (without libc/libstdc++ freeres, so the
+/// end state matches a native run) and sums its program points.
+pub fn run(program: &Path, args: &[&str], out_dir: &Path) -> Totals {
+    let out = out_dir.join("dhat.json");
+    let st = Command::new("valgrind")
+        .args([
+            "--tool=dhat",
+            "--run-libc-freeres=no",
+            "--run-cxx-freeres=no",
+            "-q",
+        ])
+        .arg(format!("--dhat-out-file={}", out.display()))
+        .arg(program)
+        .args(args)
+        .output()
+        .expect("run valgrind");
+    assert!(
+        st.status.success() || st.status.code().is_some(),
+        "valgrind failed: {st:?}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&out).expect("dhat output")).expect("dhat json");
+    let mut t = Totals::default();
+    for pp in v["pps"].as_array().expect("pps") {
+        let n = |k: &str| pp[k].as_u64().unwrap_or(0);
+        t.blocks += n("tbk");
+        t.bytes += n("tb");
+        t.gmax_blocks += n("gbk");
+        t.gmax_bytes += n("gb");
+        t.end_blocks += n("ebk");
+        t.end_bytes += n("eb");
+    }
+    t
+}

@@ -1,0 +1,302 @@
+//! Shared harness for the integration tests: builds libmemscope.so and
+//! memscope-cli (same profile as the tests), compiles the C and Rust test
+//! programs in `tests/programs/`, runs them traced in a private directory and
+//! reads back every snapshot they wrote.
+
+pub mod dhat;
+
+use memscope_format::Snapshot;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, OnceLock};
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// `target/<profile>` of the running test binary.
+pub fn profile_dir() -> PathBuf {
+    // The test binary lives in target/<profile>/deps/.
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+fn is_release() -> bool {
+    profile_dir().file_name().is_some_and(|n| n == "release")
+}
+
+/// Builds libmemscope.so and memscope-cli once per test binary.
+pub fn ensure_built() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let mut c = Command::new(env!("CARGO"));
+        c.args([
+            "build",
+            "-q",
+            "-p",
+            "memscope-preload",
+            "-p",
+            "memscope-cli",
+        ])
+        .current_dir(root());
+        if is_release() {
+            c.arg("--release");
+        }
+        let st = c.status().expect("run cargo build");
+        assert!(
+            st.success(),
+            "building libmemscope.so / memscope-cli failed"
+        );
+    });
+}
+
+pub fn lib_path() -> PathBuf {
+    ensure_built();
+    profile_dir().join("libmemscope.so")
+}
+
+pub fn cli_path() -> PathBuf {
+    ensure_built();
+    profile_dir().join("memscope-cli")
+}
+
+/// Where compiled test programs go.
+fn programs_dir() -> PathBuf {
+    let d = profile_dir().join("test-programs");
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn source(name: &str) -> PathBuf {
+    root().join("tests/programs").join(name)
+}
+
+/// Compiles `tests/programs/<name>.c` (-O0 -g -fno-builtin, so every call
+/// the source makes is a call the binary makes: gcc otherwise folds e.g.
+/// `realloc(NULL, n)` into `malloc(n)`) and returns the binary.
+pub fn c_program(name: &str, extra: &[&str]) -> PathBuf {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _l = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let out = programs_dir().join(name);
+    let src = source(&format!("{name}.c"));
+    if is_fresh(&out, &src) {
+        return out;
+    }
+    let st = Command::new("gcc")
+        .args([
+            "-O0",
+            "-g",
+            "-fno-builtin",
+            "-fno-omit-frame-pointer",
+            "-pthread",
+            "-Wall",
+            "-o",
+        ])
+        .arg(&out)
+        .arg(&src)
+        .args(extra)
+        .args(["-ldl"])
+        .status()
+        .expect("run gcc (install gcc)");
+    assert!(st.success(), "gcc {name}.c failed");
+    out
+}
+
+/// Compiles `tests/programs/<name>.c` as a shared library `lib<name>.so`.
+pub fn c_library(name: &str) -> PathBuf {
+    let out = programs_dir().join(format!("lib{name}.so"));
+    let src = source(&format!("{name}.c"));
+    if !is_fresh(&out, &src) {
+        let st = Command::new("gcc")
+            .args(["-O0", "-g", "-fno-builtin", "-fPIC", "-shared", "-o"])
+            .arg(&out)
+            .arg(&src)
+            .status()
+            .expect("run gcc");
+        assert!(st.success(), "gcc {name}.c (shared) failed");
+    }
+    out
+}
+
+/// Compiles `tests/programs/<name>.rs` with rustc.
+pub fn rust_program(name: &str) -> PathBuf {
+    let out = programs_dir().join(name);
+    let src = source(&format!("{name}.rs"));
+    if !is_fresh(&out, &src) {
+        let st = Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
+            .args(["-O", "-g", "--edition", "2021", "-o"])
+            .arg(&out)
+            .arg(&src)
+            .status()
+            .expect("run rustc");
+        assert!(st.success(), "rustc {name}.rs failed");
+    }
+    out
+}
+
+fn is_fresh(out: &Path, src: &Path) -> bool {
+    let m = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    matches!((m(out), m(src)), (Some(o), Some(s)) if o >= s)
+}
+
+/// A fresh directory for one test's files.
+pub fn scratch(test: &str) -> PathBuf {
+    let d = profile_dir().join("test-scratch").join(test);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// The result of one traced run.
+pub struct Run {
+    pub output: Output,
+    pub dir: PathBuf,
+    /// Every snapshot the run's images wrote, in the order they finished.
+    pub snapshots: Vec<(PathBuf, Snapshot)>,
+}
+
+impl Run {
+    /// The single snapshot of a one-image run.
+    pub fn only(&self) -> &Snapshot {
+        assert_eq!(
+            self.snapshots.len(),
+            1,
+            "expected one snapshot, got {:?}",
+            self.paths()
+        );
+        &self.snapshots[0].1
+    }
+
+    pub fn paths(&self) -> Vec<&Path> {
+        self.snapshots.iter().map(|(p, _)| p.as_path()).collect()
+    }
+
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+
+    /// The snapshot of the image whose executable path ends with `exe` and
+    /// whose end is `end`.
+    pub fn find(&self, pred: impl Fn(&Snapshot) -> bool) -> Vec<&Snapshot> {
+        self.snapshots
+            .iter()
+            .map(|(_, s)| s)
+            .filter(|s| pred(s))
+            .collect()
+    }
+}
+
+/// Runs `program args…` with libmemscope.so preloaded, snapshots to
+/// `<dir>/snap.json` (the root image) and `snap.<pid>….json` (the others).
+pub fn traced(test: &str, program: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let dir = scratch(test);
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .current_dir(&dir)
+        .env("LD_PRELOAD", lib_path())
+        .env("MEMSCOPE_EXPORT_PATH", dir.join("snap.json"))
+        .env("MEMSCOPE_MANIFEST", dir.join("manifest"))
+        .env_remove("MEMSCOPE_ROOT_PID")
+        .env_remove("MEMSCOPE_EXEC_SEQ");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let output = cmd.output().expect("run traced program");
+    let snapshots = read_manifest(&dir);
+    Run {
+        output,
+        dir,
+        snapshots,
+    }
+}
+
+/// Reads every snapshot listed in `<dir>/manifest`.
+pub fn read_manifest(dir: &Path) -> Vec<(PathBuf, Snapshot)> {
+    let text = std::fs::read_to_string(dir.join("manifest")).unwrap_or_default();
+    let mut seen = std::collections::HashSet::new();
+    text.lines()
+        .filter(|l| !l.is_empty() && seen.insert(l.to_string()))
+        .map(|l| {
+            let p = PathBuf::from(l);
+            let s = memscope_format::read_snapshot_file(&p).unwrap_or_else(|e| panic!("{l}: {e}"));
+            (p, s)
+        })
+        .collect()
+}
+
+/// Runs `program args…` without memscope.
+pub fn untraced(program: &Path, args: &[&str]) -> Output {
+    Command::new(program)
+        .args(args)
+        .output()
+        .expect("run program")
+}
+
+/// Checks the invariants every snapshot must satisfy, whatever the program.
+pub fn check_invariants(s: &Snapshot) {
+    let m = &s.summary;
+    assert_eq!(s.format, "memscope");
+    assert_eq!(m.events_dropped, 0, "events were dropped");
+    // Every block born is freed, reallocated away, or live at the end.
+    assert_eq!(
+        m.total_allocations,
+        m.total_frees + m.live_at_exit_allocations,
+        "allocations = frees + live at exit"
+    );
+    assert_eq!(
+        m.total_allocated_bytes - m.total_freed_bytes,
+        m.live_at_exit_bytes,
+        "bytes balance"
+    );
+    assert!(m.peak_live_bytes >= m.live_at_exit_bytes);
+    assert!(s.process.start_unix_ns <= s.process.end_unix_ns);
+    // A forked child's peak may lie in the history it inherited.
+    assert!(m.peak_unix_ns <= s.process.end_unix_ns);
+    assert!(s.process.forked || m.peak_unix_ns >= s.process.start_unix_ns);
+    let listed = s.allocations.len() as u64;
+    assert_eq!(
+        listed + m.records_omitted,
+        m.total_allocations + m.reallocs,
+        "records listed + omitted = blocks"
+    );
+    for a in &s.allocations {
+        assert!(a.timestamp_dealloc >= a.timestamp_alloc, "{a:?}");
+        assert_eq!(
+            a.lifetime_ns,
+            a.timestamp_dealloc - a.timestamp_alloc,
+            "{a:?}"
+        );
+        assert_eq!(a.lifetime_ms, a.lifetime_ns / 1_000_000);
+        assert!(a.callsite.is_some());
+        if a.is_leaked {
+            assert_eq!(
+                a.timestamp_dealloc, s.process.end_unix_ns,
+                "leaked blocks end at the end"
+            );
+        }
+    }
+    let live_listed = s.allocations.iter().filter(|a| a.is_leaked).count() as u64;
+    assert!(live_listed == m.live_at_exit_allocations || listed == s.tool.max_records);
+    let site_allocs: u64 = s.callsites.iter().map(|c| c.allocations).sum();
+    let site_bytes: u64 = s.callsites.iter().map(|c| c.bytes).sum();
+    assert_eq!(site_allocs, m.total_allocations);
+    assert_eq!(site_bytes, m.total_allocated_bytes);
+    let hist: u64 = s.lifetime_histogram.iter().map(|b| b.count).sum();
+    assert_eq!(
+        hist,
+        m.total_allocations + m.reallocs,
+        "every block has a lifetime"
+    );
+    assert!(
+        s.timeline.iter().any(|&(_, b)| b == m.peak_live_bytes),
+        "the timeline keeps the peak"
+    );
+}

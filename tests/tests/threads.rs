@@ -1,0 +1,113 @@
+//! Eight threads, millions of events, every block freed by another thread.
+
+use memscope_tests::*;
+
+const THREADS: u64 = 8;
+const ITERS: u64 = 320_000;
+
+fn program_bytes(iters: u64) -> u64 {
+    (0..iters).map(|i| 16 + i % 200).sum()
+}
+
+#[test]
+fn cross_thread_frees_are_exact_and_nothing_is_dropped() {
+    let prog = c_program("threads", &[]);
+    // What libc allocates for the threads themselves, measured, not guessed.
+    let base = traced("threads_baseline", &prog, &["8", "0"], &[]);
+    let full = traced(
+        "threads_full",
+        &prog,
+        &["8", &ITERS.to_string()],
+        &[("MEMSCOPE_MAX_RECORDS", "1000")],
+    );
+    assert!(full.output.status.success(), "{}", full.stderr());
+    let (b, s) = (base.only(), full.only());
+    check_invariants(b);
+    check_invariants(s);
+    let (mb, m) = (&b.summary, &s.summary);
+    assert_eq!(m.events_dropped, 0);
+    assert!(m.total_allocations + m.total_frees >= 5_000_000);
+    assert_eq!(m.total_allocations - mb.total_allocations, THREADS * ITERS);
+    assert_eq!(m.total_frees - mb.total_frees, THREADS * (ITERS - 1));
+    assert_eq!(
+        m.total_allocated_bytes - mb.total_allocated_bytes,
+        THREADS * program_bytes(ITERS)
+    );
+    assert_eq!(
+        m.live_at_exit_allocations - mb.live_at_exit_allocations,
+        THREADS
+    );
+    assert_eq!(m.unmatched_frees, 0);
+    // Every worker thread shows up with its share.
+    let workers: Vec<_> = s
+        .threads
+        .iter()
+        .filter(|t| t.allocations >= ITERS)
+        .collect();
+    assert_eq!(workers.len() as u64, THREADS);
+    // Records: the live ones first, then the largest freed ones, bounded.
+    assert_eq!(s.allocations.len(), 1000);
+    assert!(s.allocations[..m.live_at_exit_allocations as usize]
+        .iter()
+        .all(|a| a.is_leaked));
+    assert_eq!(m.records_omitted, m.total_allocations - 1000);
+}
+
+#[test]
+fn repeated_runs_give_identical_counts() {
+    let prog = c_program("threads", &[]);
+    let a = traced("threads_repeat_a", &prog, &["4", "50000"], &[]);
+    let b = traced("threads_repeat_b", &prog, &["4", "50000"], &[]);
+    let (sa, sb) = (&a.only().summary, &b.only().summary);
+    check_invariants(a.only());
+    assert_eq!(
+        (
+            sa.total_allocations,
+            sa.total_frees,
+            sa.total_allocated_bytes,
+            sa.live_at_exit_bytes
+        ),
+        (
+            sb.total_allocations,
+            sb.total_frees,
+            sb.total_allocated_bytes,
+            sb.live_at_exit_bytes
+        )
+    );
+}
+
+/// SPEC §6, with libc's own per-thread blocks (whose size differs under any
+/// preloaded library with TLS) taken out by a zero-iteration baseline.
+#[test]
+fn single_thread_counts_equal_dhat() {
+    assert!(
+        dhat::available(),
+        "valgrind is not installed (.ci/run installs it)"
+    );
+    let prog = c_program("threads", &[]);
+    let measure = |iters: &str| {
+        let run = traced(
+            &format!("threads_vs_dhat_{iters}"),
+            &prog,
+            &["1", iters],
+            &[],
+        );
+        let s = run.only().clone();
+        check_invariants(&s);
+        (s.summary, dhat::run(&prog, &["1", iters], &run.dir))
+    };
+    let (m0, d0) = measure("0");
+    let (m, d) = measure("20000");
+    let d = d - d0;
+    assert_eq!(
+        d.blocks,
+        (m.total_allocations + m.reallocs) - (m0.total_allocations + m0.reallocs)
+    );
+    assert_eq!(d.bytes, m.total_allocated_bytes - m0.total_allocated_bytes);
+    assert_eq!(
+        d.end_blocks,
+        m.live_at_exit_allocations - m0.live_at_exit_allocations
+    );
+    assert_eq!(d.end_bytes, m.live_at_exit_bytes - m0.live_at_exit_bytes);
+    assert_eq!(d.gmax_bytes, m.peak_live_bytes - m0.peak_live_bytes);
+}
