@@ -60,8 +60,28 @@ impl LogHistogram {
         Self::default()
     }
 
+    #[inline]
     pub fn record(&mut self, v: u64) {
-        let b = bucket_of(v);
+        self.record_in(bucket_of(v), v)
+    }
+
+    /// Records `v`, whose bucket the caller already computed.
+    #[inline]
+    pub fn record_in(&mut self, bucket: usize, v: u64) {
+        let i = bucket.wrapping_sub(self.lo);
+        if i < self.counts.len() {
+            self.counts[i] += 1;
+            self.total += 1;
+            self.min = self.min.min(v);
+            self.max = self.max.max(v);
+        } else {
+            self.record_outside(bucket, v);
+        }
+    }
+
+    /// Grows the window to take `bucket`.
+    #[cold]
+    fn record_outside(&mut self, b: usize, v: u64) {
         if self.counts.is_empty() {
             self.lo = b;
             self.counts.push(0);
@@ -71,13 +91,10 @@ impl LogHistogram {
             let grow = self.lo - b;
             self.counts.splice(0..0, std::iter::repeat(0).take(grow));
             self.lo = b;
-        } else if b >= self.lo + self.counts.len() {
+        } else {
             self.counts.resize(b - self.lo + 1, 0);
         }
-        self.counts[b - self.lo] += 1;
-        self.total += 1;
-        self.min = self.min.min(v);
-        self.max = self.max.max(v);
+        self.record_in(b, v);
     }
 
     pub fn count(&self) -> u64 {
@@ -154,10 +171,7 @@ mod tests {
         }
         for (q, exact) in [(0.5, 350_000.0), (0.99, 693_000.0)] {
             let got = h.quantile(q) as f64;
-            assert!(
-                (got - exact).abs() / exact <= 1.0 / 16.0,
-                "q{q}: {got} vs {exact}"
-            );
+            assert!((got - exact).abs() / exact <= 1.0 / 16.0, "q{q}: {got} vs {exact}");
         }
         let s = h.stats();
         assert_eq!((s.min, s.max), (7, 700_000));

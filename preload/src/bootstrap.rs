@@ -65,11 +65,7 @@ pub unsafe fn size_of(p: *const c_void) -> usize {
 ///
 /// # Safety
 /// `p` must come from [`alloc`].
-pub unsafe fn move_out(
-    p: *mut c_void,
-    size: usize,
-    alloc_fn: impl FnOnce(usize) -> *mut c_void,
-) -> *mut c_void {
+pub unsafe fn move_out(p: *mut c_void, size: usize, alloc_fn: impl FnOnce(usize) -> *mut c_void) -> *mut c_void {
     let q = alloc_fn(size);
     if !q.is_null() {
         std::ptr::copy_nonoverlapping(p as *const u8, q as *mut u8, size.min(size_of(p)));

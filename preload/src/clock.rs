@@ -76,10 +76,7 @@ fn kernel_uses_tsc() -> bool {
 }
 
 fn read_clock(id: libc::clockid_t) -> u64 {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: valid out-pointer.
     unsafe { libc::clock_gettime(id, &mut t) };
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
@@ -139,11 +136,7 @@ impl Calibration {
     pub fn new(start: Anchor, end: Anchor) -> Calibration {
         let dt = end.ticks.saturating_sub(start.ticks);
         let dm = end.mono_ns.saturating_sub(start.mono_ns);
-        let ns_per_tick = if dt == 0 || dm == 0 {
-            1.0
-        } else {
-            dm as f64 / dt as f64
-        };
+        let ns_per_tick = if dt == 0 || dm == 0 { 1.0 } else { dm as f64 / dt as f64 };
         Calibration { start, ns_per_tick }
     }
 

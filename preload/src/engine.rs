@@ -11,7 +11,7 @@ use crate::collector::Collector;
 use crate::event::Kind;
 use crate::lock::Locked;
 use crate::registry;
-use crate::ring::{Peek, Ring, OWNED, RING_SLOTS};
+use crate::ring::{Peek, Ring, BIG_SHIFT, OWNED, RETIRED, SMALL_SHIFT};
 use crate::sys;
 use crate::thread;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -44,17 +44,16 @@ pub fn record(kind: Kind, ptr: usize, size: usize, site: u64) {
     if !ENABLED.load(Ordering::Relaxed) {
         return;
     }
-    thread::with(|ts| {
-        if ts.guard.get() != 0 {
-            return;
-        }
-        let Some(r) = ring_of(ts) else { return };
-        let h = r.reserve(1, wait_for_space);
-        if h & (RING_SLOTS / 4 - 1) == 0 {
-            nudge();
-        }
-        r.publish(h, clock::now(), ptr as u64, site, size as u64, kind);
-    })
+    let ts = thread::current();
+    let Some(r) = ring_of(ts) else { return };
+    let h = r.reserve(1, wait_for_space);
+    if r.at_quarter(h) {
+        nudge();
+    }
+    r.publish(h, clock::now(), ptr as u64, site, size as u64, kind);
+    if r.upgrade_wanted() {
+        upgrade(ts, r);
+    }
 }
 
 /// Records a successful `realloc(old, size)` that returned `new`: two slots
@@ -64,23 +63,27 @@ pub fn record_realloc(old: usize, new: usize, size: usize, site: u64) {
     if !ENABLED.load(Ordering::Relaxed) {
         return;
     }
-    thread::with(|ts| {
-        if ts.guard.get() != 0 {
-            return;
-        }
-        let Some(r) = ring_of(ts) else { return };
-        let h = r.reserve(2, wait_for_space);
-        if (h + 1) & (RING_SLOTS / 4 - 1) <= 1 {
-            nudge();
-        }
-        let now = clock::now();
-        r.publish(h, now, old as u64, 0, 0, Kind::ReallocFrom);
-        r.publish(h + 1, now, new as u64, site, size as u64, Kind::ReallocTo);
-    })
+    let ts = thread::current();
+    let Some(r) = ring_of(ts) else { return };
+    let h = r.reserve(2, wait_for_space);
+    if r.at_quarter(h) || r.at_quarter(h + 1) {
+        nudge();
+    }
+    let now = clock::now();
+    r.publish(h, now, old as u64, 0, 0, Kind::ReallocFrom);
+    r.publish(h + 1, now, new as u64, site, size as u64, Kind::ReallocTo);
+    if r.upgrade_wanted() {
+        upgrade(ts, r);
+    }
 }
 
+/// The calling thread's ring, or `None` while memscope's own code runs on
+/// this thread (or no ring could be had).
 #[inline(always)]
 fn ring_of(ts: &thread::ThreadState) -> Option<&'static Ring> {
+    if ts.guard.get() != 0 {
+        return None;
+    }
     let r = ts.ring.get();
     if !r.is_null() {
         // SAFETY: rings are never unmapped.
@@ -93,7 +96,7 @@ fn ring_of(ts: &thread::ThreadState) -> Option<&'static Ring> {
 #[inline(never)]
 fn attach(ts: &thread::ThreadState) -> Option<&'static Ring> {
     let _g = thread::Guard::enter();
-    match registry::claim(sys::gettid(), &sys::thread_name()) {
+    match registry::claim(sys::gettid(), &sys::thread_name(), SMALL_SHIFT) {
         Some(r) => {
             ts.ring.set(r);
             Some(r)
@@ -102,6 +105,19 @@ fn attach(ts: &thread::ThreadState) -> Option<&'static Ring> {
             UNRECORDABLE.fetch_add(1, Ordering::Relaxed);
             None
         }
+    }
+}
+
+/// Moves the calling thread from its small ring, which it filled, to a big
+/// one (if the big-ring budget allows); the old ring is drained and recycled.
+#[cold]
+#[inline(never)]
+fn upgrade(ts: &thread::ThreadState, old: &'static Ring) {
+    old.want_upgrade(false);
+    let _g = thread::Guard::enter();
+    if let Some(big) = registry::claim(sys::gettid(), &sys::thread_name(), BIG_SHIFT) {
+        ts.ring.set(big);
+        registry::retire(old);
     }
 }
 
@@ -127,13 +143,14 @@ fn wait_for_space(ring: &Ring) -> bool {
     if SHUT_DOWN.load(Ordering::Acquire) {
         return false;
     }
+    if ring.shift() < BIG_SHIFT {
+        // A thread this busy gets a big ring after the current event.
+        ring.want_upgrade(true);
+    }
     let _g = thread::Guard::enter();
     if COLLECTOR_PID.load(Ordering::Acquire) != PID.load(Ordering::Relaxed) {
         // No collector thread in this process (yet): drain here.
-        if ENGINE
-            .try_with(|st| state(st).drain(Mode::Running))
-            .is_none()
-        {
+        if ENGINE.try_with(|st| state(st).drain(Mode::Running)).is_none() {
             sys::sleep_ns(20_000);
         }
         return true;
@@ -226,10 +243,7 @@ impl EngineState {
         if self.cursors.len() < registry::COUNT.load(Ordering::Acquire) as usize {
             let known = self.cursors.len();
             for ring in registry::rings() {
-                if !self.cursors[..known]
-                    .iter()
-                    .any(|c| std::ptr::eq(c.ring, ring))
-                {
+                if !self.cursors[..known].iter().any(|c| std::ptr::eq(c.ring, ring)) {
                     self.cursors.push(Cursor {
                         ring,
                         generation: 0,
@@ -345,10 +359,7 @@ impl EngineState {
                     c.next += 1;
                     c.inflight_since = 0;
                     self.inflight_lost += 1;
-                    crate::warn!(
-                        "an event of thread {} was never published; counted as lost",
-                        c.tid
-                    );
+                    crate::warn!("an event of thread {} was never published; counted as lost", c.tid);
                 }
             }
         }
@@ -372,8 +383,7 @@ impl EngineState {
         } else {
             1_000_000_000
         };
-        waited > patience
-            || (waited > 10_000_000 && !sys::thread_alive(PID.load(Ordering::Relaxed), c.tid))
+        waited > patience || (waited > 10_000_000 && !sys::thread_alive(PID.load(Ordering::Relaxed), c.tid))
     }
 
     /// Applies the ready events of cursor `i` with timestamps up to `bound`.
@@ -392,6 +402,7 @@ impl EngineState {
             c.last_ts = ts;
             c.next += 1;
             let (thread, site) = (c.thread, ev.aux as u32);
+            n += 1;
             match ev.kind {
                 Kind::Free => col.free(ts, ev.ptr, thread),
                 Kind::ReallocFrom => c.pending_from = Some(ev.ptr),
@@ -399,10 +410,19 @@ impl EngineState {
                     Some(old) => col.realloc(ts, old, ev.ptr, ev.size, thread, site),
                     None => col.alloc(ts, ev.ptr, ev.size, Kind::Realloc, thread, site),
                 },
-                kind => col.alloc(ts, ev.ptr, ev.size, kind, thread, site),
+                kind => match c.ring.peek(c.next, c.reserved) {
+                    // Freed by the very next event of its thread: one step.
+                    Peek::Ready(f) if f.kind == Kind::Free && f.ptr == ev.ptr && f.ts.max(ts) <= bound => {
+                        let died = f.ts.max(ts);
+                        c.last_ts = died;
+                        c.next += 1;
+                        n += 1;
+                        col.transient(ts, died, ev.ptr, ev.size, kind, thread, site);
+                    }
+                    _ => col.alloc(ts, ev.ptr, ev.size, kind, thread, site),
+                },
             }
-            n += 1;
-            if n & 4095 == 0 {
+            if c.next - c.ring.consumed() >= 4096 {
                 c.ring.release_until(c.next);
             }
         }
@@ -427,7 +447,8 @@ impl EngineState {
             if !name.is_empty() {
                 t.name = name;
             }
-            if c.ring.reserved() == c.next && !sys::thread_alive(pid, c.tid) {
+            let drained = c.ring.reserved() == c.next;
+            if drained && (c.ring.state.load(Ordering::Acquire) == RETIRED || !sys::thread_alive(pid, c.tid)) {
                 c.parked = true;
                 registry::release(c.ring);
             }
@@ -485,7 +506,7 @@ extern "C" fn collector_main(_: *mut libc::c_void) -> *mut libc::c_void {
         match ran {
             // Little left: let events pile up (producers nudge at a quarter
             // ring) rather than polling their rings and stealing cache lines.
-            Ok(n) if n < RING_SLOTS / 8 => {
+            Ok(n) if n < 1024 => {
                 let w = WAKE.load(Ordering::Acquire);
                 COLLECTOR_SLEEPING.store(true, Ordering::SeqCst);
                 sys::futex_wait(&WAKE, w, idle_ns);

@@ -40,10 +40,7 @@ pub fn capture(library: CString) {
 }
 
 fn name_of(entry: &[u8]) -> &[u8] {
-    entry
-        .iter()
-        .position(|&b| b == b'=')
-        .map_or(entry, |i| &entry[..i])
+    entry.iter().position(|&b| b == b'=').map_or(entry, |i| &entry[..i])
 }
 
 /// An environment block in its own mapping; unmapped on drop.
@@ -99,12 +96,7 @@ pub unsafe fn build(envp: *const *const c_char, pid: u32, exec_seq: u32) -> Opti
         let mut w = &mut seq_buf[..];
         let _ = std::io::Write::write_fmt(
             &mut w,
-            format_args!(
-                "{}={}:{}",
-                EXEC_SEQ_VAR.to_str().unwrap_or(""),
-                pid,
-                exec_seq
-            ),
+            format_args!("{}={}:{}", EXEC_SEQ_VAR.to_str().unwrap_or(""), pid, exec_seq),
         );
         let n = 48 - w.len();
         &seq_buf[..n]
@@ -151,10 +143,7 @@ pub unsafe fn build(envp: *const *const c_char, pid: u32, exec_seq: u32) -> Opti
     if base == libc::MAP_FAILED {
         return None;
     }
-    let env = Env {
-        base: base.cast(),
-        len,
-    };
+    let env = Env { base: base.cast(), len };
     // Pass 2: fill the table and the strings after it.
     let ptrs = env.base as *mut *const u8;
     let mut slot = 0usize;
@@ -192,9 +181,7 @@ pub unsafe fn build(envp: *const *const c_char, pid: u32, exec_seq: u32) -> Opti
 }
 
 fn mentions_memscope(entry: &[u8]) -> bool {
-    entry
-        .windows(b"libmemscope".len())
-        .any(|w| w == b"libmemscope")
+    entry.windows(b"libmemscope".len()).any(|w| w == b"libmemscope")
 }
 
 /// True when this call runs in a `vfork()` child (or a raw `clone`), which

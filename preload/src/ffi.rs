@@ -95,10 +95,7 @@ extern "C" {
 }
 
 /// Runs `real` with memscope's environment, after the pre-exec snapshot.
-unsafe fn exec_with(
-    envp: *const *const c_char,
-    real: impl FnOnce(*const *const c_char) -> c_int,
-) -> c_int {
+unsafe fn exec_with(envp: *const *const c_char, real: impl FnOnce(*const *const c_char) -> c_int) -> c_int {
     if exec::in_foreign_child() {
         // A vfork child is no image of its own: what it execs is its pid's first.
         let env = exec::build(envp, crate::sys::getpid(), 0);
@@ -110,11 +107,7 @@ unsafe fn exec_with(
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn execve(
-    path: *const c_char,
-    argv: *const *const c_char,
-    envp: *const *const c_char,
-) -> c_int {
+pub unsafe extern "C" fn execve(path: *const c_char, argv: *const *const c_char, envp: *const *const c_char) -> c_int {
     let f = as_fn::<ExecveFn>(REAL.execve.get());
     if libc::access(path, libc::X_OK) != 0 {
         // It will fail: no snapshot for an exec that does not happen.
@@ -129,11 +122,7 @@ pub unsafe extern "C" fn execv(path: *const c_char, argv: *const *const c_char) 
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn execvpe(
-    file: *const c_char,
-    argv: *const *const c_char,
-    envp: *const *const c_char,
-) -> c_int {
+pub unsafe extern "C" fn execvpe(file: *const c_char, argv: *const *const c_char, envp: *const *const c_char) -> c_int {
     let f = as_fn::<ExecveFn>(REAL.execvpe.get());
     exec_with(envp, |env| f(file, argv, env))
 }
@@ -144,11 +133,7 @@ pub unsafe extern "C" fn execvp(file: *const c_char, argv: *const *const c_char)
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn fexecve(
-    fd: c_int,
-    argv: *const *const c_char,
-    envp: *const *const c_char,
-) -> c_int {
+pub unsafe extern "C" fn fexecve(fd: c_int, argv: *const *const c_char, envp: *const *const c_char) -> c_int {
     let f = as_fn::<FexecveFn>(REAL.fexecve.get());
     exec_with(envp, |env| f(fd, argv, env))
 }
@@ -170,9 +155,7 @@ unsafe fn spawn_with(
         envp as *const *const c_char
     };
     let env = exec::build(base, 0, 0);
-    let e = env
-        .as_ref()
-        .map_or(envp, |e| e.as_ptr() as *const *mut c_char);
+    let e = env.as_ref().map_or(envp, |e| e.as_ptr() as *const *mut c_char);
     as_fn::<SpawnFn>(f)(pid, path, fa, attr, argv, e)
 }
 

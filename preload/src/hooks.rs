@@ -100,11 +100,7 @@ pub unsafe fn reallocarray(p: *mut c_void, n: usize, size: usize) -> *mut c_void
 
 /// The shared part of realloc and reallocarray.
 #[inline(always)]
-unsafe fn resize(
-    p: *mut c_void,
-    size: usize,
-    real: impl FnOnce(*mut c_void) -> *mut c_void,
-) -> *mut c_void {
+unsafe fn resize(p: *mut c_void, size: usize, real: impl FnOnce(*mut c_void) -> *mut c_void) -> *mut c_void {
     if p.is_null() {
         let q = real(p);
         if !q.is_null() {
@@ -159,12 +155,7 @@ pub unsafe fn memalign(align: usize, size: usize) -> *mut c_void {
     aligned_with(&REAL.memalign, align, size, Kind::Aligned)
 }
 
-unsafe fn aligned_with(
-    sym: &crate::real::Sym,
-    align: usize,
-    size: usize,
-    kind: Kind,
-) -> *mut c_void {
+unsafe fn aligned_with(sym: &crate::real::Sym, align: usize, size: usize, kind: Kind) -> *mut c_void {
     let p = match sym.get() {
         0 => match REAL.memalign.get() {
             0 => return bootstrap::alloc(size, align.next_power_of_two().max(16)),
@@ -197,10 +188,7 @@ pub unsafe fn pvalloc(size: usize) -> *mut c_void {
     let p = match REAL.pvalloc.get() {
         0 => {
             let ps = page_size();
-            let rounded = size
-                .checked_add(ps - 1)
-                .map(|s| s & !(ps - 1))
-                .unwrap_or(usize::MAX);
+            let rounded = size.checked_add(ps - 1).map(|s| s & !(ps - 1)).unwrap_or(usize::MAX);
             return match REAL.memalign.get() {
                 0 => std::ptr::null_mut(),
                 m => {

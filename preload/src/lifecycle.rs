@@ -54,12 +54,7 @@ pub fn init() {
         crate::exec::mark_root(pid);
     }
     crate::exec::capture(library_path());
-    crate::info!(
-        "tracing {} (pid {}), snapshot to {}",
-        process.exe,
-        pid,
-        cfg.export_path
-    );
+    crate::info!("tracing {} (pid {}), snapshot to {}", process.exe, pid, cfg.export_path);
     ENGINE.with(|slot| engine::state(slot).process = Some(process));
     // SAFETY: registering plain C callbacks.
     unsafe {
@@ -122,13 +117,7 @@ pub fn before_exec() {
 
 /// The `exec` counter for the next image of this pid.
 pub fn next_exec_seq() -> u32 {
-    ENGINE.with(|slot| {
-        engine::state(slot)
-            .process
-            .as_ref()
-            .map_or(0, |p| p.exec_seq)
-            + 1
-    })
+    ENGINE.with(|slot| engine::state(slot).process.as_ref().map_or(0, |p| p.exec_seq) + 1)
 }
 
 fn write_snapshot(kind: EndKind, exit_code: Option<i32>, signal: Option<i32>, last: bool) {
@@ -150,16 +139,10 @@ fn write_snapshot(kind: EndKind, exit_code: Option<i32>, signal: Option<i32>, la
         if !cfg.auto_export {
             return None;
         }
-        let process = st
-            .process
-            .clone()
-            .unwrap_or_else(|| ProcessInfo::capture(start));
+        let process = st.process.clone().unwrap_or_else(|| ProcessInfo::capture(start));
         let dropped = st.inflight_lost + engine::UNRECORDABLE.load(Ordering::Relaxed);
         let collector = if last {
-            std::mem::replace(
-                &mut st.collector,
-                crate::collector::Collector::new(end, 1.0, 0),
-            )
+            std::mem::replace(&mut st.collector, crate::collector::Collector::new(end, 1.0, 0))
         } else {
             st.collector.clone()
         };
@@ -189,10 +172,7 @@ fn write_snapshot(kind: EndKind, exit_code: Option<i32>, signal: Option<i32>, la
         exec_seq: process.exec_seq,
         is_root: process.is_root,
     };
-    let path = crate::paths::absolute(
-        &crate::paths::expand(&cfg.export_path, &image),
-        &process.cwd,
-    );
+    let path = crate::paths::absolute(&crate::paths::expand(&cfg.export_path, &image), &process.cwd);
     if cfg.format != ExportFormat::Html {
         match snapshot::write_atomic(&path, |w| snap.write_json(w).map_err(std::io::Error::from)) {
             Ok(()) => {
@@ -279,9 +259,7 @@ fn install_signal_handlers() {
         // disposition is the default again when it re-raises.
         unsafe {
             let mut old: libc::sigaction = std::mem::zeroed();
-            if libc::sigaction(sig, std::ptr::null(), &mut old) != 0
-                || old.sa_sigaction != libc::SIG_DFL
-            {
+            if libc::sigaction(sig, std::ptr::null(), &mut old) != 0 || old.sa_sigaction != libc::SIG_DFL {
                 continue;
             }
             let mut sa: libc::sigaction = std::mem::zeroed();
@@ -302,11 +280,7 @@ const REQ_ABORT: u32 = 2;
 extern "C" fn on_fatal_signal(sig: c_int, _info: *mut libc::siginfo_t, _ctx: *mut c_void) {
     // SAFETY: errno is thread-local; saved and restored around our work.
     let errno = unsafe { *libc::__errno_location() };
-    let kind = if sig == libc::SIGABRT {
-        REQ_ABORT
-    } else {
-        REQ_SIGNAL
-    };
+    let kind = if sig == libc::SIGABRT { REQ_ABORT } else { REQ_SIGNAL };
     if !crate::exec::in_foreign_child() {
         if engine::collector_running() && !FINISHED.load(Ordering::Acquire) {
             // The collector writes: this thread may be inside malloc.
@@ -324,12 +298,7 @@ extern "C" fn on_fatal_signal(sig: c_int, _info: *mut libc::siginfo_t, _ctx: *mu
     // then the (default again) disposition takes the process down.
     unsafe {
         *libc::__errno_location() = errno;
-        libc::syscall(
-            libc::SYS_tgkill,
-            sys::getpid() as i64,
-            sys::gettid() as i64,
-            sig as i64,
-        );
+        libc::syscall(libc::SYS_tgkill, sys::getpid() as i64, sys::gettid() as i64, sig as i64);
     }
 }
 

@@ -71,10 +71,7 @@ pub fn write(level: LogLevel, args: fmt::Arguments) {
     if fd < 0 || identity(fd) != Some((DEV.load(Ordering::Relaxed), INO.load(Ordering::Relaxed))) {
         return;
     }
-    let mut b = StackBuf {
-        buf: [0; 1024],
-        len: 0,
-    };
+    let mut b = StackBuf { buf: [0; 1024], len: 0 };
     let _ = write!(b, "memscope[{}]: {}", crate::sys::getpid(), args);
     if b.len == b.buf.len() {
         b.len -= 1;

@@ -125,18 +125,9 @@ mod tests {
     #[test]
     fn without_percent_p_only_the_root_gets_the_plain_path() {
         assert_eq!(expand("/tmp/out.json", &img(42, 0, true)), "/tmp/out.json");
-        assert_eq!(
-            expand("/tmp/out.json", &img(43, 0, false)),
-            "/tmp/out.43.json"
-        );
-        assert_eq!(
-            expand("/tmp/out.json", &img(42, 1, true)),
-            "/tmp/out.42-1.json"
-        );
-        assert_eq!(
-            expand("/tmp/out.json", &img(43, 3, false)),
-            "/tmp/out.43-3.json"
-        );
+        assert_eq!(expand("/tmp/out.json", &img(43, 0, false)), "/tmp/out.43.json");
+        assert_eq!(expand("/tmp/out.json", &img(42, 1, true)), "/tmp/out.42-1.json");
+        assert_eq!(expand("/tmp/out.json", &img(43, 3, false)), "/tmp/out.43-3.json");
         assert_eq!(expand("/tmp.d/out", &img(43, 0, false)), "/tmp.d/out.43");
         assert_eq!(expand(".hidden", &img(43, 0, false)), ".hidden.43");
     }

@@ -84,9 +84,7 @@ impl ProcessInfo {
 pub fn parse_exec_seq(v: &[u8], pid: u32) -> Option<u32> {
     let s = std::str::from_utf8(v).ok()?;
     let (p, n) = s.split_once(':')?;
-    (p.parse::<u32>().ok()? == pid)
-        .then(|| n.parse().ok())
-        .flatten()
+    (p.parse::<u32>().ok()? == pid).then(|| n.parse().ok()).flatten()
 }
 
 #[cfg(test)]

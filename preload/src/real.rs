@@ -104,10 +104,8 @@ pub type PosixMemalignFn = unsafe extern "C" fn(*mut *mut c_void, usize, usize) 
 pub type AlignFn = unsafe extern "C" fn(usize, usize) -> *mut c_void;
 pub type UsableSizeFn = unsafe extern "C" fn(*mut c_void) -> usize;
 pub type ExitFn = unsafe extern "C" fn(c_int) -> !;
-pub type ExecveFn =
-    unsafe extern "C" fn(*const c_char, *const *const c_char, *const *const c_char) -> c_int;
-pub type FexecveFn =
-    unsafe extern "C" fn(c_int, *const *const c_char, *const *const c_char) -> c_int;
+pub type ExecveFn = unsafe extern "C" fn(*const c_char, *const *const c_char, *const *const c_char) -> c_int;
+pub type FexecveFn = unsafe extern "C" fn(c_int, *const *const c_char, *const *const c_char) -> c_int;
 pub type SpawnFn = unsafe extern "C" fn(
     *mut libc::pid_t,
     *const c_char,

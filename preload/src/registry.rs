@@ -2,7 +2,7 @@
 //! when a thread has exited and its ring is drained, the collector marks the
 //! ring FREE and the next new thread claims it.
 
-use crate::ring::{Ring, FREE, OWNED};
+use crate::ring::{Ring, BIG_SHIFT, FREE, OWNED, RETIRED};
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
@@ -11,8 +11,11 @@ const CLAIMING: u32 = 2;
 
 static HEAD: AtomicPtr<Ring> = AtomicPtr::new(ptr::null_mut());
 
-/// Rings in the registry (for tests and diagnostics).
+/// Rings in the registry (the collector compares it with what it knows).
 pub static COUNT: AtomicU32 = AtomicU32::new(0);
+/// Big rings mapped so far, and how many may be.
+static BIG: AtomicU32 = AtomicU32::new(0);
+pub const MAX_BIG_RINGS: u32 = 16;
 
 /// Iterates over every registered ring.
 pub fn rings() -> impl Iterator<Item = &'static Ring> {
@@ -25,18 +28,24 @@ pub fn rings() -> impl Iterator<Item = &'static Ring> {
     })
 }
 
-/// Gives the calling thread (kernel id `tid`) a ring: a recycled one if any
-/// is free, else a new mapping. `None` only if `mmap` fails.
-pub fn claim(tid: u32, name: &[u8; 16]) -> Option<&'static Ring> {
+/// Gives the calling thread (kernel id `tid`) a ring of `1 << shift` slots:
+/// a recycled one if any is free, else a new mapping. `None` if `mmap` fails
+/// or (for a big ring) the big-ring budget is spent.
+pub fn claim(tid: u32, name: &[u8; 16], shift: u32) -> Option<&'static Ring> {
     let ring = match rings().find(|r| {
-        r.state
-            .compare_exchange(FREE, CLAIMING, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
+        r.shift() == shift
+            && r.state
+                .compare_exchange(FREE, CLAIMING, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
     }) {
         Some(r) => r,
         None => {
+            if shift == BIG_SHIFT && BIG.fetch_add(1, Ordering::Relaxed) >= MAX_BIG_RINGS {
+                BIG.fetch_sub(1, Ordering::Relaxed);
+                return None;
+            }
             // SAFETY: a fresh mapping that nothing else references yet.
-            let r: &'static Ring = unsafe { Ring::map_new()?.as_ref() };
+            let r: &'static Ring = unsafe { Ring::map_new(shift)?.as_ref() };
             r.state.store(CLAIMING, Ordering::Relaxed);
             let mut head = HEAD.load(Ordering::Relaxed);
             loop {
@@ -66,4 +75,10 @@ pub fn claim(tid: u32, name: &[u8; 16]) -> Option<&'static Ring> {
 /// Returns a drained ring of a dead thread to the pool (collector only).
 pub fn release(ring: &Ring) {
     ring.state.store(FREE, Ordering::Release);
+}
+
+/// Marks a ring its owner left for a bigger one: the collector drains it,
+/// then releases it.
+pub fn retire(ring: &Ring) {
+    ring.state.store(RETIRED, Ordering::Release);
 }

@@ -46,13 +46,8 @@ pub fn build(
         fmt::Allocation {
             ptr: fmt::hex_addr(r.ptr),
             size: r.size,
-            kind: Kind::from_u8(r.kind)
-                .map_or("malloc", Kind::record_name)
-                .to_string(),
-            thread_id: fin
-                .threads
-                .get(r.thread as usize)
-                .map_or(0, |t| t.tid as u64),
+            kind: Kind::from_u8(r.kind).map_or("malloc", Kind::record_name).to_string(),
+            thread_id: fin.threads.get(r.thread as usize).map_or(0, |t| t.tid as u64),
             timestamp_alloc: born,
             timestamp_dealloc: died,
             lifetime_ns: life,
@@ -203,10 +198,7 @@ pub fn build(
 
 /// Writes `path` atomically: a fresh temporary file (0600, never through a
 /// symlink) in the same directory, then `rename` over the target.
-pub fn write_atomic(
-    path: &str,
-    fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
-) -> io::Result<()> {
+pub fn write_atomic(path: &str, fill: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> io::Result<()> {
     let (dir, name) = match path.rfind('/') {
         Some(i) => (&path[..i.max(1)], &path[i + 1..]),
         None => (".", path),

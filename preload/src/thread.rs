@@ -46,15 +46,31 @@ fn thread_pointer() -> isize {
     }
 }
 
+/// The calling thread's state. The reference must not be kept beyond the
+/// current call (it dies with the thread); hooks use it and return.
+#[inline(always)]
+pub fn current() -> &'static ThreadState {
+    let off = STATIC_OFFSET.load(Ordering::Relaxed);
+    let p = if off != 0 {
+        (thread_pointer() + off) as *const ThreadState
+    } else {
+        current_slow()
+    };
+    // SAFETY: `p` is this thread's STATE: either through the offset verified
+    // (in two threads) to be STATE's offset from the thread pointer — static
+    // TLS offsets are the same in every thread — or through thread_local!.
+    unsafe { &*p }
+}
+
+#[cold]
+#[inline(never)]
+fn current_slow() -> *const ThreadState {
+    STATE.with(|s| s as *const ThreadState)
+}
+
 #[inline(always)]
 pub fn with<R>(f: impl FnOnce(&ThreadState) -> R) -> R {
-    let off = STATIC_OFFSET.load(Ordering::Relaxed);
-    if off != 0 {
-        // SAFETY: `off` was verified to be STATE's offset from the thread
-        // pointer in two threads; static TLS offsets are the same in all.
-        return f(unsafe { &*((thread_pointer() + off) as *const ThreadState) });
-    }
-    STATE.with(f)
+    f(current())
 }
 
 /// This thread's offset of `STATE` from its thread pointer.

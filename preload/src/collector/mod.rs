@@ -199,29 +199,24 @@ impl Collector {
         self.thread_slots.clear();
     }
 
-    fn site(&mut self, id: u32) -> &mut Site {
-        let i = id as usize;
-        if i >= self.sites.len() {
-            self.sites.resize_with(i + 1, Site::default);
-        }
-        &mut self.sites[i]
+    #[cold]
+    fn grow_sites(&mut self, id: u32) {
+        self.sites.resize_with(id as usize + 1, Site::default);
     }
 
-    /// Applies a change of `delta` live bytes to a site, first saving its value
-    /// at the last peak if the peak moved since it last changed.
-    fn site_live(&mut self, id: u32, add: u64, sub: u64) {
-        let epoch = self.peak_epoch;
-        let s = self.site(id);
+    /// Before a site's live bytes change: if the process peak moved since
+    /// the site last changed, its current value is its value at that peak.
+    #[inline(always)]
+    fn checkpoint_at_peak(s: &mut Site, epoch: u64) {
         if s.peak_epoch != epoch {
             s.at_peak_bytes = s.live_bytes;
             s.peak_epoch = epoch;
         }
-        s.live_bytes = s.live_bytes + add - sub.min(s.live_bytes + add);
-        s.peak_live_bytes = s.peak_live_bytes.max(s.live_bytes);
     }
 
     /// Must run before any site changes for a decrease: if the process is
     /// leaving a new peak, every site's current value is its value at the peak.
+    #[inline(always)]
     fn leaving_peak(&mut self) {
         if self.peak_dirty {
             self.peak_epoch += 1;
@@ -229,17 +224,14 @@ impl Collector {
         }
     }
 
-    fn global_live(&mut self, ts: u64, add: u64, sub: u64) {
-        self.live_bytes = self.live_bytes + add - sub.min(self.live_bytes + add);
-        if self.live_bytes > self.peak.bytes {
-            self.peak = Peak {
-                bytes: self.live_bytes,
-                blocks: self.live_blocks,
-                ts,
-            };
-            self.peak_dirty = true;
-        }
-        self.timeline.record(ts, self.live_bytes);
+    #[cold]
+    fn new_peak(&mut self, ts: u64) {
+        self.peak = Peak {
+            bytes: self.live_bytes,
+            blocks: self.live_blocks,
+            ts,
+        };
+        self.peak_dirty = true;
     }
 
     /// A successful malloc/calloc/aligned/valloc/pvalloc/realloc(NULL).
@@ -258,16 +250,7 @@ impl Collector {
 
     /// Common part of every block's birth.
     #[allow(clippy::too_many_arguments)]
-    fn birth(
-        &mut self,
-        ts: u64,
-        ptr: u64,
-        size: u64,
-        kind: Kind,
-        thread: u32,
-        site: u32,
-        by_realloc: bool,
-    ) {
+    fn birth(&mut self, ts: u64, ptr: u64, size: u64, kind: Kind, thread: u32, site: u32, by_realloc: bool) {
         let block = Block {
             size,
             birth: ts,
@@ -279,25 +262,31 @@ impl Collector {
         if let Some((p, b)) = self.recent.replace((ptr, block)) {
             self.insert_live(ts, p, b);
         }
-        {
-            let s = self.site(site);
-            if by_realloc {
-                s.reallocs += 1;
-            } else {
-                s.allocations += 1;
-            }
-            s.bytes += size;
-            s.live_blocks += 1;
+        if site as usize >= self.sites.len() {
+            self.grow_sites(site);
         }
-        self.site_live(site, size, 0);
+        let epoch = self.peak_epoch;
+        let s = &mut self.sites[site as usize];
+        if by_realloc {
+            s.reallocs += 1;
+        } else {
+            s.allocations += 1;
+        }
+        s.bytes += size;
+        s.live_blocks += 1;
+        Self::checkpoint_at_peak(s, epoch);
+        s.live_bytes += size;
+        s.peak_live_bytes = s.peak_live_bytes.max(s.live_bytes);
         let t = &mut self.threads[thread as usize];
         t.allocations += 1;
         t.bytes += size;
         t.live_bytes += size;
-        if !by_realloc {
-            self.live_blocks += 1;
+        self.live_blocks += !by_realloc as u64;
+        self.live_bytes += size;
+        if self.live_bytes > self.peak.bytes {
+            self.new_peak(ts);
         }
-        self.global_live(ts, size, 0);
+        self.timeline.record(ts, self.live_bytes);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -327,6 +316,56 @@ impl Collector {
         } else {
             self.death(ts, ptr, o.thread, Death::Free);
         }
+    }
+
+    /// A block born at `born` and freed at `died` by the same thread, with no
+    /// event of that thread in between: the common short-lived case, applied
+    /// in one step without touching the live table. The result is exactly
+    /// what `alloc` then `free` give: when the block would raise the peak, or
+    /// might pair with a reordered free, it takes that path.
+    #[allow(clippy::too_many_arguments)]
+    pub fn transient(&mut self, born: u64, died: u64, ptr: u64, size: u64, kind: Kind, thread: u32, site: u32) {
+        if self.live_bytes + size > self.peak.bytes || (!self.orphans.is_empty() && self.orphans.contains_key(&ptr)) {
+            self.alloc(born, ptr, size, kind, thread, site);
+            self.free(died, ptr, thread);
+            return;
+        }
+        // Without a new peak, the process and site at-peak values cannot
+        // change, and every live count comes back to where it was.
+        let died = died.max(born);
+        let t = &mut self.totals;
+        t.allocations += 1;
+        t.frees += 1;
+        t.allocated_bytes += size;
+        t.freed_bytes += size;
+        let th = &mut self.threads[thread as usize];
+        th.allocations += 1;
+        th.frees += 1;
+        th.bytes += size;
+        if site as usize >= self.sites.len() {
+            self.grow_sites(site);
+        }
+        let life = died - born;
+        let bucket = hist::bucket_of(life);
+        let s = &mut self.sites[site as usize];
+        s.allocations += 1;
+        s.bytes += size;
+        s.peak_live_bytes = s.peak_live_bytes.max(s.live_bytes + size);
+        s.lifetimes.record_in(bucket, life);
+        self.lifetime_counts[bucket] += 1;
+        self.lifetime_bytes[bucket] += size;
+        self.timeline.record(born, self.live_bytes + size);
+        self.timeline.record(died, self.live_bytes);
+        self.freed.offer(Record {
+            ptr,
+            size,
+            kind: kind as u8,
+            thread,
+            site,
+            birth: born,
+            death: died,
+            inherited: false,
+        });
     }
 
     /// A free (or realloc(p, 0)) of `ptr`.
@@ -414,22 +453,13 @@ impl Collector {
             return false;
         };
         let ts = ts.max(block.birth);
-        self.leaving_peak();
-        match how {
-            Death::Free => {
-                self.totals.frees += 1;
-                self.totals.freed_bytes += block.size;
-                self.live_blocks -= 1;
-                self.threads[thread as usize].frees += 1;
-            }
-            Death::Realloc => self.totals.freed_bytes += block.size,
+        if let Death::Free = how {
+            self.totals.frees += 1;
+            self.live_blocks -= 1;
+            self.threads[thread as usize].frees += 1;
         }
-        let owner = &mut self.threads[block.thread as usize];
-        owner.live_bytes -= block.size.min(owner.live_bytes);
-        self.sites[block.site as usize].live_blocks -= 1;
-        self.site_live(block.site, 0, block.size);
-        self.global_live(ts, 0, block.size);
-        self.lifetime(&block, ts);
+        self.totals.freed_bytes += block.size;
+        self.release(&block, ts);
         self.freed.offer(Record {
             ptr,
             size: block.size,
@@ -443,26 +473,33 @@ impl Collector {
         true
     }
 
-    fn lifetime(&mut self, block: &Block, death: u64) {
-        let life = death.saturating_sub(block.birth);
-        self.sites[block.site as usize].lifetimes.record(life);
-        let b = hist::bucket_of(life);
-        self.lifetime_counts[b] += 1;
-        self.lifetime_bytes[b] += block.size;
+    /// What any end of a block changes: live bytes (process, site, owner
+    /// thread), the lifetime histograms, the timeline. `ts >= block.birth`.
+    #[inline]
+    fn release(&mut self, block: &Block, ts: u64) {
+        self.leaving_peak();
+        let owner = &mut self.threads[block.thread as usize];
+        owner.live_bytes = owner.live_bytes.saturating_sub(block.size);
+        let life = ts - block.birth;
+        let bucket = hist::bucket_of(life);
+        let epoch = self.peak_epoch;
+        let s = &mut self.sites[block.site as usize];
+        s.live_blocks -= 1;
+        Self::checkpoint_at_peak(s, epoch);
+        s.live_bytes = s.live_bytes.saturating_sub(block.size);
+        s.lifetimes.record_in(bucket, life);
+        self.lifetime_counts[bucket] += 1;
+        self.lifetime_bytes[bucket] += block.size;
+        self.live_bytes = self.live_bytes.saturating_sub(block.size);
+        self.timeline.record(ts, self.live_bytes);
     }
 
     /// A displaced block whose free never came: its address was reused, so it
     /// was freed by a path memscope does not see.
     fn complete_untracked(&mut self, block: Block, ts: u64) {
         self.totals.untracked_frees += 1;
-        self.leaving_peak();
         self.live_blocks -= 1;
-        let owner = &mut self.threads[block.thread as usize];
-        owner.live_bytes -= block.size.min(owner.live_bytes);
-        self.sites[block.site as usize].live_blocks -= 1;
-        self.site_live(block.site, 0, block.size);
-        self.global_live(ts, 0, block.size);
-        self.lifetime(&block, ts);
+        self.release(&block, ts.max(block.birth));
     }
 
     fn prune_orphans(&mut self, now: u64) {
@@ -503,7 +540,11 @@ impl Collector {
         let blocks: Vec<(u64, Block)> = self.live.drain().chain(self.displaced.drain()).collect();
         for (ptr, b) in blocks {
             let death = end.max(b.birth);
-            self.lifetime(&b, death);
+            let life = death - b.birth;
+            let bucket = hist::bucket_of(life);
+            self.sites[b.site as usize].lifetimes.record_in(bucket, life);
+            self.lifetime_counts[bucket] += 1;
+            self.lifetime_bytes[bucket] += b.size;
             live.push(Record {
                 ptr,
                 size: b.size,

@@ -84,11 +84,7 @@ impl FreedRecords {
         self.kept
             .select_nth_unstable_by(cap - 1, |a, b| ByValue(*b).cmp(&ByValue(*a)));
         self.kept.truncate(cap);
-        self.bar = self
-            .kept
-            .iter()
-            .copied()
-            .min_by(|a, b| ByValue(*a).cmp(&ByValue(*b)));
+        self.bar = self.kept.iter().copied().min_by(|a, b| ByValue(*a).cmp(&ByValue(*b)));
     }
 
     #[cfg(test)]
@@ -98,8 +94,7 @@ impl FreedRecords {
 
     /// The kept records, best first.
     pub fn into_best_first(mut self) -> Vec<Record> {
-        self.kept
-            .sort_unstable_by(|a, b| ByValue(*b).cmp(&ByValue(*a)));
+        self.kept.sort_unstable_by(|a, b| ByValue(*b).cmp(&ByValue(*a)));
         self.kept.truncate(self.cap);
         self.kept
     }
@@ -128,11 +123,7 @@ mod tests {
         for (size, birth) in [(10, 1), (50, 2), (10, 3), (50, 4), (5, 5), (10, 0)] {
             f.offer(rec(size, birth));
         }
-        let got: Vec<_> = f
-            .into_best_first()
-            .iter()
-            .map(|r| (r.size, r.birth))
-            .collect();
+        let got: Vec<_> = f.into_best_first().iter().map(|r| (r.size, r.birth)).collect();
         assert_eq!(got, vec![(50, 2), (50, 4), (10, 0)]);
     }
 
@@ -142,9 +133,7 @@ mod tests {
         let mut all = Vec::new();
         let mut x = 7u64;
         for birth in 0..10_000u64 {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             let r = rec((x >> 40) % 500, birth);
             all.push(r);
             f.offer(r);

@@ -42,11 +42,7 @@ fn lifetimes_counts_and_peak() {
     assert_eq!(f.totals.freed_bytes, 100);
     assert_eq!(f.freed.len(), 1);
     assert_eq!((f.freed[0].birth, f.freed[0].death), (10, 70));
-    let live: Vec<_> = f
-        .live_at_end
-        .iter()
-        .map(|r| (r.ptr, r.birth, r.death))
-        .collect();
+    let live: Vec<_> = f.live_at_end.iter().map(|r| (r.ptr, r.birth, r.death)).collect();
     assert_eq!(live, vec![(0x2000, 20, 1000), (0x3000, 80, 1000)]);
     assert_eq!(f.live_bytes, 60);
     // Site 1: 100 B then 10 B; its own peak is 100; at the global peak (t=20) it had 100.
@@ -177,10 +173,7 @@ fn inherited_blocks_are_marked() {
     c.alloc(2, 0x2, 20, Kind::Malloc, 0, 0);
     c.free(3, 0x1, 0);
     c.mark_inherited();
-    assert_eq!(
-        (c.totals.inherited_allocations, c.totals.inherited_bytes),
-        (1, 20)
-    );
+    assert_eq!((c.totals.inherited_allocations, c.totals.inherited_bytes), (1, 20));
     let f = c.finish(5);
     assert!(f.live_at_end[0].inherited);
 }
@@ -226,11 +219,7 @@ fn totals_survive_cross_thread_reordering() {
         }
     }
     // Swap neighbours from different threads (what clock skew can do).
-    let mut shuffled: Vec<(u64, Op)> = ops
-        .iter()
-        .enumerate()
-        .map(|(i, o)| (i as u64 * 10, *o))
-        .collect();
+    let mut shuffled: Vec<(u64, Op)> = ops.iter().enumerate().map(|(i, o)| (i as u64 * 10, *o)).collect();
     let thread = |o: &Op| match o {
         Op::A(_, _, t) | Op::F(_, t) => *t,
     };
@@ -292,5 +281,65 @@ fn collector_throughput() {
     println!(
         "{events} events in {el:?}: {:.1} ns/event",
         el.as_nanos() as f64 / events as f64
+    );
+}
+
+/// `transient` must give exactly what `alloc` + `free` give, in every state.
+#[test]
+fn transient_equals_alloc_then_free() {
+    let script = |c: &mut Collector, fast: bool| {
+        c.alloc(1, 0x10, 500, Kind::Malloc, 0, 1);
+        c.free(2, 0x10, 0); // peak 500, left
+        c.alloc(3, 0x20, 100, Kind::Malloc, 0, 2);
+        for (i, size) in [50u64, 300, 600, 0, 10].into_iter().enumerate() {
+            let (b, d, p) = (10 + i as u64 * 10, 15 + i as u64 * 10, 0x100 + i as u64 * 16);
+            if fast {
+                c.transient(b, d, p, size, Kind::Calloc, 1, 3);
+            } else {
+                c.alloc(b, p, size, Kind::Calloc, 1, 3);
+                c.free(d, p, 1);
+            }
+        }
+        c.free(100, 0x20, 0);
+    };
+    let (mut slow, mut fast) = (new(), new());
+    script(&mut slow, false);
+    script(&mut fast, true);
+    check_counts(&fast);
+    assert_eq!(fast.totals, slow.totals);
+    assert_eq!(fast.peak, slow.peak);
+    let (f, s) = (fast.finish(200), slow.finish(200));
+    for (a, b) in f.sites.iter().zip(&s.sites) {
+        assert_eq!(
+            (
+                a.allocations,
+                a.bytes,
+                a.live_bytes,
+                a.peak_live_bytes,
+                a.at_peak_bytes,
+                a.lifetimes.stats()
+            ),
+            (
+                b.allocations,
+                b.bytes,
+                b.live_bytes,
+                b.peak_live_bytes,
+                b.at_peak_bytes,
+                b.lifetimes.stats()
+            )
+        );
+    }
+    assert_eq!(f.lifetime_counts, s.lifetime_counts);
+    assert_eq!(f.timeline, s.timeline);
+    assert_eq!(f.freed, s.freed);
+    assert_eq!(
+        f.threads
+            .iter()
+            .map(|t| (t.allocations, t.frees, t.bytes, t.live_bytes))
+            .collect::<Vec<_>>(),
+        s.threads
+            .iter()
+            .map(|t| (t.allocations, t.frees, t.bytes, t.live_bytes))
+            .collect::<Vec<_>>()
     );
 }

@@ -19,6 +19,10 @@ pub struct Timeline {
     start: u64,
     shift: u32,
     buckets: Vec<Bucket>,
+    /// The bucket being filled, kept out of `buckets` so an event costs a
+    /// subtraction, a shift and a compare; written back when time moves on.
+    cur_index: usize,
+    cur: Bucket,
 }
 
 /// Buckets kept; the output has at most twice as many points.
@@ -32,16 +36,18 @@ impl Timeline {
             start,
             shift: initial_shift,
             buckets: vec![Bucket::default(); TIMELINE_BUCKETS],
+            cur_index: 0,
+            cur: Bucket::default(),
         }
     }
 
+    #[inline]
     pub fn record(&mut self, ts: u64, live: u64) {
-        let mut i = (ts.saturating_sub(self.start) >> self.shift) as usize;
-        while i >= TIMELINE_BUCKETS {
-            self.compact();
-            i >>= 1;
+        let i = (ts.saturating_sub(self.start) >> self.shift) as usize;
+        if i != self.cur_index {
+            self.move_to(i);
         }
-        let b = &mut self.buckets[i];
+        let b = &mut self.cur;
         if !b.used || live >= b.max {
             b.max = live;
             b.max_ts = ts;
@@ -49,6 +55,25 @@ impl Timeline {
         b.used = true;
         b.last = live;
         b.last_ts = ts;
+    }
+
+    /// Stores the current bucket and makes bucket `i` (in the current width)
+    /// current, compacting first if `i` lies past the end.
+    #[cold]
+    fn move_to(&mut self, mut i: usize) {
+        self.flush();
+        while i >= TIMELINE_BUCKETS {
+            self.compact();
+            i >>= 1;
+        }
+        self.cur_index = i;
+        self.cur = self.buckets[i];
+    }
+
+    fn flush(&mut self) {
+        if self.cur.used {
+            self.buckets[self.cur_index] = self.cur;
+        }
     }
 
     fn compact(&mut self) {
@@ -81,8 +106,10 @@ impl Timeline {
 
     /// `(ticks, live bytes)` points in time order.
     pub fn points(&self) -> Vec<(u64, u64)> {
+        let mut all = self.clone();
+        all.flush();
         let mut out = Vec::new();
-        for b in self.buckets.iter().filter(|b| b.used) {
+        for b in all.buckets.iter().filter(|b| b.used) {
             if b.max_ts < b.last_ts {
                 out.push((b.max_ts, b.max));
                 out.push((b.last_ts, b.last));
@@ -103,11 +130,7 @@ mod tests {
         let mut t = Timeline::new(1000, 4);
         let mut live = 0u64;
         for i in 0..1_000_000u64 {
-            live = if i == 777_777 {
-                10_000_000
-            } else {
-                (i * 7919) % 5000
-            };
+            live = if i == 777_777 { 10_000_000 } else { (i * 7919) % 5000 };
             t.record(1000 + i * 3, live);
         }
         let p = t.points();
