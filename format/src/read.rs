@@ -31,10 +31,7 @@ impl fmt::Display for ReadError {
         match self {
             ReadError::Io(e) => write!(f, "{e}"),
             ReadError::Empty => write!(f, "the file is empty"),
-            ReadError::Truncated => write!(
-                f,
-                "the JSON is truncated (it ends before the snapshot does)"
-            ),
+            ReadError::Truncated => write!(f, "the JSON is truncated (it ends before the snapshot does)"),
             ReadError::NotJson { line, column } => {
                 write!(f, "not JSON (syntax error at line {line}, column {column})")
             }
@@ -71,10 +68,7 @@ pub fn read_snapshot<R: Read>(r: R) -> Result<Snapshot, ReadError> {
 pub fn read_snapshot_file(path: &Path) -> Result<Snapshot, ReadError> {
     let f = std::fs::File::open(path).map_err(ReadError::Io)?;
     if f.metadata().map(|m| m.is_dir()).unwrap_or(false) {
-        return Err(ReadError::Io(io::Error::new(
-            io::ErrorKind::Other,
-            "is a directory",
-        )));
+        return Err(ReadError::Io(io::Error::new(io::ErrorKind::Other, "is a directory")));
     }
     read_snapshot(io::BufReader::with_capacity(1 << 20, f))
 }

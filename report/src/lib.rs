@@ -14,7 +14,9 @@ use std::io::{self, Write};
 /// Writes the report for one or more process images of a run.
 pub fn write_html(snapshots: &[Snapshot], out: &mut dyn Write) -> io::Result<()> {
     let data = serde_json::to_string(snapshots).map_err(io::Error::other)?;
-    out.write_all(b"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>memscope report</title>\n<style>")?;
+    out.write_all(
+        b"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>memscope report</title>\n<style>",
+    )?;
     out.write_all(include_str!("../assets/report.css").as_bytes())?;
     out.write_all(b"</style></head><body>\n<h1>memscope report</h1><main id=\"report\"></main>\n<script id=\"memscope-data\" type=\"application/json\">")?;
     out.write_all(escape_script_json(&data).as_bytes())?;

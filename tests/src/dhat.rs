@@ -43,12 +43,7 @@ pub fn available() -> bool {
 pub fn run(program: &Path, args: &[&str], out_dir: &Path) -> Totals {
     let out = out_dir.join("dhat.json");
     let st = Command::new("valgrind")
-        .args([
-            "--tool=dhat",
-            "--run-libc-freeres=no",
-            "--run-cxx-freeres=no",
-            "-q",
-        ])
+        .args(["--tool=dhat", "--run-libc-freeres=no", "--run-cxx-freeres=no", "-q"])
         .arg(format!("--dhat-out-file={}", out.display()))
         .arg(program)
         .args(args)
@@ -58,8 +53,7 @@ pub fn run(program: &Path, args: &[&str], out_dir: &Path) -> Totals {
         st.status.success() || st.status.code().is_some(),
         "valgrind failed: {st:?}"
     );
-    let v: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&out).expect("dhat output")).expect("dhat json");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).expect("dhat output")).expect("dhat json");
     let mut t = Totals::default();
     for pp in v["pps"].as_array().expect("pps") {
         let n = |k: &str| pp[k].as_u64().unwrap_or(0);

@@ -12,10 +12,7 @@ use std::sync::{Mutex, OnceLock};
 
 /// The workspace root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
 /// `target/<profile>` of the running test binary.
@@ -34,23 +31,13 @@ pub fn ensure_built() {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
         let mut c = Command::new(env!("CARGO"));
-        c.args([
-            "build",
-            "-q",
-            "-p",
-            "memscope-preload",
-            "-p",
-            "memscope-cli",
-        ])
-        .current_dir(root());
+        c.args(["build", "-q", "-p", "memscope-preload", "-p", "memscope-cli"])
+            .current_dir(root());
         if is_release() {
             c.arg("--release");
         }
         let st = c.status().expect("run cargo build");
-        assert!(
-            st.success(),
-            "building libmemscope.so / memscope-cli failed"
-        );
+        assert!(st.success(), "building libmemscope.so / memscope-cli failed");
     });
 }
 
@@ -162,12 +149,7 @@ pub struct Run {
 impl Run {
     /// The single snapshot of a one-image run.
     pub fn only(&self) -> &Snapshot {
-        assert_eq!(
-            self.snapshots.len(),
-            1,
-            "expected one snapshot, got {:?}",
-            self.paths()
-        );
+        assert_eq!(self.snapshots.len(), 1, "expected one snapshot, got {:?}", self.paths());
         &self.snapshots[0].1
     }
 
@@ -186,11 +168,7 @@ impl Run {
     /// The snapshot of the image whose executable path ends with `exe` and
     /// whose end is `end`.
     pub fn find(&self, pred: impl Fn(&Snapshot) -> bool) -> Vec<&Snapshot> {
-        self.snapshots
-            .iter()
-            .map(|(_, s)| s)
-            .filter(|s| pred(s))
-            .collect()
+        self.snapshots.iter().map(|(_, s)| s).filter(|s| pred(s)).collect()
     }
 }
 
@@ -211,11 +189,7 @@ pub fn traced(test: &str, program: &Path, args: &[&str], env: &[(&str, &str)]) -
     }
     let output = cmd.output().expect("run traced program");
     let snapshots = read_manifest(&dir);
-    Run {
-        output,
-        dir,
-        snapshots,
-    }
+    Run { output, dir, snapshots }
 }
 
 /// Reads every snapshot listed in `<dir>/manifest`.
@@ -234,10 +208,7 @@ pub fn read_manifest(dir: &Path) -> Vec<(PathBuf, Snapshot)> {
 
 /// Runs `program args…` without memscope.
 pub fn untraced(program: &Path, args: &[&str]) -> Output {
-    Command::new(program)
-        .args(args)
-        .output()
-        .expect("run program")
+    Command::new(program).args(args).output().expect("run program")
 }
 
 /// Checks the invariants every snapshot must satisfy, whatever the program.
@@ -269,11 +240,7 @@ pub fn check_invariants(s: &Snapshot) {
     );
     for a in &s.allocations {
         assert!(a.timestamp_dealloc >= a.timestamp_alloc, "{a:?}");
-        assert_eq!(
-            a.lifetime_ns,
-            a.timestamp_dealloc - a.timestamp_alloc,
-            "{a:?}"
-        );
+        assert_eq!(a.lifetime_ns, a.timestamp_dealloc - a.timestamp_alloc, "{a:?}");
         assert_eq!(a.lifetime_ms, a.lifetime_ns / 1_000_000);
         assert!(a.callsite.is_some());
         if a.is_leaked {
@@ -290,11 +257,7 @@ pub fn check_invariants(s: &Snapshot) {
     assert_eq!(site_allocs, m.total_allocations);
     assert_eq!(site_bytes, m.total_allocated_bytes);
     let hist: u64 = s.lifetime_histogram.iter().map(|b| b.count).sum();
-    assert_eq!(
-        hist,
-        m.total_allocations + m.reallocs,
-        "every block has a lifetime"
-    );
+    assert_eq!(hist, m.total_allocations + m.reallocs, "every block has a lifetime");
     assert!(
         s.timeline.iter().any(|&(_, b)| b == m.peak_live_bytes),
         "the timeline keeps the peak"

@@ -28,12 +28,7 @@ fn ending(mode: &str) -> (Run, std::process::Output) {
     );
     let s = run.only();
     check_invariants(s);
-    let leaked: Vec<u64> = s
-        .allocations
-        .iter()
-        .filter(|a| a.is_leaked)
-        .map(|a| a.size)
-        .collect();
+    let leaked: Vec<u64> = s.allocations.iter().filter(|a| a.is_leaked).map(|a| a.size).collect();
     assert!(
         leaked.contains(&1234),
         "{mode}: the leaked block is reported: {leaked:?}"
@@ -45,11 +40,7 @@ fn ending(mode: &str) -> (Run, std::process::Output) {
 fn expect(mode: &str, end: EndKind, code: Option<i32>, signal: Option<i32>) {
     let (run, _) = ending(mode);
     let p = &run.only().process;
-    assert_eq!(
-        (p.end, p.exit_code, p.signal),
-        (end, code, signal),
-        "{mode}"
-    );
+    assert_eq!((p.end, p.exit_code, p.signal), (end, code, signal), "{mode}");
 }
 
 #[test]

@@ -15,11 +15,7 @@ fn allocations_in_a_dlopened_library_are_counted() {
     check_invariants(s);
     // 20 rounds of 100 blocks of 32 bytes, one kept per round; dlopen's own
     // bookkeeping comes on top.
-    let plugin_kept = b
-        .allocations
-        .iter()
-        .filter(|a| a.is_leaked && a.size == 32)
-        .count();
+    let plugin_kept = b.allocations.iter().filter(|a| a.is_leaked && a.size == 32).count();
     assert_eq!(plugin_kept, 20);
     assert!(b.summary.total_allocations >= s.summary.total_allocations + 2000);
     assert_eq!(b.summary.events_dropped, 0);
@@ -34,21 +30,11 @@ fn a_rust_program_is_traced() {
     check_invariants(s);
     // The Vec grows by doubling from 4 to 1024 elements: 8 reallocs at least.
     assert!(s.summary.reallocs >= 8);
-    let leaked: Vec<u64> = s
-        .allocations
-        .iter()
-        .filter(|a| a.is_leaked)
-        .map(|a| a.size)
-        .collect();
+    let leaked: Vec<u64> = s.allocations.iter().filter(|a| a.is_leaked).map(|a| a.size).collect();
     assert_eq!(leaked, vec![5555]);
+    assert!(s.allocations.iter().any(|a| a.size == 4096 && !a.is_leaked), "the Box");
     assert!(
-        s.allocations.iter().any(|a| a.size == 4096 && !a.is_leaked),
-        "the Box"
-    );
-    assert!(
-        s.allocations
-            .iter()
-            .any(|a| a.size == 8192 && a.kind == "realloc"),
+        s.allocations.iter().any(|a| a.size == 8192 && a.kind == "realloc"),
         "the Vec at 1024 u64"
     );
 }

@@ -45,21 +45,14 @@ fn default_path_is_in_the_startup_directory_even_after_chdir() {
     );
     assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
     let s = memscope_format::read_snapshot_file(&dir.join(&files[0])).unwrap();
-    assert_eq!(
-        files[0],
-        format!("memscope-behaviours-{}.json", s.process.pid)
-    );
+    assert_eq!(files[0], format!("memscope-behaviours-{}.json", s.process.pid));
     assert_eq!(s.process.cwd, dir.to_str().unwrap());
 }
 
 #[test]
 fn percent_p_and_percent_e_expand() {
     let dir = scratch("output_percent");
-    let out = raw_run(
-        &dir,
-        &["many-live", "3"],
-        &[("MEMSCOPE_EXPORT_PATH", "out-%e-%p.json")],
-    );
+    let out = raw_run(&dir, &["many-live", "3"], &[("MEMSCOPE_EXPORT_PATH", "out-%e-%p.json")]);
     assert!(out.status.success());
     let name = std::fs::read_dir(&dir)
         .unwrap()
@@ -79,11 +72,7 @@ fn snapshots_are_private_and_replace_a_planted_symlink() {
     let victim = dir.join("victim.txt");
     std::fs::write(&victim, "precious").unwrap();
     std::os::unix::fs::symlink(&victim, dir.join("snap.json")).unwrap();
-    let out = raw_run(
-        &dir,
-        &["many-live", "3"],
-        &[("MEMSCOPE_EXPORT_PATH", "snap.json")],
-    );
+    let out = raw_run(&dir, &["many-live", "3"], &[("MEMSCOPE_EXPORT_PATH", "snap.json")]);
     assert!(out.status.success());
     assert_eq!(
         std::fs::read_to_string(&victim).unwrap(),
@@ -96,13 +85,7 @@ fn snapshots_are_private_and_replace_a_planted_symlink() {
     memscope_format::read_snapshot_file(&dir.join("snap.json")).unwrap();
     let leftovers: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .ends_with(".tmp")
-        })
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".tmp"))
         .collect();
     assert!(leftovers.is_empty());
 }
@@ -171,10 +154,7 @@ fn two_hundred_thousand_live_records_are_all_written() {
     let s = run.only();
     check_invariants(s);
     assert_eq!(
-        s.allocations
-            .iter()
-            .filter(|a| a.is_leaked && a.size == 24)
-            .count(),
+        s.allocations.iter().filter(|a| a.is_leaked && a.size == 24).count(),
         200_000
     );
 }
@@ -184,11 +164,7 @@ fn lifetimes_are_measured_not_guessed() {
     let run = traced("output_lifetime", &behaviours(), &["sleep", "150"], &[]);
     let s = run.only();
     check_invariants(s);
-    let b = s
-        .allocations
-        .iter()
-        .find(|a| a.size == 4242)
-        .expect("the block");
+    let b = s.allocations.iter().find(|a| a.size == 4242).expect("the block");
     assert!(!b.is_leaked);
     assert!(
         b.lifetime_ns >= 150_000_000 && b.lifetime_ns < 1_000_000_000,

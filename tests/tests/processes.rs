@@ -6,12 +6,7 @@ use std::path::Path;
 
 fn run_mode(mode: &str) -> Run {
     let prog = c_program("processes", &[]);
-    let run = traced(
-        &format!("processes_{mode}"),
-        &prog,
-        &[mode, "/bin/true"],
-        &[],
-    );
+    let run = traced(&format!("processes_{mode}"), &prog, &[mode, "/bin/true"], &[]);
     assert!(run.output.status.success(), "{mode}: {}", run.stderr());
     assert_eq!(run.stderr(), "");
     for (_, s) in &run.snapshots {
@@ -64,18 +59,11 @@ fn fork_child_continues_the_parents_heap() {
         .find(|(p, _)| name(p) == "snap.json")
         .expect("root writes PATH")
         .1;
-    let (cpath, child) = run
-        .snapshots
-        .iter()
-        .find(|(p, _)| name(p) != "snap.json")
-        .unwrap();
+    let (cpath, child) = run.snapshots.iter().find(|(p, _)| name(p) != "snap.json").unwrap();
     check_parent(parent);
     check_child(child, parent);
     assert_eq!(name(cpath), format!("snap.{}.json", child.process.pid));
-    assert_eq!(
-        (child.process.end, child.process.exit_code),
-        (EndKind::Exit, Some(3))
-    );
+    assert_eq!((child.process.end, child.process.exit_code), (EndKind::Exit, Some(3)));
 }
 
 #[test]
@@ -97,15 +85,8 @@ fn exec_writes_the_old_image_then_the_new_one() {
     let before = run.find(|s| s.process.end == EndKind::Exec);
     assert_eq!(before.len(), 1);
     let pid = before[0].process.pid;
-    check_child(
-        before[0],
-        run.find(|s| !s.process.forked && s.process.exec_seq == 0)[0],
-    );
-    let after: Vec<_> = run
-        .snapshots
-        .iter()
-        .filter(|(_, s)| s.process.exec_seq == 1)
-        .collect();
+    check_child(before[0], run.find(|s| !s.process.forked && s.process.exec_seq == 0)[0]);
+    let after: Vec<_> = run.snapshots.iter().filter(|(_, s)| s.process.exec_seq == 1).collect();
     assert_eq!(after.len(), 1);
     assert_eq!(after[0].1.process.pid, pid);
     assert_eq!(name(&after[0].0), format!("snap.{pid}-1.json"));
@@ -133,8 +114,5 @@ fn vfork_child_leaves_the_parent_alone() {
     assert_eq!(parent[0].summary.total_allocations, 3);
     let t = run.find(|s| s.process.exe.ends_with("true"));
     assert_eq!(t.len(), 1);
-    assert_eq!(
-        t[0].process.exec_seq, 0,
-        "a new pid starts its own sequence"
-    );
+    assert_eq!(t[0].process.exec_seq, 0, "a new pid starts its own sequence");
 }

@@ -33,17 +33,10 @@ fn cross_thread_frees_are_exact_and_nothing_is_dropped() {
         m.total_allocated_bytes - mb.total_allocated_bytes,
         THREADS * program_bytes(ITERS)
     );
-    assert_eq!(
-        m.live_at_exit_allocations - mb.live_at_exit_allocations,
-        THREADS
-    );
+    assert_eq!(m.live_at_exit_allocations - mb.live_at_exit_allocations, THREADS);
     assert_eq!(m.unmatched_frees, 0);
     // Every worker thread shows up with its share.
-    let workers: Vec<_> = s
-        .threads
-        .iter()
-        .filter(|t| t.allocations >= ITERS)
-        .collect();
+    let workers: Vec<_> = s.threads.iter().filter(|t| t.allocations >= ITERS).collect();
     assert_eq!(workers.len() as u64, THREADS);
     // Records: the live ones first, then the largest freed ones, bounded.
     assert_eq!(s.allocations.len(), 1000);
@@ -80,18 +73,10 @@ fn repeated_runs_give_identical_counts() {
 /// preloaded library with TLS) taken out by a zero-iteration baseline.
 #[test]
 fn single_thread_counts_equal_dhat() {
-    assert!(
-        dhat::available(),
-        "valgrind is not installed (.ci/run installs it)"
-    );
+    assert!(dhat::available(), "valgrind is not installed (.ci/run installs it)");
     let prog = c_program("threads", &[]);
     let measure = |iters: &str| {
-        let run = traced(
-            &format!("threads_vs_dhat_{iters}"),
-            &prog,
-            &["1", iters],
-            &[],
-        );
+        let run = traced(&format!("threads_vs_dhat_{iters}"), &prog, &["1", iters], &[]);
         let s = run.only().clone();
         check_invariants(&s);
         (s.summary, dhat::run(&prog, &["1", iters], &run.dir))
@@ -104,10 +89,7 @@ fn single_thread_counts_equal_dhat() {
         (m.total_allocations + m.reallocs) - (m0.total_allocations + m0.reallocs)
     );
     assert_eq!(d.bytes, m.total_allocated_bytes - m0.total_allocated_bytes);
-    assert_eq!(
-        d.end_blocks,
-        m.live_at_exit_allocations - m0.live_at_exit_allocations
-    );
+    assert_eq!(d.end_blocks, m.live_at_exit_allocations - m0.live_at_exit_allocations);
     assert_eq!(d.end_bytes, m.live_at_exit_bytes - m0.live_at_exit_bytes);
     assert_eq!(d.gmax_bytes, m.peak_live_bytes - m0.peak_live_bytes);
 }
