@@ -25,8 +25,6 @@ pub static SHUT_DOWN: AtomicBool = AtomicBool::new(false);
 pub static PID: AtomicU32 = AtomicU32::new(0);
 /// Pid of the process whose collector thread is running (0: none).
 static COLLECTOR_PID: AtomicU32 = AtomicU32::new(0);
-/// The spawning thread's TLS offset, for the collector to compare with its own.
-static SPAWNER_TLS_OFFSET: std::sync::atomic::AtomicIsize = std::sync::atomic::AtomicIsize::new(0);
 /// Futex the collector sleeps on; producers bump it to wake it.
 static WAKE: AtomicU32 = AtomicU32::new(0);
 static COLLECTOR_SLEEPING: AtomicBool = AtomicBool::new(false);
@@ -47,10 +45,10 @@ pub fn record(kind: Kind, ptr: usize, size: usize, site: u64) {
     let ts = thread::current();
     let Some(r) = ring_of(ts) else { return };
     let h = r.reserve(1, wait_for_space);
-    if r.at_quarter(h) {
-        nudge();
-    }
     r.publish(h, clock::now(), ptr as u64, site, size as u64, kind);
+    if r.at_quarter(h) {
+        quarter_checkpoint(r, h);
+    }
     if r.upgrade_wanted() {
         upgrade(ts, r);
     }
@@ -66,12 +64,12 @@ pub fn record_realloc(old: usize, new: usize, size: usize, site: u64) {
     let ts = thread::current();
     let Some(r) = ring_of(ts) else { return };
     let h = r.reserve(2, wait_for_space);
-    if r.at_quarter(h) || r.at_quarter(h + 1) {
-        nudge();
-    }
     let now = clock::now();
     r.publish(h, now, old as u64, 0, 0, Kind::ReallocFrom);
     r.publish(h + 1, now, new as u64, site, size as u64, Kind::ReallocTo);
+    if r.at_quarter(h) || r.at_quarter(h + 1) {
+        quarter_checkpoint(r, h + 1);
+    }
     if r.upgrade_wanted() {
         upgrade(ts, r);
     }
@@ -121,9 +119,19 @@ fn upgrade(ts: &thread::ThreadState, old: &'static Ring) {
     }
 }
 
-/// Wakes the collector if it sleeps (a quarter of a ring has filled).
-#[inline(always)]
-fn nudge() {
+/// Every quarter ring: if the collector is more than half a ring behind —
+/// it is starved of CPU, typically because the program keeps every core
+/// busy — this thread drains instead of running on until it has to sleep on
+/// a full ring; otherwise it wakes a sleeping collector.
+#[cold]
+#[inline(never)]
+fn quarter_checkpoint(r: &Ring, h: u64) {
+    if r.backlog(h) > r.capacity() / 2 {
+        let _g = thread::Guard::enter();
+        if ENGINE.try_with(|st| state(st).drain(Mode::Running)).is_some() {
+            return;
+        }
+    }
     if COLLECTOR_SLEEPING.load(Ordering::Relaxed) {
         wake_collector();
     }
@@ -487,7 +495,7 @@ extern "C" fn collector_main(_: *mut libc::c_void) -> *mut libc::c_void {
         libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
         libc::prctl(libc::PR_SET_NAME, c"memscope".as_ptr());
     }
-    crate::thread::enable_static_offset(SPAWNER_TLS_OFFSET.load(Ordering::Relaxed));
+    crate::thread::verify_static_tls();
     let pid = PID.load(Ordering::Relaxed);
     COLLECTOR_PID.store(pid, Ordering::Release);
     let mut idle_ns = 1_000_000;
@@ -534,7 +542,6 @@ extern "C" fn collector_main(_: *mut libc::c_void) -> *mut libc::c_void {
 /// Starts the collector thread of this process. False if it could not.
 pub fn spawn_collector() -> bool {
     let _g = thread::Guard::enter();
-    SPAWNER_TLS_OFFSET.store(thread::local_offset(), Ordering::Relaxed);
     // SAFETY: plain pthread_create of a detached thread with a C entry point.
     unsafe {
         let mut attr: libc::pthread_attr_t = std::mem::zeroed();

@@ -42,6 +42,7 @@ pub fn init() {
     crate::real::resolve_all();
     let pid = sys::getpid();
     PID.store(pid, Ordering::Relaxed);
+    thread::verify_static_tls();
     let start = start_anchor();
     let cfg = config::get();
     crate::log::init(cfg.log);

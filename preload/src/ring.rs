@@ -220,6 +220,21 @@ impl Ring {
         seq & (self.prod.mask >> 2) == 0
     }
 
+    /// Events the consumer has not read yet, as far as the producer knows
+    /// (reads the consumer's counter: call it rarely).
+    pub fn backlog(&self, seq: u64) -> u64 {
+        let consumed = self.cons.consumed.load(Ordering::Acquire);
+        self.prod
+            .limit
+            .fetch_max(consumed + (self.prod.mask + 1), Ordering::Relaxed);
+        seq.saturating_sub(consumed)
+    }
+
+    /// Capacity in slots.
+    pub fn capacity(&self) -> u64 {
+        self.prod.mask + 1
+    }
+
     /// True when the owner has been asked to move to a bigger ring.
     #[inline(always)]
     pub fn upgrade_wanted(&self) -> bool {

@@ -28,6 +28,10 @@ thread_local! {
 
 /// Offset of `STATE` from the thread pointer once verified, else 0.
 static STATIC_OFFSET: AtomicIsize = AtomicIsize::new(0);
+/// The offset and thread pointer seen by the first thread that asked
+/// ([`note_offset`]); a second thread that sees the same offset proves it.
+static FIRST_OFFSET: AtomicIsize = AtomicIsize::new(0);
+static FIRST_TP: AtomicIsize = AtomicIsize::new(0);
 
 #[inline(always)]
 fn thread_pointer() -> isize {
@@ -65,7 +69,25 @@ pub fn current() -> &'static ThreadState {
 #[cold]
 #[inline(never)]
 fn current_slow() -> *const ThreadState {
-    STATE.with(|s| s as *const ThreadState)
+    let p = STATE.with(|s| s as *const ThreadState);
+    note_offset(p as isize - thread_pointer());
+    p
+}
+
+/// Records this thread's offset of `STATE`; the first time two different
+/// threads agree, the fast path is enabled.
+fn note_offset(off: isize) {
+    if !cfg!(target_arch = "x86_64") || off == 0 {
+        return;
+    }
+    let tp = thread_pointer();
+    match FIRST_TP.compare_exchange(0, tp, Ordering::Relaxed, Ordering::Relaxed) {
+        Ok(_) => FIRST_OFFSET.store(off, Ordering::Relaxed),
+        Err(first_tp) if first_tp != tp && FIRST_OFFSET.load(Ordering::Relaxed) == off => {
+            STATIC_OFFSET.store(off, Ordering::Relaxed);
+        }
+        Err(_) => {}
+    }
 }
 
 #[inline(always)]
@@ -78,13 +100,11 @@ pub fn local_offset() -> isize {
     STATE.with(|s| s as *const ThreadState as isize) - thread_pointer()
 }
 
-/// Enables the fast path if `other_thread_offset` (measured on another
-/// thread) matches this thread's.
-pub fn enable_static_offset(other_thread_offset: isize) {
-    let mine = local_offset();
-    if cfg!(target_arch = "x86_64") && mine == other_thread_offset && mine != 0 {
-        STATIC_OFFSET.store(mine, Ordering::Relaxed);
-    }
+/// Notes the calling thread's offset (see [`note_offset`]): called at start-up
+/// and by every new thread's first event, so the fast path is on from the
+/// second thread of the process, collector or not.
+pub fn verify_static_tls() {
+    note_offset(local_offset());
 }
 
 /// While alive, this thread's allocations are memscope's own.
@@ -118,7 +138,9 @@ mod tests {
         let there = std::thread::spawn(local_offset).join().unwrap();
         // In a test binary, TLS is static too.
         assert_eq!(here, there);
-        enable_static_offset(there);
+        verify_static_tls();
+        std::thread::spawn(verify_static_tls).join().unwrap();
+        assert_eq!(STATIC_OFFSET.load(Ordering::Relaxed), here);
         with(|s| s.guard.set(41));
         assert_eq!(STATE.with(|s| s.guard.get()), 41);
         std::thread::spawn(|| with(|s| assert_eq!(s.guard.get(), 0)))
