@@ -19,7 +19,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 /// False once the final snapshot is being taken: hooks then only forward.
 pub static ENABLED: AtomicBool = AtomicBool::new(true);
 /// True once the final snapshot has drained the rings: nothing reads them
-/// any more, so a producer still waiting for room may simply go on.
+/// any more (drains become no-ops), so a producer still waiting for room may
+/// simply go on.
 pub static SHUT_DOWN: AtomicBool = AtomicBool::new(false);
 /// This image's pid as the engine knows it (updated in a fork child).
 pub static PID: AtomicU32 = AtomicU32::new(0);
@@ -286,6 +287,9 @@ impl EngineState {
     /// Merges ready events of every ring into the collector, in timestamp
     /// order, as far as `mode` allows. Returns the number of events applied.
     pub fn drain(&mut self, mode: Mode) -> u64 {
+        if SHUT_DOWN.load(Ordering::Acquire) {
+            return 0;
+        }
         self.sync_cursors();
         let now = clock::now();
         let (idle_bound, ts_limit) = match mode {
@@ -440,6 +444,9 @@ impl EngineState {
     /// Recycles the rings of threads that have exited, once drained; keeps
     /// thread names current.
     pub fn maintain(&mut self) {
+        if SHUT_DOWN.load(Ordering::Acquire) {
+            return;
+        }
         let now = clock::monotonic_ns();
         if now - self.last_maintenance < 100_000_000 {
             return;

@@ -125,13 +125,16 @@ fn write_snapshot(kind: EndKind, exit_code: Option<i32>, signal: Option<i32>, la
     let cfg = config::get();
     let start = start_anchor();
     clock::wait_for_calibration(&start);
-    let end = clock::now();
-    let cal = if clock::name() == "tsc" {
-        Calibration::new(start, Anchor::take())
-    } else {
-        Calibration::identity(start)
-    };
     let built = ENGINE.with(|slot| {
+        // The end is read under the lock: a drain that ran before this one
+        // (bounded by its own, earlier "now") cannot have applied anything
+        // later than it.
+        let end = clock::now();
+        let cal = if clock::name() == "tsc" {
+            Calibration::new(start, Anchor::take())
+        } else {
+            Calibration::identity(start)
+        };
         let st = engine::state(slot);
         st.drain(Mode::UpTo(end));
         if last {
