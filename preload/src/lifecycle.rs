@@ -177,19 +177,30 @@ fn write_snapshot(kind: EndKind, exit_code: Option<i32>, signal: Option<i32>, la
         is_root: process.is_root,
     };
     let path = crate::paths::absolute(&crate::paths::expand(&cfg.export_path, &image), &process.cwd);
+    let mut written = Vec::new();
     if cfg.format != ExportFormat::Html {
-        match snapshot::write_atomic(&path, |w| snap.write_json(w).map_err(std::io::Error::from)) {
-            Ok(()) => {
-                crate::info!("wrote {path}");
-                if let Some(m) = &cfg.manifest {
-                    let _ = snapshot::append_manifest(m, &path);
-                }
-            }
-            Err(e) => crate::warn!("cannot write the snapshot to {path}: {e}"),
-        }
+        let r = snapshot::write_atomic(&path, |w| snap.write_json(w).map_err(std::io::Error::from));
+        note_written(r, &path, &mut written);
     }
     if cfg.format != ExportFormat::Json {
-        crate::warn!("MEMSCOPE_EXPORT_FORMAT=html is not available in this build; wrote JSON only");
+        let html = crate::paths::with_extension(&path, "html");
+        let r = snapshot::write_atomic(&html, |w| memscope_report::write_html(std::slice::from_ref(&snap), w));
+        note_written(r, &html, &mut written);
+    }
+    if let Some(m) = &cfg.manifest {
+        for p in &written {
+            let _ = snapshot::append_manifest(m, p);
+        }
+    }
+}
+
+fn note_written(r: std::io::Result<()>, path: &str, written: &mut Vec<String>) {
+    match r {
+        Ok(()) => {
+            crate::info!("wrote {path}");
+            written.push(path.to_string());
+        }
+        Err(e) => crate::warn!("cannot write the snapshot to {path}: {e}"),
     }
 }
 

@@ -175,3 +175,39 @@ fn lifetimes_are_measured_not_guessed() {
     let wall = s.process.end_unix_ns - s.process.start_unix_ns;
     assert!(wall >= b.lifetime_ns);
 }
+
+#[test]
+fn the_library_writes_html_when_asked() {
+    let dir = scratch("output_html");
+    let out = raw_run(
+        &dir,
+        &["many-live", "3"],
+        &[
+            ("MEMSCOPE_EXPORT_PATH", "snap.json"),
+            ("MEMSCOPE_EXPORT_FORMAT", "both"),
+        ],
+    );
+    assert!(out.status.success());
+    let s = memscope_format::read_snapshot_file(&dir.join("snap.json")).unwrap();
+    let html = std::fs::read_to_string(dir.join("snap.html")).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert!(
+        html.contains(&format!("\"pid\":{}", s.process.pid)),
+        "the page carries the snapshot's data"
+    );
+    let only = scratch("output_html_only");
+    let out = raw_run(
+        &only,
+        &["many-live", "3"],
+        &[
+            ("MEMSCOPE_EXPORT_PATH", "snap.json"),
+            ("MEMSCOPE_EXPORT_FORMAT", "html"),
+        ],
+    );
+    assert!(out.status.success());
+    let names: Vec<String> = std::fs::read_dir(&only)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec!["snap.html".to_string()]);
+}
