@@ -247,3 +247,154 @@ pub fn append_manifest(manifest: &str, line: &str) -> io::Result<()> {
         .open(manifest)?;
     f.write_all(format!("{line}\n").as_bytes())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Anchor;
+    use crate::collector::Collector;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn process(start: Anchor) -> ProcessInfo {
+        ProcessInfo {
+            pid: 4242,
+            ppid: 1,
+            exe: "/bin/prog".into(),
+            argv: vec!["prog".into(), "</script>".into()],
+            cwd: "/tmp".into(),
+            start,
+            exec_seq: 0,
+            is_root: true,
+            forked: false,
+        }
+    }
+
+    /// 1 tick = 1 ns, anchored at UNIX time 1_000_000_000_000.
+    fn calibration() -> (Anchor, Calibration) {
+        let a = Anchor {
+            ticks: 1000,
+            mono_ns: 1000,
+            unix_ns: 1_000_000_000_000,
+        };
+        (a, Calibration::identity(a))
+    }
+
+    fn config(max_records: u64) -> Config {
+        let (mut c, _) = Config::parse(|_| None);
+        c.max_records = max_records;
+        c
+    }
+
+    fn sample() -> Collector {
+        let mut c = Collector::new(1000, 1.0, 10);
+        c.thread_slot(77);
+        c.alloc(2000, 0x10, 100, Kind::Malloc, 0, 0);
+        c.alloc(3000, 0x20, 50, Kind::Calloc, 0, 0);
+        c.free(5_002_000, 0x10, 0);
+        c
+    }
+
+    #[test]
+    fn builds_a_complete_snapshot_with_unix_times() {
+        let (a, cal) = calibration();
+        let ending = Ending {
+            kind: fmt::EndKind::Exit,
+            end_ticks: 9_000_000,
+            exit_code: Some(3),
+            signal: None,
+        };
+        let s = build(
+            sample().finish(9_000_000),
+            &process(a),
+            ending,
+            &cal,
+            &config(10),
+            EngineCounts::default(),
+        );
+        assert_eq!((s.format.as_str(), s.format_version), ("memscope", 1));
+        assert_eq!(s.process.exit_code, Some(3));
+        assert_eq!(s.process.end_unix_ns, 1_000_000_000_000 + 9_000_000 - 1000);
+        let m = &s.summary;
+        assert_eq!(
+            (
+                m.total_allocations,
+                m.total_frees,
+                m.live_at_exit_bytes,
+                m.peak_live_bytes
+            ),
+            (2, 1, 50, 150)
+        );
+        assert_eq!(s.allocations.len(), 2);
+        let live = &s.allocations[0];
+        assert!(live.is_leaked && live.size == 50 && live.kind == "calloc" && live.thread_id == 77);
+        assert_eq!(live.timestamp_dealloc, s.process.end_unix_ns);
+        let freed = &s.allocations[1];
+        assert_eq!((freed.lifetime_ns, freed.lifetime_ms), (5_000_000, 5));
+        assert_eq!(freed.ptr, "0x10");
+        assert_eq!(s.callsites.len(), 1);
+        assert!(s.callsites[0].frames.is_empty(), "backtraces off: one site, no frames");
+        assert_eq!(s.lifetime_histogram.iter().map(|b| b.count).sum::<u64>(), 2);
+        assert_eq!(s.timeline.first().unwrap().1, 0);
+        assert_eq!(s.timeline.last().unwrap(), &(s.process.end_unix_ns, 50));
+        assert!(s.timeline.iter().any(|p| p.1 == 150));
+        // Round trip through the reader, hostile argv and all.
+        let mut buf = Vec::new();
+        s.write_json(&mut buf).unwrap();
+        assert_eq!(memscope_format::read_snapshot(&buf[..]).unwrap(), s);
+    }
+
+    #[test]
+    fn max_records_keeps_live_blocks_first() {
+        let (a, cal) = calibration();
+        let ending = Ending {
+            kind: fmt::EndKind::Exit,
+            end_ticks: 9_000_000,
+            exit_code: Some(0),
+            signal: None,
+        };
+        let s = build(
+            sample().finish(9_000_000),
+            &process(a),
+            ending,
+            &cal,
+            &config(1),
+            EngineCounts::default(),
+        );
+        assert_eq!(s.allocations.len(), 1);
+        assert!(s.allocations[0].is_leaked);
+        assert_eq!(s.summary.records_omitted, 1);
+    }
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("memscope-unit-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn write_atomic_is_private_and_replaces_a_symlink() {
+        let d = scratch("atomic");
+        let victim = d.join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        let target = d.join("out.json");
+        std::os::unix::fs::symlink(&victim, &target).unwrap();
+        write_atomic(target.to_str().unwrap(), |w| w.write_all(b"{}")).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "{}");
+        let meta = std::fs::symlink_metadata(&target).unwrap();
+        assert!(meta.is_file() && meta.permissions().mode() & 0o777 == 0o600);
+        assert_eq!(std::fs::read_dir(&d).unwrap().count(), 2, "no temporary file left");
+    }
+
+    #[test]
+    fn a_failed_write_leaves_nothing_behind() {
+        let d = scratch("failed");
+        let target = d.join("out.json");
+        let err = write_atomic(target.to_str().unwrap(), |_| Err(io::Error::other("disk full"))).unwrap_err();
+        assert_eq!(err.to_string(), "disk full");
+        assert_eq!(std::fs::read_dir(&d).unwrap().count(), 0);
+        assert!(write_atomic("/nonexistent-memscope-dir/x.json", |w| w.write_all(b"{}")).is_err());
+        assert!(write_atomic(&format!("{}/", d.display()), |w| w.write_all(b"{}")).is_err());
+    }
+}

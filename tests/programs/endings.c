@@ -1,6 +1,6 @@
 /* Ends in the way argv[1] names, after leaking one 1234-byte block (and
  * freeing a 99-byte one).
- *   return exit _exit _Exit abort segv sigterm sigterm-handler
+ *   return exit _exit _Exit abort segv sigterm sigint sighup sigterm-handler
  *   thread-exit (a thread calls exit(5) while others allocate)
  *   closed-stdio FILE (closes 0-2, reopens FILE as 0-2, writes to it) */
 #include <fcntl.h>
@@ -50,6 +50,8 @@ int main(int argc, char **argv) {
         *p = 1;
     }
     if (!strcmp(mode, "sigterm")) raise(SIGTERM);
+    if (!strcmp(mode, "sigint")) raise(SIGINT);
+    if (!strcmp(mode, "sighup")) kill(getpid(), SIGHUP);
     if (!strcmp(mode, "sigterm-handler")) {
         signal(SIGTERM, on_term);
         raise(SIGTERM);

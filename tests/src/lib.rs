@@ -93,6 +93,22 @@ pub fn c_program(name: &str, extra: &[&str]) -> PathBuf {
     out
 }
 
+/// Compiles `tests/programs/<name>.cpp` with g++ (-O0 -g -fno-builtin).
+pub fn cpp_program(name: &str) -> PathBuf {
+    let out = programs_dir().join(name);
+    let src = source(&format!("{name}.cpp"));
+    if !is_fresh(&out, &src) {
+        let st = Command::new("g++")
+            .args(["-O0", "-g", "-fno-builtin", "-std=c++17", "-o"])
+            .arg(&out)
+            .arg(&src)
+            .status()
+            .expect("run g++ (install g++)");
+        assert!(st.success(), "g++ {name}.cpp failed");
+    }
+    out
+}
+
 /// Compiles `tests/programs/<name>.c` as a shared library `lib<name>.so`.
 pub fn c_library(name: &str) -> PathBuf {
     let out = programs_dir().join(format!("lib{name}.so"));

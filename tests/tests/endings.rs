@@ -79,6 +79,12 @@ fn sigterm_with_the_default_disposition() {
 }
 
 #[test]
+fn sigint_and_sighup_with_the_default_disposition() {
+    expect("sigint", EndKind::Signal, None, Some(libc::SIGINT));
+    expect("sighup", EndKind::Signal, None, Some(libc::SIGHUP));
+}
+
+#[test]
 fn sigterm_with_the_programs_own_handler() {
     let (run, _) = ending("sigterm-handler");
     assert_eq!(run.stdout(), "custom handler ran\n");

@@ -38,3 +38,48 @@ fn a_rust_program_is_traced() {
         "the Vec at 1024 u64"
     );
 }
+
+#[test]
+fn a_cpp_program_is_traced_through_new_and_delete() {
+    let prog = cpp_program("cpp_alloc");
+    let run = traced("cpp_alloc", &prog, &[], &[]);
+    assert!(run.output.status.success(), "{}", run.stderr());
+    let s = run.only();
+    check_invariants(s);
+    let blocks = |size: u64| s.allocations.iter().filter(|a| a.size == size).collect::<Vec<_>>();
+    assert_eq!(blocks(1000).len(), 1, "new Big");
+    assert_eq!(blocks(100).len(), 1, "new int[25]");
+    assert_eq!(blocks(400).len(), 1, "the reserved vector");
+    let aligned = blocks(256);
+    assert_eq!(aligned.len(), 1);
+    assert_eq!(aligned[0].kind, "aligned", "aligned new goes through aligned_alloc");
+    let leaked: Vec<u64> = s.allocations.iter().filter(|a| a.is_leaked).map(|a| a.size).collect();
+    assert!(leaked.contains(&48), "{leaked:?}");
+    assert!(!leaked.contains(&1000) && !leaked.contains(&400));
+}
+
+/// glibc's own malloc debugging and tuning switches change nothing memscope counts.
+#[test]
+fn malloc_env_and_tunables_do_not_change_the_counts() {
+    let prog = c_program("entry_points", &[]);
+    for (k, v) in [
+        ("MALLOC_PERTURB_", "165"),
+        ("MALLOC_CHECK_", "3"),
+        (
+            "GLIBC_TUNABLES",
+            "glibc.malloc.tcache_count=0:glibc.malloc.mmap_threshold=4096",
+        ),
+        ("MALLOC_ARENA_MAX", "1"),
+    ] {
+        let run = traced(&format!("malloc_env_{k}"), &prog, &[], &[(k, v)]);
+        assert!(run.output.status.success(), "{k}: {}", run.stderr());
+        let s = run.only();
+        check_invariants(s);
+        let m = &s.summary;
+        assert_eq!(
+            (m.total_allocations, m.reallocs, m.total_frees, m.total_allocated_bytes),
+            (21, 2, 19, 1234),
+            "{k}"
+        );
+    }
+}
