@@ -30,6 +30,9 @@ pub enum LogLevel {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub export_path: String,
+    /// True when `MEMSCOPE_EXPORT_PATH` was set (it then wins over a path
+    /// the program sets itself).
+    pub export_path_from_env: bool,
     pub auto_export: bool,
     pub format: ExportFormat,
     pub backtrace: u32,
@@ -48,9 +51,9 @@ impl Config {
         let mut bad = |var: &str, v: &str, expected: &str| {
             warnings.push(format!("ignoring {var}={v:?}: expected {expected}"));
         };
-        let export_path = match get("MEMSCOPE_EXPORT_PATH") {
-            Some(p) if !p.is_empty() => p,
-            _ => DEFAULT_EXPORT_PATH.to_string(),
+        let (export_path, export_path_from_env) = match get("MEMSCOPE_EXPORT_PATH") {
+            Some(p) if !p.is_empty() => (p, true),
+            _ => (DEFAULT_EXPORT_PATH.to_string(), false),
         };
         let auto_export = match get("MEMSCOPE_AUTO_EXPORT").as_deref() {
             None | Some("") | Some("1") | Some("true") | Some("yes") | Some("on") => true,
@@ -100,6 +103,7 @@ impl Config {
         (
             Config {
                 export_path,
+                export_path_from_env,
                 auto_export,
                 format,
                 backtrace,

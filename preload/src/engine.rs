@@ -418,6 +418,8 @@ impl EngineState {
             match ev.kind {
                 Kind::Free => col.free(ts, ev.ptr, thread),
                 Kind::ReallocFrom => c.pending_from = Some(ev.ptr),
+                Kind::VarBirth => col.var_birth(ts, ev.aux, ev.ptr, ev.size, thread),
+                Kind::VarDeath => col.var_death(ts, ev.aux),
                 Kind::ReallocTo => match c.pending_from.take() {
                     Some(old) => col.realloc(ts, old, ev.ptr, ev.size, thread, site),
                     None => col.alloc(ts, ev.ptr, ev.size, Kind::Realloc, thread, site),

@@ -18,6 +18,11 @@ pub enum Kind {
     ReallocFrom = 7,
     /// Second half: `ptr` is the new block, `size` its requested size.
     ReallocTo = 8,
+    /// A variable named with `track_var!` starts: `aux` is its id in
+    /// [`crate::vars`], `ptr`/`size` the heap block it owns (0 if none).
+    VarBirth = 9,
+    /// That variable is dropped: `aux` is its id.
+    VarDeath = 10,
 }
 
 impl Kind {
@@ -32,6 +37,8 @@ impl Kind {
             6 => Kind::Free,
             7 => Kind::ReallocFrom,
             8 => Kind::ReallocTo,
+            9 => Kind::VarBirth,
+            10 => Kind::VarDeath,
             _ => return None,
         })
     }
@@ -46,6 +53,7 @@ impl Kind {
             Kind::Valloc => "valloc",
             Kind::Pvalloc => "pvalloc",
             Kind::Free => "free",
+            Kind::VarBirth | Kind::VarDeath => "variable",
         }
     }
 }

@@ -210,3 +210,9 @@ pub unsafe extern "C" fn execlp() {
 pub unsafe extern "C" fn execle() {
     std::arch::naked_asm!("jmp {}", sym memscope_execle)
 }
+
+/// memscope-rs finds the preloaded library through this (see [`crate::api`]).
+#[no_mangle]
+pub extern "C" fn memscope_api_v1() -> *const crate::api::ApiV1 {
+    &crate::api::API_V1
+}

@@ -10,6 +10,7 @@
 //! [`config`], [`paths`] — that the unit tests drive without `LD_PRELOAD`.
 
 pub mod alloc;
+pub mod api;
 pub mod bootstrap;
 pub mod clock;
 pub mod collector;
@@ -29,6 +30,7 @@ pub mod ring;
 pub mod snapshot;
 pub mod sys;
 pub mod thread;
+pub mod vars;
 
 // The hooks, the constructor and the allocator only exist in the library
 // itself: the unit-test binary must keep glibc's malloc.

@@ -95,8 +95,22 @@ pub fn before_underscore_exit(status: c_int) {
     finish(EndKind::UnderscoreExit, Some(status), None);
 }
 
+/// Set by memscope-rs's panic hook: a process that then exits with Rust's
+/// panic status (101) or aborts ended by a panic.
+static PANICKED: AtomicBool = AtomicBool::new(false);
+
+pub fn note_panic() {
+    PANICKED.store(true, Ordering::Release);
+}
+
 /// Takes the final snapshot of this image (once) and stops recording.
 pub fn finish(kind: EndKind, exit_code: Option<i32>, signal: Option<i32>) {
+    let panicked = PANICKED.load(Ordering::Acquire);
+    let kind = match kind {
+        EndKind::Exit if panicked && exit_code == Some(101) => EndKind::Panic,
+        EndKind::Abort if panicked => EndKind::Panic,
+        k => k,
+    };
     if crate::exec::in_foreign_child() || FINISHED.swap(true, Ordering::AcqRel) {
         return;
     }
@@ -121,11 +135,18 @@ pub fn next_exec_seq() -> u32 {
     ENGINE.with(|slot| engine::state(slot).process.as_ref().map_or(0, |p| p.exec_seq) + 1)
 }
 
-fn write_snapshot(kind: EndKind, exit_code: Option<i32>, signal: Option<i32>, last: bool) {
+/// Takes a snapshot of the image as it is now. `last`: the final one (the
+/// collector's state is consumed and recording stops for good).
+fn take_snapshot(
+    kind: EndKind,
+    exit_code: Option<i32>,
+    signal: Option<i32>,
+    last: bool,
+) -> (memscope_format::Snapshot, ProcessInfo) {
     let cfg = config::get();
     let start = start_anchor();
     clock::wait_for_calibration(&start);
-    let built = ENGINE.with(|slot| {
+    ENGINE.with(|slot| {
         // The end is read under the lock: a drain that ran before this one
         // (bounded by its own, earlier "now") cannot have applied anything
         // later than it.
@@ -140,9 +161,6 @@ fn write_snapshot(kind: EndKind, exit_code: Option<i32>, signal: Option<i32>, la
         if last {
             engine::SHUT_DOWN.store(true, Ordering::Release);
         }
-        if !cfg.auto_export {
-            return None;
-        }
         let process = st.process.clone().unwrap_or_else(|| ProcessInfo::capture(start));
         let dropped = st.inflight_lost + engine::UNRECORDABLE.load(Ordering::Relaxed);
         let collector = if last {
@@ -150,33 +168,60 @@ fn write_snapshot(kind: EndKind, exit_code: Option<i32>, signal: Option<i32>, la
         } else {
             st.collector.clone()
         };
-        let fin = collector.finish(end);
         let ending = Ending {
             kind,
             end_ticks: end,
             exit_code,
             signal,
         };
-        let snap = snapshot::build(
-            fin,
-            &process,
-            ending,
-            &cal,
-            cfg,
-            snapshot::EngineCounts {
-                events_dropped: dropped,
-            },
-        );
-        Some((snap, process))
-    });
-    let Some((snap, process)) = built else { return };
+        let counts = snapshot::EngineCounts {
+            events_dropped: dropped,
+        };
+        (
+            snapshot::build(collector.finish(end), &process, ending, &cal, cfg, counts),
+            process,
+        )
+    })
+}
+
+/// The default path set by the program (memscope-rs's `enable_auto_export`),
+/// used when `MEMSCOPE_EXPORT_PATH` is not set.
+static PROGRAM_PATH: Locked<Option<String>> = Locked::new(None);
+
+pub fn set_program_export_path(path: &str) {
+    let _g = Guard::enter();
+    PROGRAM_PATH.with(|p| *p = Some(path.to_string()));
+}
+
+/// Writes a snapshot of the image as it is now to `path` (JSON, or the
+/// HTML report when the path ends in `.html`); recording goes on.
+pub fn export_now(path: &str) -> std::io::Result<()> {
+    let _g = Guard::enter();
+    let (snap, _) = take_snapshot(EndKind::Running, None, None, false);
+    if path.ends_with(".html") {
+        snapshot::write_atomic(path, |w| memscope_report::write_html(std::slice::from_ref(&snap), w))
+    } else {
+        snapshot::write_atomic(path, |w| snap.write_json(w).map_err(std::io::Error::from))
+    }
+}
+
+fn write_snapshot(kind: EndKind, exit_code: Option<i32>, signal: Option<i32>, last: bool) {
+    let cfg = config::get();
+    let (snap, process) = take_snapshot(kind, exit_code, signal, last);
+    if !cfg.auto_export {
+        return;
+    }
+    let template = match PROGRAM_PATH.with(|p| p.clone()) {
+        Some(p) if !cfg.export_path_from_env => p,
+        _ => cfg.export_path.clone(),
+    };
     let image = crate::paths::Image {
         pid: process.pid,
         exe_name: process.exe_name(),
         exec_seq: process.exec_seq,
         is_root: process.is_root,
     };
-    let path = crate::paths::absolute(&crate::paths::expand(&cfg.export_path, &image), &process.cwd);
+    let path = crate::paths::absolute(&crate::paths::expand(&template, &image), &process.cwd);
     let mut written = Vec::new();
     if cfg.format != ExportFormat::Html {
         let r = snapshot::write_atomic(&path, |w| snap.write_json(w).map_err(std::io::Error::from));

@@ -39,7 +39,10 @@ pub fn build(
     let max = cfg.max_records as usize;
 
     let mut allocations = Vec::with_capacity(max.min(fin.live_at_end.len() + fin.freed.len()));
+    let names: std::collections::HashMap<u64, crate::vars::Names> =
+        fin.vars.iter().map(|v| (v.id, crate::vars::names(v.id))).collect();
     let record = |r: &Record, leaked: bool| {
+        let n = names.get(&r.var);
         // The lifetime is exactly the difference of the two timestamps shown.
         let (born, died) = (unix(r.birth), unix(r.death));
         let life = died - born;
@@ -54,13 +57,30 @@ pub fn build(
             lifetime_ms: fmt::ns_to_ms(life),
             is_leaked: leaked,
             callsite: Some(r.site as u64),
-            var_name: None,
-            type_name: None,
-            scope_name: None,
+            var_name: n.map(|n| n.var_name.clone()),
+            type_name: n.map(|n| n.type_name.clone()),
+            scope_name: n.map(|n| n.scope_name.clone()),
             inherited: r.inherited,
         }
     };
-    allocations.extend(fin.live_at_end.iter().take(max).map(|r| record(r, true)));
+    // Blocks owned by tracked variables first, then the rest of the live
+    // ones, then the best of the freed ones (SPEC §3).
+    let named_live = fin.live_at_end.iter().filter(|r| r.var != 0).map(|r| (r, true));
+    let named_freed = fin.named_freed.iter().map(|r| (r, false));
+    allocations.extend(
+        named_live
+            .chain(named_freed)
+            .take(max)
+            .map(|(r, leaked)| record(r, leaked)),
+    );
+    let room = max.saturating_sub(allocations.len());
+    allocations.extend(
+        fin.live_at_end
+            .iter()
+            .filter(|r| r.var == 0)
+            .take(room)
+            .map(|r| record(r, true)),
+    );
     let room = max.saturating_sub(allocations.len());
     let mut freed: Vec<&Record> = fin.freed.iter().take(room).collect();
     freed.sort_by_key(|r| (r.birth, r.ptr));
@@ -189,7 +209,27 @@ pub fn build(
         },
         allocations,
         callsites,
-        variables: Vec::new(),
+        variables: fin
+            .vars
+            .iter()
+            .map(|v| {
+                let n = names.get(&v.id).cloned().unwrap_or_default();
+                let (born, died) = (unix(v.birth), unix(v.death.unwrap_or(ending.end_ticks).max(v.birth)));
+                fmt::Variable {
+                    var_name: n.var_name,
+                    type_name: n.type_name,
+                    scope_name: n.scope_name,
+                    ptr: fmt::hex_addr(v.ptr),
+                    size: v.size,
+                    thread_id: fin.threads.get(v.thread as usize).map_or(0, |t| t.tid as u64),
+                    timestamp_alloc: born,
+                    timestamp_dealloc: died,
+                    lifetime_ns: died - born,
+                    lifetime_ms: fmt::ns_to_ms(died - born),
+                    is_leaked: v.death.is_none(),
+                }
+            })
+            .collect(),
         threads,
         lifetime_histogram,
         timeline,

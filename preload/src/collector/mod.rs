@@ -115,6 +115,18 @@ pub struct Peak {
     pub ts: u64,
 }
 
+/// A variable named with `track_var!` (ids come from [`crate::vars`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VarState {
+    pub id: u64,
+    pub ptr: u64,
+    pub size: u64,
+    pub thread: u32,
+    pub birth: u64,
+    /// None while the variable is alive.
+    pub death: Option<u64>,
+}
+
 /// A free we could not match yet (see the module docs).
 #[derive(Debug, Clone, Copy)]
 struct OrphanFree {
@@ -146,6 +158,12 @@ pub struct Collector {
     pub lifetime_bytes: Vec<u64>,
     freed: FreedRecords,
     timeline: Timeline,
+    vars: Vec<VarState>,
+    var_index: HashMap<u64, usize>,
+    /// Blocks owned by a variable: address → variable id.
+    named_blocks: AddrMap<u64>,
+    /// Freed blocks that a variable owned: all kept, listed first.
+    named_freed: Vec<Record>,
     /// Tick of the first event (timeline origin).
     pub first_ts: u64,
 }
@@ -173,6 +191,10 @@ impl Collector {
             lifetime_counts: vec![0; hist::BUCKETS],
             lifetime_bytes: vec![0; hist::BUCKETS],
             freed: FreedRecords::new(max_records),
+            vars: Vec::new(),
+            var_index: HashMap::new(),
+            named_blocks: AddrMap::default(),
+            named_freed: Vec::new(),
             // First buckets of ~64 µs; they double as the run goes on.
             timeline: Timeline::new(start_ticks, 63 - ticks(64_000).leading_zeros()),
             first_ts: start_ticks,
@@ -325,7 +347,10 @@ impl Collector {
     /// might pair with a reordered free, it takes that path.
     #[allow(clippy::too_many_arguments)]
     pub fn transient(&mut self, born: u64, died: u64, ptr: u64, size: u64, kind: Kind, thread: u32, site: u32) {
-        if self.live_bytes + size > self.peak.bytes || (!self.orphans.is_empty() && self.orphans.contains_key(&ptr)) {
+        if self.live_bytes + size > self.peak.bytes
+            || (!self.orphans.is_empty() && self.orphans.contains_key(&ptr))
+            || (!self.named_blocks.is_empty() && self.named_blocks.contains_key(&ptr))
+        {
             self.alloc(born, ptr, size, kind, thread, site);
             self.free(died, ptr, thread);
             return;
@@ -365,12 +390,13 @@ impl Collector {
             birth: born,
             death: died,
             inherited: false,
+            var: 0,
         });
     }
 
     /// A free (or realloc(p, 0)) of `ptr`.
     pub fn free(&mut self, ts: u64, ptr: u64, thread: u32) {
-        if !self.death(ts, ptr, thread, Death::Free) {
+        if self.death(ts, ptr, thread, Death::Free).is_none() {
             self.totals.unmatched_frees += 1;
             self.orphans.insert(
                 ptr,
@@ -386,10 +412,14 @@ impl Collector {
 
     /// A successful realloc(old, size > 0) that returned `new`.
     pub fn realloc(&mut self, ts: u64, old: u64, new: u64, size: u64, thread: u32, site: u32) {
-        if self.death(ts, old, thread, Death::Realloc) {
+        if let Some(var) = self.death(ts, old, thread, Death::Realloc) {
             self.totals.reallocs += 1;
             self.totals.allocated_bytes += size;
             self.birth(ts, new, size, Kind::Realloc, thread, site, true);
+            if var != 0 {
+                // The variable owns the moved buffer now (a growing Vec).
+                self.named_blocks.insert(new, var);
+            }
         } else {
             self.totals.unmatched_frees += 1;
             self.orphans.insert(
@@ -447,10 +477,14 @@ impl Collector {
         }
     }
 
-    /// Ends the block at `ptr`; false if there is none.
-    fn death(&mut self, ts: u64, ptr: u64, thread: u32, how: Death) -> bool {
-        let Some(block) = self.take_block(ptr, thread) else {
-            return false;
+    /// Ends the block at `ptr`: `None` if there is none, else the id of the
+    /// variable that owned it (0: none).
+    fn death(&mut self, ts: u64, ptr: u64, thread: u32, how: Death) -> Option<u64> {
+        let block = self.take_block(ptr, thread)?;
+        let var = if self.named_blocks.is_empty() {
+            0
+        } else {
+            self.named_blocks.remove(&ptr).unwrap_or(0)
         };
         let ts = ts.max(block.birth);
         if let Death::Free = how {
@@ -460,7 +494,7 @@ impl Collector {
         }
         self.totals.freed_bytes += block.size;
         self.release(&block, ts);
-        self.freed.offer(Record {
+        let record = Record {
             ptr,
             size: block.size,
             kind: block.kind as u8,
@@ -469,8 +503,42 @@ impl Collector {
             birth: block.birth,
             death: ts,
             inherited: block.inherited,
+            var,
+        };
+        if var == 0 {
+            self.freed.offer(record);
+        } else {
+            self.named_freed.push(record);
+        }
+        Some(var)
+    }
+
+    /// A `track_var!` variable starts owning `ptr` (0: no heap block).
+    pub fn var_birth(&mut self, ts: u64, id: u64, ptr: u64, size: u64, thread: u32) {
+        self.var_index.insert(id, self.vars.len());
+        self.vars.push(VarState {
+            id,
+            ptr,
+            size,
+            thread,
+            birth: ts,
+            death: None,
         });
-        true
+        if ptr != 0 && self.has_block(ptr) {
+            self.named_blocks.insert(ptr, id);
+        }
+    }
+
+    /// A `track_var!` variable is dropped.
+    pub fn var_death(&mut self, ts: u64, id: u64) {
+        if let Some(&i) = self.var_index.get(&id) {
+            let v = &mut self.vars[i];
+            v.death.get_or_insert(ts.max(v.birth));
+        }
+    }
+
+    fn has_block(&self, ptr: u64) -> bool {
+        self.recent.is_some_and(|(p, _)| p == ptr) || self.live.contains_key(&ptr) || self.displaced.contains_key(&ptr)
     }
 
     /// What any end of a block changes: live bytes (process, site, owner
@@ -554,6 +622,7 @@ impl Collector {
                 birth: b.birth,
                 death,
                 inherited: b.inherited,
+                var: self.named_blocks.get(&ptr).copied().unwrap_or(0),
             });
         }
         live.sort_by_key(|r| (r.birth, r.ptr));
@@ -569,6 +638,8 @@ impl Collector {
             lifetime_counts: self.lifetime_counts,
             lifetime_bytes: self.lifetime_bytes,
             timeline: self.timeline.points(),
+            vars: self.vars,
+            named_freed: self.named_freed,
         }
     }
 }
@@ -593,6 +664,10 @@ pub struct Finished {
     pub lifetime_counts: Vec<u64>,
     pub lifetime_bytes: Vec<u64>,
     pub timeline: Vec<(u64, u64)>,
+    /// `track_var!` variables in birth order.
+    pub vars: Vec<VarState>,
+    /// Freed blocks a variable owned (live ones are in `live_at_end`).
+    pub named_freed: Vec<Record>,
 }
 
 #[cfg(test)]

@@ -19,6 +19,8 @@ pub struct Record {
     pub birth: u64,
     pub death: u64,
     pub inherited: bool,
+    /// The `track_var!` variable owning the block (0: none).
+    pub var: u64,
 }
 
 /// Heap order: larger size is "greater"; for equal sizes the earlier birth is
@@ -114,6 +116,7 @@ mod tests {
             birth,
             death: birth + 1,
             inherited: false,
+            var: 0,
         }
     }
 

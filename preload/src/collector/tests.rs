@@ -343,3 +343,32 @@ fn transient_equals_alloc_then_free() {
             .collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn variables_name_their_blocks_through_reallocs() {
+    let mut c = new();
+    c.alloc(10, 0x100, 16, Kind::Malloc, 0, 0);
+    c.var_birth(11, 7, 0x100, 16, 0);
+    c.var_birth(12, 8, 0, 0, 1); // owns no heap block
+    c.realloc(20, 0x100, 0x200, 64, 0, 0);
+    c.var_death(30, 8);
+    c.free(40, 0x200, 0);
+    c.var_death(41, 7);
+    c.var_death(42, 7); // a second drop changes nothing
+    c.alloc(50, 0x300, 5, Kind::Malloc, 0, 0);
+    c.var_birth(51, 9, 0x300, 5, 0);
+    let f = c.finish(100);
+    let vars: Vec<_> = f.vars.iter().map(|v| (v.id, v.birth, v.death)).collect();
+    assert_eq!(vars, vec![(7, 11, Some(41)), (8, 12, Some(30)), (9, 51, None)]);
+    let named: Vec<_> = f
+        .named_freed
+        .iter()
+        .map(|r| (r.var, r.size, r.birth, r.death))
+        .collect();
+    assert_eq!(named, vec![(7, 16, 10, 20), (7, 64, 20, 40)]);
+    assert_eq!(
+        f.live_at_end.iter().map(|r| (r.var, r.size)).collect::<Vec<_>>(),
+        vec![(9, 5)]
+    );
+    assert!(f.freed.is_empty(), "named records are kept apart");
+}
