@@ -577,8 +577,12 @@ impl Collector {
         }
     }
 
-    /// Marks every live block as inherited (called in a `fork()` child).
+    /// Becomes a `fork()` child's state: every live block is inherited, and
+    /// the parent's freed-block records stay the parent's (the counts and
+    /// aggregates continue, as DHAT counts a child).
     pub fn mark_inherited(&mut self) {
+        self.freed = FreedRecords::new(self.freed.capacity());
+        self.named_freed.clear();
         self.flush_recent();
         for b in self.live.values_mut().chain(self.displaced.values_mut()) {
             b.inherited = true;

@@ -89,6 +89,10 @@ impl FreedRecords {
         self.bar = self.kept.iter().copied().min_by(|a, b| ByValue(*a).cmp(&ByValue(*b)));
     }
 
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+
     #[cfg(test)]
     pub fn len(&self) -> usize {
         self.kept.len().min(self.cap)
