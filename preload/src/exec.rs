@@ -6,8 +6,7 @@
 //! The new environment is built in an anonymous mapping, never on the heap:
 //! a `vfork()` child shares the parent's heap and must not touch it.
 
-use crate::process::{EXEC_SEQ_VAR, ROOT_VAR};
-use crate::sys;
+use memscope_engine::process::{EXEC_SEQ_VAR, ROOT_VAR};
 use std::ffi::{c_char, CStr, CString};
 use std::sync::OnceLock;
 
@@ -182,12 +181,6 @@ pub unsafe fn build(envp: *const *const c_char, pid: u32, exec_seq: u32) -> Opti
 
 fn mentions_memscope(entry: &[u8]) -> bool {
     entry.windows(b"libmemscope".len()).any(|w| w == b"libmemscope")
-}
-
-/// True when this call runs in a `vfork()` child (or a raw `clone`), which
-/// shares the parent's memory: such a child must not touch memscope's state.
-pub fn in_foreign_child() -> bool {
-    sys::getpid() != crate::engine::PID.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// The root marker every later image inherits (set once by the first image).

@@ -3,8 +3,8 @@
 
 use crate::exec;
 use crate::hooks;
-use crate::lifecycle;
 use crate::real::{as_fn, ExecveFn, ExitFn, FexecveFn, SpawnFn, REAL};
+use memscope_engine::lifecycle;
 use std::ffi::{c_char, c_int, c_void};
 
 // SAFETY (every allocator shim): the caller upholds the C contract of the
@@ -96,13 +96,13 @@ extern "C" {
 
 /// Runs `real` with memscope's environment, after the pre-exec snapshot.
 unsafe fn exec_with(envp: *const *const c_char, real: impl FnOnce(*const *const c_char) -> c_int) -> c_int {
-    if exec::in_foreign_child() {
+    if memscope_engine::recorder::in_foreign_child() {
         // A vfork child is no image of its own: what it execs is its pid's first.
-        let env = exec::build(envp, crate::sys::getpid(), 0);
+        let env = exec::build(envp, memscope_engine::sys::getpid(), 0);
         return real(env.as_ref().map_or(envp, |e| e.as_ptr()));
     }
     lifecycle::before_exec();
-    let env = exec::build(envp, crate::sys::getpid(), lifecycle::next_exec_seq());
+    let env = exec::build(envp, memscope_engine::sys::getpid(), lifecycle::next_exec_seq());
     real(env.as_ref().map_or(envp, |e| e.as_ptr()))
 }
 
@@ -148,7 +148,7 @@ unsafe fn spawn_with(
     argv: *const *mut c_char,
     envp: *const *mut c_char,
 ) -> c_int {
-    let _g = crate::thread::Guard::enter();
+    let _g = memscope_engine::thread::Guard::enter();
     let base = if envp.is_null() {
         environ
     } else {
@@ -213,6 +213,6 @@ pub unsafe extern "C" fn execle() {
 
 /// memscope-rs finds the preloaded library through this (see [`crate::api`]).
 #[no_mangle]
-pub extern "C" fn memscope_api_v1() -> *const crate::api::ApiV1 {
-    &crate::api::API_V1
+pub extern "C" fn memscope_api_v1() -> *const memscope_engine::api::ApiV1 {
+    &memscope_engine::api::API_V1
 }

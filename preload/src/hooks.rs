@@ -4,10 +4,10 @@
 //! the same address), an allocation *after* the real one returns.
 
 use crate::bootstrap;
-use crate::engine::{record, record_realloc};
-use crate::event::Kind;
 use crate::real::{as_fn, REAL};
 use crate::real::{AlignFn, CallocFn, FreeFn, MallocFn, PosixMemalignFn, ReallocFn, UsableSizeFn};
+use memscope_engine::event::Kind;
+use memscope_engine::recorder::{record, record_realloc};
 use std::ffi::{c_int, c_void};
 
 /// Call-site id of the current allocation (0 while backtraces are off).

@@ -1,36 +1,19 @@
 //! libmemscope.so: loaded with `LD_PRELOAD`, it records every heap
 //! allocation of a dynamically linked program and writes a snapshot in which
 //! every allocation has a birth, a death (or the end of the process) and so a
-//! lifetime. See SPEC.md for the contract and `engine` for the design.
+//! lifetime. See SPEC.md for the contract.
 //!
-//! Layout: [`ffi`] holds the exported symbols, thin shims over [`hooks`],
-//! [`lifecycle`] and [`exec`]; behind them safe Rust — [`ring`] (per-thread
-//! event buffers), [`engine`] (recording and merging), [`collector`]
-//! (lifetimes and aggregates), [`snapshot`] (the JSON), [`clock`],
-//! [`config`], [`paths`] — that the unit tests drive without `LD_PRELOAD`.
+//! This crate is the interposition layer only: [`ffi`] holds the exported
+//! symbols, thin shims over [`hooks`] (allocator), [`exec`] (environment for
+//! the next image) and the engine's lifecycle; [`real`] finds the functions
+//! they forward to, [`bootstrap`] serves `dlsym`'s own allocations. The
+//! recording and analysis live in `memscope-engine`.
 
 pub mod alloc;
-pub mod api;
 pub mod bootstrap;
-pub mod clock;
-pub mod collector;
-pub mod config;
-pub mod engine;
-pub mod event;
 pub mod exec;
 pub mod hooks;
-pub mod lifecycle;
-pub mod lock;
-pub mod log;
-pub mod paths;
-pub mod process;
 pub mod real;
-pub mod registry;
-pub mod ring;
-pub mod snapshot;
-pub mod sys;
-pub mod thread;
-pub mod vars;
 
 // The hooks, the constructor and the allocator only exist in the library
 // itself: the unit-test binary must keep glibc's malloc.
@@ -44,5 +27,35 @@ static ALLOCATOR: alloc::RealAllocator = alloc::RealAllocator;
 #[cfg(not(test))]
 #[ctor::ctor(unsafe)]
 fn memscope_init() {
-    lifecycle::init();
+    init();
+}
+
+/// The library constructor: find the real allocator, start the engine, and
+/// prepare what later images (after `exec`) need.
+fn init() {
+    let _g = memscope_engine::thread::Guard::enter();
+    real::resolve_all();
+    let process = memscope_engine::lifecycle::start(memscope_engine::lifecycle::Host::Preload);
+    if process.is_root {
+        exec::mark_root(process.pid);
+    }
+    exec::capture(library_path());
+}
+
+/// Absolute path of this library, for the `LD_PRELOAD` of later images.
+fn library_path() -> std::ffi::CString {
+    use std::os::unix::ffi::OsStrExt;
+    // SAFETY: dladdr on one of our own functions.
+    let name = unsafe {
+        let mut info: libc::Dl_info = std::mem::zeroed();
+        if libc::dladdr(library_path as *const std::ffi::c_void, &mut info) == 0 || info.dli_fname.is_null() {
+            return std::ffi::CString::default();
+        }
+        std::ffi::CStr::from_ptr(info.dli_fname).to_owned()
+    };
+    let path = std::path::Path::new(std::ffi::OsStr::from_bytes(name.as_bytes()));
+    match std::fs::canonicalize(path) {
+        Ok(p) => std::ffi::CString::new(p.into_os_string().into_encoded_bytes()).unwrap_or(name),
+        Err(_) => name,
+    }
 }

@@ -167,7 +167,10 @@ pub fn build(
         tool: fmt::Tool {
             name: "memscope".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            mode: "preload".into(),
+            mode: match crate::lifecycle::host() {
+                crate::lifecycle::Host::Preload => "preload".into(),
+                crate::lifecycle::Host::InProcess => "in-process".into(),
+            },
             backtrace_depth: cfg.backtrace,
             max_records: cfg.max_records,
             clock: crate::clock::name().into(),

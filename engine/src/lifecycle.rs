@@ -8,14 +8,15 @@
 //!   SIGABRT): a one-shot handler asks the collector thread to write the
 //!   snapshot (the signal may have interrupted `malloc` on this thread), then
 //!   re-raises so the process dies as it would have;
-//! - `exec`: the old image writes its snapshot first (see [`crate::exec`]);
+//! - `exec`: the old image writes its snapshot first ([`before_exec`], called
+//!   by the preload library's exec hooks);
 //! - `fork`: the child keeps the parent's heap and gets its own collector.
 
 use crate::clock::{self, Anchor, Calibration};
 use crate::config::{self, ExportFormat};
-use crate::engine::{self, Mode, ENABLED, ENGINE, PID};
 use crate::lock::Locked;
 use crate::process::ProcessInfo;
+use crate::recorder::{self, Mode, ENABLED, ENGINE, PID};
 use crate::snapshot::{self, Ending};
 use crate::sys;
 use crate::thread::{self, Guard};
@@ -36,10 +37,30 @@ extern "C" {
     fn on_exit(f: extern "C" fn(c_int, *mut c_void), arg: *mut c_void) -> c_int;
 }
 
-/// The library constructor.
-pub fn init() {
+/// Who runs the engine: libmemscope.so (its own copy of std, its own panic
+/// hook) or a program that links memscope-rs (whose std it shares).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Host {
+    Preload,
+    InProcess,
+}
+
+static IN_PROCESS: AtomicBool = AtomicBool::new(false);
+
+pub fn host() -> Host {
+    if IN_PROCESS.load(Ordering::Relaxed) {
+        Host::InProcess
+    } else {
+        Host::Preload
+    }
+}
+
+/// Starts the engine: configuration, diagnostics, process facts, the exit,
+/// fork and fatal-signal handlers, and the collector thread. Returns the
+/// facts about this image.
+pub fn start(host: Host) -> ProcessInfo {
     let _g = Guard::enter();
-    crate::real::resolve_all();
+    IN_PROCESS.store(host == Host::InProcess, Ordering::Relaxed);
     let pid = sys::getpid();
     PID.store(pid, Ordering::Relaxed);
     thread::verify_static_tls();
@@ -49,41 +70,23 @@ pub fn init() {
     for w in config::warnings() {
         crate::warn!("{w}");
     }
-    std::panic::set_hook(Box::new(|info| crate::warn!("internal error: {info}")));
-    let process = ProcessInfo::capture(start);
-    if process.is_root {
-        crate::exec::mark_root(pid);
+    if host == Host::Preload {
+        // Our own copy of std: this hook only ever sees memscope's panics.
+        std::panic::set_hook(Box::new(|info| crate::warn!("internal error: {info}")));
     }
-    crate::exec::capture(library_path());
+    let process = ProcessInfo::capture(start);
     crate::info!("tracing {} (pid {}), snapshot to {}", process.exe, pid, cfg.export_path);
-    ENGINE.with(|slot| engine::state(slot).process = Some(process));
+    ENGINE.with(|slot| recorder::state(slot).process = Some(process.clone()));
     // SAFETY: registering plain C callbacks.
     unsafe {
         on_exit(on_exit_handler, std::ptr::null_mut());
         libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child));
     }
     install_signal_handlers();
-    if !engine::spawn_collector() {
+    if !recorder::spawn_collector() {
         crate::warn!("could not start the collector thread; recording inline");
     }
-}
-
-/// Absolute path of this library, for the `LD_PRELOAD` of later images.
-fn library_path() -> std::ffi::CString {
-    // SAFETY: dladdr on one of our own functions.
-    let name = unsafe {
-        let mut info: libc::Dl_info = std::mem::zeroed();
-        if libc::dladdr(library_path as *const c_void, &mut info) == 0 || info.dli_fname.is_null() {
-            return std::ffi::CString::default();
-        }
-        std::ffi::CStr::from_ptr(info.dli_fname).to_owned()
-    };
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::path::Path::new(std::ffi::OsStr::from_bytes(name.as_bytes()));
-    match std::fs::canonicalize(path) {
-        Ok(p) => std::ffi::CString::new(p.into_os_string().into_encoded_bytes()).unwrap_or(name),
-        Err(_) => name,
-    }
+    process
 }
 
 extern "C" fn on_exit_handler(status: c_int, _: *mut c_void) {
@@ -111,7 +114,7 @@ pub fn finish(kind: EndKind, exit_code: Option<i32>, signal: Option<i32>) {
         EndKind::Abort if panicked => EndKind::Panic,
         k => k,
     };
-    if crate::exec::in_foreign_child() || FINISHED.swap(true, Ordering::AcqRel) {
+    if recorder::in_foreign_child() || FINISHED.swap(true, Ordering::AcqRel) {
         return;
     }
     let _g = Guard::enter();
@@ -132,7 +135,7 @@ pub fn before_exec() {
 
 /// The `exec` counter for the next image of this pid.
 pub fn next_exec_seq() -> u32 {
-    ENGINE.with(|slot| engine::state(slot).process.as_ref().map_or(0, |p| p.exec_seq) + 1)
+    ENGINE.with(|slot| recorder::state(slot).process.as_ref().map_or(0, |p| p.exec_seq) + 1)
 }
 
 /// Takes a snapshot of the image as it is now. `last`: the final one (the
@@ -156,13 +159,13 @@ fn take_snapshot(
         } else {
             Calibration::identity(start)
         };
-        let st = engine::state(slot);
+        let st = recorder::state(slot);
         st.drain(Mode::UpTo(end));
         if last {
-            engine::SHUT_DOWN.store(true, Ordering::Release);
+            recorder::SHUT_DOWN.store(true, Ordering::Release);
         }
         let process = st.process.clone().unwrap_or_else(|| ProcessInfo::capture(start));
-        let dropped = st.inflight_lost + engine::UNRECORDABLE.load(Ordering::Relaxed);
+        let dropped = st.inflight_lost + recorder::UNRECORDABLE.load(Ordering::Relaxed);
         let collector = if last {
             std::mem::replace(&mut st.collector, crate::collector::Collector::new(end, 1.0, 0))
         } else {
@@ -265,7 +268,7 @@ extern "C" fn fork_parent() {
 extern "C" fn fork_child() {
     let tid = sys::gettid();
     PID.store(sys::getpid(), Ordering::Relaxed);
-    engine::reset_collector_in_child();
+    recorder::reset_collector_in_child();
     START.reset_in_child();
     FINAL_REQUEST.store(0, Ordering::Relaxed);
     let now = Anchor::take();
@@ -274,7 +277,7 @@ extern "C" fn fork_child() {
     // SAFETY: fork_prepare locked ENGINE on this thread, which is the only
     // thread of the child; rings are never unmapped.
     unsafe {
-        let st = engine::state(ENGINE.get_locked());
+        let st = recorder::state(ENGINE.get_locked());
         st.adopt_after_fork(own.as_ref(), tid);
         if let Some(p) = st.process.as_mut() {
             p.after_fork(now);
@@ -282,7 +285,7 @@ extern "C" fn fork_child() {
         ENGINE.unlock_raw();
     }
     thread::with(|s| s.guard.set(s.guard.get().saturating_sub(1)));
-    if !FINISHED.load(Ordering::Relaxed) && !engine::spawn_collector() {
+    if !FINISHED.load(Ordering::Relaxed) && !recorder::spawn_collector() {
         crate::warn!("could not start the collector thread in the child; recording inline");
     }
 }
@@ -341,11 +344,11 @@ extern "C" fn on_fatal_signal(sig: c_int, _info: *mut libc::siginfo_t, _ctx: *mu
     // SAFETY: errno is thread-local; saved and restored around our work.
     let errno = unsafe { *libc::__errno_location() };
     let kind = if sig == libc::SIGABRT { REQ_ABORT } else { REQ_SIGNAL };
-    if !crate::exec::in_foreign_child() {
-        if engine::collector_running() && !FINISHED.load(Ordering::Acquire) {
+    if !recorder::in_foreign_child() {
+        if recorder::collector_running() && !FINISHED.load(Ordering::Acquire) {
             // The collector writes: this thread may be inside malloc.
             FINAL_REQUEST.store((sig as u32) << 8 | kind, Ordering::Release);
-            engine::kick();
+            recorder::kick();
             let deadline = clock::monotonic_ns() + 10_000_000_000;
             while FINAL_DONE.load(Ordering::Acquire) == 0 && clock::monotonic_ns() < deadline {
                 sys::futex_wait(&FINAL_DONE, 0, 50_000_000);

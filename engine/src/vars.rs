@@ -2,9 +2,9 @@
 //! their births and deaths travel through the rings like allocations, so a
 //! variable's lifetime is ordered exactly against the heap events around it.
 
-use crate::engine;
 use crate::event::Kind;
 use crate::lock::Locked;
+use crate::recorder;
 use crate::thread::Guard;
 
 /// What `track_var!` knows about a variable.
@@ -28,14 +28,14 @@ pub fn birth(ptr: usize, size: usize, names: Names) -> u64 {
             v.len() as u64
         })
     };
-    engine::record(Kind::VarBirth, ptr, size, id);
+    recorder::record(Kind::VarBirth, ptr, size, id);
     id
 }
 
 /// The variable `id` is dropped.
 pub fn death(id: u64) {
     if id != 0 {
-        engine::record(Kind::VarDeath, 0, 0, id);
+        recorder::record(Kind::VarDeath, 0, 0, id);
     }
 }
 

@@ -32,6 +32,12 @@ static COLLECTOR_SLEEPING: AtomicBool = AtomicBool::new(false);
 /// Events that could not be recorded at all (no ring could be mapped).
 pub static UNRECORDABLE: AtomicU64 = AtomicU64::new(0);
 
+/// True when this call runs in a `vfork()` child (or a raw `clone`), which
+/// shares the parent's memory: such a child must not touch memscope's state.
+pub fn in_foreign_child() -> bool {
+    sys::getpid() != PID.load(Ordering::Relaxed)
+}
+
 /// Consumer state of the engine (collector + one cursor per ring).
 pub static ENGINE: Locked<Option<EngineState>> = Locked::new(None);
 
