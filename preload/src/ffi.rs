@@ -86,6 +86,13 @@ pub unsafe extern "C" fn _Exit(status: c_int) -> ! {
     as_fn::<ExitFn>(REAL.exit_upper.get())(status)
 }
 
+/// glibc's quick_exit reaches `_Exit` internally, past the hook above.
+#[no_mangle]
+pub unsafe extern "C" fn quick_exit(status: c_int) -> ! {
+    lifecycle::before_underscore_exit(status);
+    as_fn::<ExitFn>(REAL.quick_exit.get())(status)
+}
+
 // SAFETY (exec shims): arguments are passed through unchanged except the
 // environment, which is a valid NULL-terminated copy with memscope's
 // variables added (or the original when no copy could be made).

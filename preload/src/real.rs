@@ -71,6 +71,7 @@ syms! {
     malloc_usable_size: c"malloc_usable_size",
     exit_: c"_exit",
     exit_upper: c"_Exit",
+    quick_exit: c"quick_exit",
     execve: c"execve",
     execvpe: c"execvpe",
     fexecve: c"fexecve",

@@ -1,6 +1,6 @@
 /* Ends in the way argv[1] names, after leaking one 1234-byte block (and
  * freeing a 99-byte one).
- *   return exit _exit _Exit abort segv sigterm sigint sighup sigterm-handler
+ *   return exit _exit _Exit quick_exit abort segv sigterm sigint sighup sigterm-handler
  *   thread-exit (a thread calls exit(5) while others allocate)
  *   closed-stdio FILE (closes 0-2, reopens FILE as 0-2, writes to it) */
 #include <fcntl.h>
@@ -44,6 +44,7 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "exit")) exit(2);
     if (!strcmp(mode, "_exit")) _exit(3);
     if (!strcmp(mode, "_Exit")) _Exit(4);
+    if (!strcmp(mode, "quick_exit")) quick_exit(6);
     if (!strcmp(mode, "abort")) abort();
     if (!strcmp(mode, "segv")) {
         volatile int *p = (int *)16;

@@ -64,6 +64,11 @@ fn upper_exit() {
 }
 
 #[test]
+fn quick_exit() {
+    expect("quick_exit", EndKind::UnderscoreExit, Some(6), None);
+}
+
+#[test]
 fn abort() {
     expect("abort", EndKind::Abort, None, Some(libc::SIGABRT));
 }
