@@ -143,6 +143,10 @@ pub struct Collector {
     live: AddrMap<Block>,
     displaced: AddrMap<Block>,
     orphans: AddrMap<OrphanFree>,
+    /// Timestamp of the newest orphan free: an allocation later than this
+    /// plus the reorder window cannot pair with any orphan, so most never
+    /// look at `orphans` at all.
+    newest_orphan: u64,
     reorder_window: u64,
     pub totals: Totals,
     pub live_bytes: u64,
@@ -178,6 +182,7 @@ impl Collector {
             live: AddrMap::default(),
             displaced: AddrMap::default(),
             orphans: AddrMap::default(),
+            newest_orphan: 0,
             reorder_window: ticks(REORDER_WINDOW_NS),
             totals: Totals::default(),
             live_bytes: 0,
@@ -258,7 +263,7 @@ impl Collector {
 
     /// A successful malloc/calloc/aligned/valloc/pvalloc/realloc(NULL).
     pub fn alloc(&mut self, ts: u64, ptr: u64, size: u64, kind: Kind, thread: u32, site: u32) {
-        if !self.orphans.is_empty() {
+        if self.orphan_may_match(ts) {
             if let Some(o) = self.orphans.remove(&ptr) {
                 if o.thread != thread && ts.saturating_sub(o.ts) <= self.reorder_window {
                     return self.alloc_seen_after_its_free(ts, ptr, size, kind, thread, site, o);
@@ -346,17 +351,37 @@ impl Collector {
     /// what `alloc` then `free` give: when the block would raise the peak, or
     /// might pair with a reordered free, it takes that path.
     #[allow(clippy::too_many_arguments)]
+    #[inline]
     pub fn transient(&mut self, born: u64, died: u64, ptr: u64, size: u64, kind: Kind, thread: u32, site: u32) {
+        if self.live_bytes + size > self.peak.bytes || self.orphan_may_match(born) || !self.named_blocks.is_empty() {
+            return self.transient_checked(born, died, ptr, size, kind, thread, site);
+        }
+        self.transient_counts(born, died, ptr, size, kind, thread, site);
+    }
+
+    /// `transient` when the block may raise the peak, pair with a reordered
+    /// free or belong to a variable: the exact two-step path where needed.
+    #[cold]
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn transient_checked(&mut self, born: u64, died: u64, ptr: u64, size: u64, kind: Kind, thread: u32, site: u32) {
         if self.live_bytes + size > self.peak.bytes
-            || (!self.orphans.is_empty() && self.orphans.contains_key(&ptr))
-            || (!self.named_blocks.is_empty() && self.named_blocks.contains_key(&ptr))
+            || (self.orphan_may_match(born) && self.orphans.contains_key(&ptr))
+            || self.named_blocks.contains_key(&ptr)
         {
             self.alloc(born, ptr, size, kind, thread, site);
             self.free(died, ptr, thread);
-            return;
+        } else {
+            self.transient_counts(born, died, ptr, size, kind, thread, site);
         }
-        // Without a new peak, the process and site at-peak values cannot
-        // change, and every live count comes back to where it was.
+    }
+
+    /// Everything an alloc + free pair changes, when no peak is crossed:
+    /// the process and site at-peak values cannot change, and every live
+    /// count comes back to where it was.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn transient_counts(&mut self, born: u64, died: u64, ptr: u64, size: u64, kind: Kind, thread: u32, site: u32) {
         let died = died.max(born);
         let t = &mut self.totals;
         t.allocations += 1;
@@ -394,11 +419,29 @@ impl Collector {
         });
     }
 
+    /// Could an allocation at `ts` pair with an orphan free?
+    #[inline(always)]
+    fn orphan_may_match(&self, ts: u64) -> bool {
+        !self.orphans.is_empty() && ts <= self.newest_orphan.saturating_add(self.reorder_window)
+    }
+
+    /// Remembers a free of an unknown address (see the module docs).
+    #[cold]
+    #[inline(never)]
+    fn note_orphan(&mut self, ptr: u64, orphan: OrphanFree) {
+        self.totals.unmatched_frees += 1;
+        self.newest_orphan = self.newest_orphan.max(orphan.ts);
+        self.orphans.insert(ptr, orphan);
+        if self.orphans.len() > 64 {
+            let (w, now) = (self.reorder_window, orphan.ts);
+            self.orphans.retain(|_, o| now.saturating_sub(o.ts) <= w);
+        }
+    }
+
     /// A free (or realloc(p, 0)) of `ptr`.
     pub fn free(&mut self, ts: u64, ptr: u64, thread: u32) {
         if self.death(ts, ptr, thread, Death::Free).is_none() {
-            self.totals.unmatched_frees += 1;
-            self.orphans.insert(
+            self.note_orphan(
                 ptr,
                 OrphanFree {
                     ts,
@@ -406,7 +449,6 @@ impl Collector {
                     by_realloc: false,
                 },
             );
-            self.prune_orphans(ts);
         }
     }
 
@@ -421,8 +463,7 @@ impl Collector {
                 self.named_blocks.insert(new, var);
             }
         } else {
-            self.totals.unmatched_frees += 1;
-            self.orphans.insert(
+            self.note_orphan(
                 old,
                 OrphanFree {
                     ts,
@@ -430,11 +471,11 @@ impl Collector {
                     by_realloc: true,
                 },
             );
-            self.prune_orphans(ts);
             self.alloc(ts, new, size, Kind::Realloc, thread, site);
         }
     }
 
+    #[inline(never)]
     fn insert_live(&mut self, ts: u64, ptr: u64, block: Block) {
         if let Some(old) = self.live.insert(ptr, block) {
             // The free of `old` is still on its way (see module docs).
@@ -568,13 +609,6 @@ impl Collector {
         self.totals.untracked_frees += 1;
         self.live_blocks -= 1;
         self.release(&block, ts.max(block.birth));
-    }
-
-    fn prune_orphans(&mut self, now: u64) {
-        if self.orphans.len() > 4096 {
-            let w = self.reorder_window;
-            self.orphans.retain(|_, o| now.saturating_sub(o.ts) <= w);
-        }
     }
 
     /// Becomes a `fork()` child's state: every live block is inherited, and
