@@ -252,6 +252,18 @@ pub fn write_atomic(path: &str, fill: impl FnOnce(&mut dyn Write) -> io::Result<
             "the path names a directory",
         ));
     }
+    // rename() would replace whatever is there: fine for a file or a planted
+    // symlink (never followed), never for a device (/dev/full), fifo or
+    // directory.
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        let t = meta.file_type();
+        if !(t.is_file() || t.is_symlink()) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file; refusing to replace it",
+            ));
+        }
+    }
     let pid = crate::sys::getpid();
     let mut attempt = 0u32;
     let (tmp, file) = loop {
@@ -296,7 +308,7 @@ mod tests {
     use super::*;
     use crate::clock::Anchor;
     use crate::collector::Collector;
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 
     fn process(start: Anchor) -> ProcessInfo {
         ProcessInfo {
@@ -439,5 +451,12 @@ mod tests {
         assert_eq!(std::fs::read_dir(&d).unwrap().count(), 0);
         assert!(write_atomic("/nonexistent-memscope-dir/x.json", |w| w.write_all(b"{}")).is_err());
         assert!(write_atomic(&format!("{}/", d.display()), |w| w.write_all(b"{}")).is_err());
+        // A device, a fifo or a directory at the target is never replaced.
+        let e = write_atomic("/dev/null", |w| w.write_all(b"{}")).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        assert!(std::fs::metadata("/dev/null").unwrap().file_type().is_char_device());
+        std::fs::create_dir(d.join("dir")).unwrap();
+        assert!(write_atomic(d.join("dir").to_str().unwrap(), |w| w.write_all(b"{}")).is_err());
+        assert!(d.join("dir").is_dir());
     }
 }

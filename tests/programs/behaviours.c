@@ -1,7 +1,8 @@
 /* Small behaviours the output tests need.
  *   chdir DIR      allocates, then chdir(DIR) before exiting
  *   sleep MS       a 4242-byte block lives MS milliseconds, then is freed
- *   many-live N    leaks N blocks of 24 bytes */
+ *   many-live N    leaks N blocks of 24 bytes
+ *   rmdir DIR      allocates, then removes the (empty) directory DIR */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -22,6 +23,10 @@ int main(int argc, char **argv) {
         nanosleep(&ts, NULL);
         free(p);
         return 0;
+    }
+    if (!strcmp(argv[1], "rmdir")) {
+        sink = malloc(10);
+        return rmdir(argv[2]) == 0 ? 0 : 3;
     }
     if (!strcmp(argv[1], "many-live")) {
         long n = atol(argv[2]);

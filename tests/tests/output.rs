@@ -211,3 +211,58 @@ fn the_library_writes_html_when_asked() {
         .collect();
     assert_eq!(names, vec!["snap.html".to_string()]);
 }
+
+#[test]
+fn a_device_at_the_path_is_never_replaced() {
+    let dir = scratch("output_dev_full");
+    let out = raw_run(&dir, &["many-live", "3"], &[("MEMSCOPE_EXPORT_PATH", "/dev/full")]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("/dev/full") && err.contains("not a regular file"), "{err}");
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::metadata("/dev/full").unwrap().file_type().is_char_device());
+}
+
+#[test]
+fn a_directory_that_vanished_is_one_line() {
+    let dir = scratch("output_vanished");
+    let gone = dir.join("gone");
+    std::fs::create_dir(&gone).unwrap();
+    // The program removes the output directory before it exits.
+    let out = raw_run(
+        &dir,
+        &["rmdir", gone.to_str().unwrap()],
+        &[("MEMSCOPE_EXPORT_PATH", gone.join("snap.json").to_str().unwrap())],
+    );
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("snap.json"), "{err}");
+}
+
+#[test]
+fn closed_stdio_at_start_still_writes_the_snapshot() {
+    let dir = scratch("output_closed_stdio");
+    let prog = c_program("behaviours", &[]);
+    // `exec <&- >&- 2>&-`: the program starts with fds 0, 1 and 2 closed.
+    let script = format!("exec {} many-live 5 <&- >&- 2>&-", prog.display());
+    let st = Command::new("/bin/sh")
+        .args(["-c", &script])
+        .current_dir(&dir)
+        .env("LD_PRELOAD", lib_path())
+        .env("MEMSCOPE_EXPORT_PATH", dir.join("snap.json"))
+        .env_remove("MEMSCOPE_MANIFEST")
+        .env_remove("MEMSCOPE_ROOT_PID")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let snaps: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    // sh is the first image (PATH), the program after exec is `.<pid>-1`.
+    let prog_snap = snaps
+        .iter()
+        .find(|p| p.to_string_lossy().contains("-1.json"))
+        .expect("the program's snapshot");
+    let s = memscope_format::read_snapshot_file(prog_snap).unwrap();
+    assert_eq!(s.allocations.iter().filter(|a| a.is_leaked && a.size == 24).count(), 5);
+}
