@@ -210,10 +210,12 @@ pub fn export_now(path: &str) -> std::io::Result<()> {
 
 fn write_snapshot(kind: EndKind, exit_code: Option<i32>, signal: Option<i32>, last: bool) {
     let cfg = config::get();
+    let t0 = clock::monotonic_ns();
     let (snap, process) = take_snapshot(kind, exit_code, signal, last);
     if !cfg.auto_export {
         return;
     }
+    let built_ms = (clock::monotonic_ns() - t0) as f64 / 1e6;
     let template = match PROGRAM_PATH.with(|p| p.clone()) {
         Some(p) if !cfg.export_path_from_env => p,
         _ => cfg.export_path.clone(),
@@ -227,13 +229,15 @@ fn write_snapshot(kind: EndKind, exit_code: Option<i32>, signal: Option<i32>, la
     let path = crate::paths::absolute(&crate::paths::expand(&template, &image), &process.cwd);
     let mut written = Vec::new();
     if cfg.format != ExportFormat::Html {
+        let t = clock::monotonic_ns();
         let r = snapshot::write_atomic(&path, |w| snap.write_json(w).map_err(std::io::Error::from));
-        note_written(r, &path, &mut written);
+        note_written(r, &path, built_ms, t, &mut written);
     }
     if cfg.format != ExportFormat::Json {
         let html = crate::paths::with_extension(&path, "html");
+        let t = clock::monotonic_ns();
         let r = snapshot::write_atomic(&html, |w| memscope_report::write_html(std::slice::from_ref(&snap), w));
-        note_written(r, &html, &mut written);
+        note_written(r, &html, built_ms, t, &mut written);
     }
     if let Some(m) = &cfg.manifest {
         for p in &written {
@@ -242,10 +246,11 @@ fn write_snapshot(kind: EndKind, exit_code: Option<i32>, signal: Option<i32>, la
     }
 }
 
-fn note_written(r: std::io::Result<()>, path: &str, written: &mut Vec<String>) {
+fn note_written(r: std::io::Result<()>, path: &str, built_ms: f64, start: u64, written: &mut Vec<String>) {
     match r {
         Ok(()) => {
-            crate::info!("wrote {path}");
+            let ms = (clock::monotonic_ns() - start) as f64 / 1e6;
+            crate::info!("wrote {path}: snapshot built in {built_ms:.1} ms, written in {ms:.1} ms");
             written.push(path.to_string());
         }
         Err(e) => crate::warn!("cannot write the snapshot to {path}: {e}"),

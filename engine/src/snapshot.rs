@@ -82,8 +82,15 @@ pub fn build(
             .map(|r| record(r, true)),
     );
     let room = max.saturating_sub(allocations.len());
-    let mut freed: Vec<&Record> = fin.freed.iter().take(room).collect();
-    freed.sort_by_key(|r| (r.birth, r.ptr));
+    let mut freed: Vec<&Record> = fin.freed.iter().collect();
+    if freed.len() > room {
+        // The largest first (ties: the earliest), as the collector kept them.
+        freed.select_nth_unstable_by(room, |a, b| {
+            b.size.cmp(&a.size).then(a.birth.cmp(&b.birth)).then(a.ptr.cmp(&b.ptr))
+        });
+        freed.truncate(room);
+    }
+    freed.sort_unstable_by_key(|r| (r.birth, r.ptr));
     allocations.extend(freed.into_iter().map(|r| record(r, false)));
     let records_omitted = total_blocks.saturating_sub(allocations.len() as u64);
 
@@ -241,7 +248,12 @@ pub fn build(
 
 /// Writes `path` atomically: a fresh temporary file (0600, never through a
 /// symlink) in the same directory, then `rename` over the target.
-pub fn write_atomic(path: &str, fill: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> io::Result<()> {
+/// `fill` gets the concrete buffered file (not `dyn Write`): serializers make
+/// millions of tiny writes, which then inline into a copy.
+pub fn write_atomic(
+    path: &str,
+    fill: impl FnOnce(&mut io::BufWriter<std::fs::File>) -> io::Result<()>,
+) -> io::Result<()> {
     let (dir, name) = match path.rfind('/') {
         Some(i) => (&path[..i.max(1)], &path[i + 1..]),
         None => (".", path),

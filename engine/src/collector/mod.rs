@@ -670,7 +670,7 @@ impl Collector {
             peak: self.peak,
             live_at_end: live,
             live_bytes,
-            freed: self.freed.into_best_first(),
+            freed: self.freed.into_kept(),
             sites: self.sites,
             threads: self.threads,
             lifetime_counts: self.lifetime_counts,
@@ -695,7 +695,7 @@ pub struct Finished {
     /// Blocks live at the end, oldest first.
     pub live_at_end: Vec<Record>,
     pub live_bytes: u64,
-    /// Kept freed records, best first (see `records`).
+    /// Kept freed records, the largest (see `records`), in no order.
     pub freed: Vec<Record>,
     pub sites: Vec<Site>,
     pub threads: Vec<ThreadAgg>,
