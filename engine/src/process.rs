@@ -4,8 +4,12 @@
 use crate::clock::Anchor;
 use crate::sys;
 
-/// Set by the run's first image; every later image sees it and so knows it
-/// is not the first (SPEC §2 file naming).
+/// Set by a launcher (`memscope-cli run`) to its own pid: the run's first
+/// image is the one whose parent it is (neither forked nor exec'd). Nothing
+/// then has to be added to the traced program's environment.
+pub const RUN_PPID_VAR: &std::ffi::CStr = c"MEMSCOPE_RUN_PPID";
+/// Without a launcher, the first image sets this in its own environment so
+/// that every later image knows it is not the first (SPEC §2 file naming).
 pub const ROOT_VAR: &std::ffi::CStr = c"MEMSCOPE_ROOT_PID";
 /// `<pid>:<n>`: the image about to be exec'd by `pid` is its n-th.
 pub const EXEC_SEQ_VAR: &std::ffi::CStr = c"MEMSCOPE_EXEC_SEQ";
@@ -43,10 +47,14 @@ impl ProcessInfo {
         let exec_seq = sys::getenv(EXEC_SEQ_VAR)
             .and_then(|v| parse_exec_seq(v, pid))
             .unwrap_or(0);
-        let is_root = sys::getenv(ROOT_VAR).is_none();
+        let ppid = sys::getppid();
+        let is_root = match sys::getenv(RUN_PPID_VAR).and_then(|v| std::str::from_utf8(v).ok()?.parse::<u32>().ok()) {
+            Some(launcher) => launcher == ppid && exec_seq == 0,
+            None => sys::getenv(ROOT_VAR).is_none(),
+        };
         ProcessInfo {
             pid,
-            ppid: sys::getppid(),
+            ppid,
             exe,
             argv,
             cwd,

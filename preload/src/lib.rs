@@ -36,7 +36,7 @@ fn init() {
     let _g = memscope_engine::thread::Guard::enter();
     real::resolve_all();
     let process = memscope_engine::lifecycle::start(memscope_engine::lifecycle::Host::Preload);
-    if process.is_root {
+    if process.is_root && memscope_engine::sys::getenv(memscope_engine::process::RUN_PPID_VAR).is_none() {
         exec::mark_root(process.pid);
     }
     exec::capture(library_path());

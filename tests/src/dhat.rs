@@ -20,12 +20,12 @@ impl std::ops::Sub for Totals {
     type Output = Totals;
     fn sub(self, b: Totals) -> Totals {
         Totals {
-            blocks: self.blocks - b.blocks,
-            bytes: self.bytes - b.bytes,
+            blocks: self.blocks.wrapping_sub(b.blocks),
+            bytes: self.bytes.wrapping_sub(b.bytes),
             gmax_blocks: self.gmax_blocks.saturating_sub(b.gmax_blocks),
             gmax_bytes: self.gmax_bytes.saturating_sub(b.gmax_bytes),
-            end_blocks: self.end_blocks - b.end_blocks,
-            end_bytes: self.end_bytes - b.end_bytes,
+            end_blocks: self.end_blocks.wrapping_sub(b.end_blocks),
+            end_bytes: self.end_bytes.wrapping_sub(b.end_bytes),
         }
     }
 }
@@ -53,7 +53,12 @@ pub fn run(program: &Path, args: &[&str], out_dir: &Path) -> Totals {
         st.status.success() || st.status.code().is_some(),
         "valgrind failed: {st:?}"
     );
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).expect("dhat output")).expect("dhat json");
+    read(&out)
+}
+
+/// Sums the program points of a DHAT output file.
+pub fn read(out: &Path) -> Totals {
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(out).expect("dhat output")).expect("dhat json");
     let mut t = Totals::default();
     for pp in v["pps"].as_array().expect("pps") {
         let n = |k: &str| pp[k].as_u64().unwrap_or(0);

@@ -198,6 +198,7 @@ pub fn traced(test: &str, program: &Path, args: &[&str], env: &[(&str, &str)]) -
         .env("LD_PRELOAD", lib_path())
         .env("MEMSCOPE_EXPORT_PATH", dir.join("snap.json"))
         .env("MEMSCOPE_MANIFEST", dir.join("manifest"))
+        .env("MEMSCOPE_RUN_PPID", std::process::id().to_string())
         .env_remove("MEMSCOPE_ROOT_PID")
         .env_remove("MEMSCOPE_EXEC_SEQ");
     for (k, v) in env {
