@@ -161,6 +161,7 @@ fn take_snapshot(
         };
         let st = recorder::state(slot);
         st.drain(Mode::UpTo(end));
+        st.refresh_names();
         if last {
             recorder::SHUT_DOWN.store(true, Ordering::Release);
         }

@@ -104,6 +104,7 @@ fn attach(ts: &thread::ThreadState) -> Option<&'static Ring> {
     match registry::claim(sys::gettid(), &sys::thread_name(), SMALL_SHIFT) {
         Some(r) => {
             ts.ring.set(r);
+            note_name_at_exit(r);
             Some(r)
         }
         None => {
@@ -111,6 +112,27 @@ fn attach(ts: &thread::ThreadState) -> Option<&'static Ring> {
             None
         }
     }
+}
+
+/// A thread may name itself after its first allocation: its ring's name is
+/// taken again when it exits (a pthread key destructor), before the
+/// collector can see the thread gone and recycle the ring.
+fn note_name_at_exit(ring: &'static Ring) {
+    static KEY: std::sync::OnceLock<libc::pthread_key_t> = std::sync::OnceLock::new();
+    extern "C" fn at_exit(ring: *mut libc::c_void) {
+        // SAFETY: the value is a ring, and rings are never unmapped.
+        if let Some(r) = unsafe { (ring as *const Ring).as_ref() } {
+            r.set_name(&sys::thread_name());
+        }
+    }
+    let key = *KEY.get_or_init(|| {
+        let mut k: libc::pthread_key_t = 0;
+        // SAFETY: plain key creation with a C destructor.
+        unsafe { libc::pthread_key_create(&mut k, Some(at_exit)) };
+        k
+    });
+    // SAFETY: a valid key; the value outlives the thread (never unmapped).
+    unsafe { libc::pthread_setspecific(key, ring as *const Ring as *const libc::c_void) };
 }
 
 /// Moves the calling thread from its small ring, which it filled, to a big
@@ -122,6 +144,7 @@ fn upgrade(ts: &thread::ThreadState, old: &'static Ring) {
     let _g = thread::Guard::enter();
     if let Some(big) = registry::claim(sys::gettid(), &sys::thread_name(), BIG_SHIFT) {
         ts.ring.set(big);
+        note_name_at_exit(big);
         registry::retire(old);
     }
 }
@@ -285,6 +308,10 @@ impl EngineState {
                     c.thread = self.collector.thread_slot(c.tid);
                     c.parked = false;
                     c.last_ts = 0;
+                    let name = c.ring.name();
+                    if !name.is_empty() {
+                        self.collector.threads[c.thread as usize].name = name;
+                    }
                 }
             }
         }
@@ -468,20 +495,28 @@ impl EngineState {
             return;
         }
         self.last_maintenance = now;
+        self.refresh_names();
         let pid = PID.load(Ordering::Relaxed);
         for c in &mut self.cursors {
             if c.parked {
                 continue;
             }
-            let t = &mut self.collector.threads[c.thread as usize];
-            let name = c.ring.name();
-            if !name.is_empty() {
-                t.name = name;
-            }
             let drained = c.ring.reserved() == c.next;
             if drained && (c.ring.state.load(Ordering::Acquire) == RETIRED || !sys::thread_alive(pid, c.tid)) {
                 c.parked = true;
                 registry::release(c.ring);
+            }
+        }
+    }
+
+    /// Copies each owned ring's thread name into the thread table (the name a
+    /// ring carries is its owner's, until the ring is released).
+    pub fn refresh_names(&mut self) {
+        for c in self.cursors.iter().filter(|c| !c.parked) {
+            let name = c.ring.name();
+            let t = &mut self.collector.threads[c.thread as usize];
+            if !name.is_empty() && t.name != name {
+                t.name = name;
             }
         }
     }
