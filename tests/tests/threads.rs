@@ -93,3 +93,31 @@ fn single_thread_counts_equal_dhat() {
     assert_eq!(d.end_bytes, m.live_at_exit_bytes - m0.live_at_exit_bytes);
     assert_eq!(d.gmax_bytes, m.peak_live_bytes - m0.peak_live_bytes);
 }
+
+/// The long variant (`MEMSCOPE_LONG_TESTS=1`): 16 threads, 32 million events.
+#[test]
+fn long_sixteen_threads_thirty_two_million_events() {
+    if std::env::var_os("MEMSCOPE_LONG_TESTS").is_none() {
+        eprintln!("long variant: set MEMSCOPE_LONG_TESTS=1 to run it");
+        return;
+    }
+    let (threads, iters) = (16u64, 1_000_000u64);
+    let prog = c_program("threads", &[]);
+    let base = traced("threads_long_base", &prog, &["16", "0"], &[]);
+    let run = traced(
+        "threads_long",
+        &prog,
+        &["16", &iters.to_string()],
+        &[("MEMSCOPE_MAX_RECORDS", "100")],
+    );
+    assert!(run.output.status.success(), "{}", run.stderr());
+    let (b, s) = (&base.only().summary, &run.only().summary);
+    check_invariants(run.only());
+    assert_eq!(s.events_dropped, 0);
+    assert_eq!(s.total_allocations - b.total_allocations, threads * iters);
+    assert_eq!(s.total_frees - b.total_frees, threads * (iters - 1));
+    assert_eq!(
+        s.total_allocated_bytes - b.total_allocated_bytes,
+        threads * program_bytes(iters)
+    );
+}
