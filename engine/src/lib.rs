@@ -25,4 +25,5 @@ pub mod ring;
 pub mod snapshot;
 pub mod sys;
 pub mod thread;
+pub mod unwind;
 pub mod vars;

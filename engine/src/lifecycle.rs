@@ -83,6 +83,7 @@ pub fn start(host: Host) -> ProcessInfo {
         libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child));
     }
     install_signal_handlers();
+    crate::unwind::enable(cfg.backtrace);
     if !recorder::spawn_collector() {
         crate::warn!("could not start the collector thread; recording inline");
     }

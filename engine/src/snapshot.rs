@@ -94,16 +94,22 @@ pub fn build(
     allocations.extend(freed.into_iter().map(|r| record(r, false)));
     let records_omitted = total_blocks.saturating_sub(allocations.len() as u64);
 
+    let mut symbols = crate::unwind::symbolize::Symbolizer::new();
+    let in_process = crate::lifecycle::host() == crate::lifecycle::Host::InProcess;
     let callsites = fin
         .sites
         .iter()
         .enumerate()
-        .filter(|(id, s)| *id == 0 || s.allocations + s.reallocs > 0)
+        .filter(|(id, s)| (*id == 0 && cfg.backtrace == 0) || s.allocations + s.reallocs > 0)
         .map(|(id, s)| {
             let st = s.lifetimes.stats();
+            let mut frames = symbols.stack(&crate::unwind::sites::frames(id as u32));
+            if in_process {
+                crate::unwind::symbolize::strip_own_frames(&mut frames);
+            }
             fmt::Callsite {
                 id: id as u64,
-                frames: Vec::new(),
+                frames,
                 allocations: s.allocations,
                 bytes: s.bytes,
                 live_at_exit_bytes: s.live_bytes,

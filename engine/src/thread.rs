@@ -34,7 +34,7 @@ static FIRST_OFFSET: AtomicIsize = AtomicIsize::new(0);
 static FIRST_TP: AtomicIsize = AtomicIsize::new(0);
 
 #[inline(always)]
-fn thread_pointer() -> isize {
+pub fn thread_pointer() -> isize {
     #[cfg(target_arch = "x86_64")]
     {
         let tp: isize;

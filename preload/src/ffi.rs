@@ -5,15 +5,25 @@ use crate::exec;
 use crate::hooks;
 use crate::real::{as_fn, ExecveFn, ExitFn, FexecveFn, SpawnFn, REAL};
 use memscope_engine::lifecycle;
+use memscope_engine::unwind::Caller;
 use std::ffi::{c_char, c_int, c_void};
 
 // SAFETY (every allocator shim): the caller upholds the C contract of the
 // function it calls; the core function forwards to the real one with the same
 // arguments and only adds recording.
 
+// malloc, calloc and realloc enter through a two-instruction trampoline
+// that hands the caller's stack and frame pointers to the shim, so a
+// backtrace starts at the program's frame without unwinding memscope's.
+
+#[unsafe(naked)]
 #[no_mangle]
 pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
-    hooks::malloc(size)
+    std::arch::naked_asm!("mov rsi, rsp", "mov rdx, rbp", "jmp {f}", f = sym malloc_from)
+}
+
+unsafe extern "C" fn malloc_from(size: usize, sp: usize, bp: usize) -> *mut c_void {
+    hooks::malloc(size, Caller { sp, bp })
 }
 
 #[no_mangle]
@@ -26,14 +36,24 @@ pub unsafe extern "C" fn cfree(p: *mut c_void) {
     hooks::free(p)
 }
 
+#[unsafe(naked)]
 #[no_mangle]
 pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
-    hooks::calloc(n, size)
+    std::arch::naked_asm!("mov rdx, rsp", "mov rcx, rbp", "jmp {f}", f = sym calloc_from)
 }
 
+unsafe extern "C" fn calloc_from(n: usize, size: usize, sp: usize, bp: usize) -> *mut c_void {
+    hooks::calloc(n, size, Caller { sp, bp })
+}
+
+#[unsafe(naked)]
 #[no_mangle]
 pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
-    hooks::realloc(p, size)
+    std::arch::naked_asm!("mov rdx, rsp", "mov rcx, rbp", "jmp {f}", f = sym realloc_from)
+}
+
+unsafe extern "C" fn realloc_from(p: *mut c_void, size: usize, sp: usize, bp: usize) -> *mut c_void {
+    hooks::realloc(p, size, Caller { sp, bp })
 }
 
 #[no_mangle]

@@ -8,12 +8,13 @@ use crate::real::{as_fn, REAL};
 use crate::real::{AlignFn, CallocFn, FreeFn, MallocFn, PosixMemalignFn, ReallocFn, UsableSizeFn};
 use memscope_engine::event::Kind;
 use memscope_engine::recorder::{record, record_realloc};
+use memscope_engine::unwind::Caller;
 use std::ffi::{c_int, c_void};
 
 /// Call-site id of the current allocation (0 while backtraces are off).
 #[inline(always)]
-fn site() -> u64 {
-    0
+fn site(caller: Caller) -> u64 {
+    memscope_engine::unwind::preload_site(caller) as u64
 }
 
 #[inline(always)]
@@ -25,14 +26,14 @@ fn page_size() -> usize {
 /// # Safety
 /// As `malloc(3)`.
 #[inline(always)]
-pub unsafe fn malloc(size: usize) -> *mut c_void {
+pub unsafe fn malloc(size: usize, caller: Caller) -> *mut c_void {
     let f = REAL.malloc.get();
     if f == 0 {
         return bootstrap::alloc(size, 16);
     }
     let p = as_fn::<MallocFn>(f)(size);
     if !p.is_null() {
-        record(Kind::Malloc, p as usize, size, site());
+        record(Kind::Malloc, p as usize, size, site(caller));
     }
     p
 }
@@ -54,7 +55,7 @@ pub unsafe fn free(p: *mut c_void) {
 /// # Safety
 /// As `calloc(3)`.
 #[inline(always)]
-pub unsafe fn calloc(n: usize, size: usize) -> *mut c_void {
+pub unsafe fn calloc(n: usize, size: usize, caller: Caller) -> *mut c_void {
     let f = REAL.calloc.get();
     if f == 0 {
         // Arena memory is never reused, so it is already zero.
@@ -65,23 +66,23 @@ pub unsafe fn calloc(n: usize, size: usize) -> *mut c_void {
     }
     let p = as_fn::<CallocFn>(f)(n, size);
     if !p.is_null() {
-        record(Kind::Calloc, p as usize, n.wrapping_mul(size), site());
+        record(Kind::Calloc, p as usize, n.wrapping_mul(size), site(caller));
     }
     p
 }
 
 /// # Safety
 /// As `realloc(3)`.
-pub unsafe fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
+pub unsafe fn realloc(p: *mut c_void, size: usize, caller: Caller) -> *mut c_void {
     if bootstrap::contains(p) {
-        let q = bootstrap::move_out(p, size, |n| malloc(n));
+        let q = bootstrap::move_out(p, size, |n| malloc(n, caller));
         return q;
     }
     let f = REAL.realloc.get();
     if f == 0 {
         return bootstrap::alloc(size, 16);
     }
-    resize(p, size, |p| as_fn::<ReallocFn>(f)(p, size))
+    resize(p, size, caller, |p| as_fn::<ReallocFn>(f)(p, size))
 }
 
 /// # Safety
@@ -90,7 +91,7 @@ pub unsafe fn reallocarray(p: *mut c_void, n: usize, size: usize) -> *mut c_void
     // glibc's reallocarray calls `realloc` through the PLT, which is our own
     // hook: check the product here and go to the real realloc once.
     match n.checked_mul(size) {
-        Some(total) => realloc(p, total),
+        Some(total) => realloc(p, total, Caller::UNKNOWN),
         None => {
             *libc::__errno_location() = libc::ENOMEM;
             std::ptr::null_mut()
@@ -100,11 +101,16 @@ pub unsafe fn reallocarray(p: *mut c_void, n: usize, size: usize) -> *mut c_void
 
 /// The shared part of realloc and reallocarray.
 #[inline(always)]
-unsafe fn resize(p: *mut c_void, size: usize, real: impl FnOnce(*mut c_void) -> *mut c_void) -> *mut c_void {
+unsafe fn resize(
+    p: *mut c_void,
+    size: usize,
+    caller: Caller,
+    real: impl FnOnce(*mut c_void) -> *mut c_void,
+) -> *mut c_void {
     if p.is_null() {
         let q = real(p);
         if !q.is_null() {
-            record(Kind::Realloc, q as usize, size, site());
+            record(Kind::Realloc, q as usize, size, site(caller));
         }
         return q;
     }
@@ -113,13 +119,13 @@ unsafe fn resize(p: *mut c_void, size: usize, real: impl FnOnce(*mut c_void) -> 
         record(Kind::Free, p as usize, 0, 0);
         let q = real(p);
         if !q.is_null() {
-            record(Kind::Realloc, q as usize, 0, site());
+            record(Kind::Realloc, q as usize, 0, site(caller));
         }
         return q;
     }
     let q = real(p);
     if !q.is_null() {
-        record_realloc(p as usize, q as usize, size, site());
+        record_realloc(p as usize, q as usize, size, site(caller));
     }
     q
 }
@@ -138,7 +144,7 @@ pub unsafe fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -
     }
     let r = as_fn::<PosixMemalignFn>(f)(out, align, size);
     if r == 0 {
-        record(Kind::Aligned, *out as usize, size, site());
+        record(Kind::Aligned, *out as usize, size, site(Caller::UNKNOWN));
     }
     r
 }
@@ -164,7 +170,7 @@ unsafe fn aligned_with(sym: &crate::real::Sym, align: usize, size: usize, kind: 
         f => as_fn::<AlignFn>(f)(align, size),
     };
     if !p.is_null() {
-        record(kind, p as usize, size, site());
+        record(kind, p as usize, size, site(Caller::UNKNOWN));
     }
     p
 }
@@ -177,7 +183,7 @@ pub unsafe fn valloc(size: usize) -> *mut c_void {
         f => as_fn::<MallocFn>(f)(size),
     };
     if !p.is_null() {
-        record(Kind::Valloc, p as usize, size, site());
+        record(Kind::Valloc, p as usize, size, site(Caller::UNKNOWN));
     }
     p
 }
@@ -194,7 +200,7 @@ pub unsafe fn pvalloc(size: usize) -> *mut c_void {
                 m => {
                     let p = as_fn::<AlignFn>(m)(ps, rounded.max(ps));
                     if !p.is_null() {
-                        record(Kind::Pvalloc, p as usize, size, site());
+                        record(Kind::Pvalloc, p as usize, size, site(Caller::UNKNOWN));
                     }
                     p
                 }
@@ -203,7 +209,7 @@ pub unsafe fn pvalloc(size: usize) -> *mut c_void {
         f => as_fn::<MallocFn>(f)(size),
     };
     if !p.is_null() {
-        record(Kind::Pvalloc, p as usize, size, site());
+        record(Kind::Pvalloc, p as usize, size, site(Caller::UNKNOWN));
     }
     p
 }

@@ -52,7 +52,7 @@ pub fn cli_path() -> PathBuf {
 }
 
 /// Where compiled test programs go.
-fn programs_dir() -> PathBuf {
+pub fn programs_dir() -> PathBuf {
     let d = profile_dir().join("test-programs");
     std::fs::create_dir_all(&d).unwrap();
     d
@@ -122,6 +122,31 @@ pub fn c_library(name: &str) -> PathBuf {
             .expect("run gcc");
         assert!(st.success(), "gcc {name}.c (shared) failed");
     }
+    out
+}
+
+/// Runs gcc on `tests/programs/<sources>` with `args` (flags, libraries)
+/// into `<programs>/<out_name>`, unless that is newer than every source.
+/// For tests that need their own flags (optimization, no frame pointers,
+/// linked libraries: `-L` [`programs_dir`] is passed).
+pub fn gcc(out_name: &str, sources: &[&str], args: &[&str]) -> PathBuf {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _l = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let out = programs_dir().join(out_name);
+    let srcs: Vec<PathBuf> = sources.iter().map(|s| source(s)).collect();
+    if srcs.iter().all(|s| is_fresh(&out, s)) {
+        return out;
+    }
+    let st = Command::new("gcc")
+        .args(["-g", "-o"])
+        .arg(&out)
+        .args(&srcs)
+        .arg("-L")
+        .arg(programs_dir())
+        .args(args)
+        .status()
+        .expect("run gcc (install gcc)");
+    assert!(st.success(), "gcc {sources:?} {args:?} failed");
     out
 }
 

@@ -1,0 +1,202 @@
+//! The stack walk of the hot path: from the allocation hook up through the
+//! program's frames, by cached unwind rules ([`super::rules`]), hashed into
+//! a call-site id on the way.
+//!
+//! Every memory read is checked against the thread's stack bounds and every
+//! step must move strictly up the stack, so a corrupt frame, a stack memscope
+//! does not know (a signal's alternate stack, a coroutine's) or code without
+//! unwind info ends the walk early; it never faults.
+
+use super::rules::{self, Step};
+use super::sites;
+use crate::thread;
+use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Deepest stack memscope records.
+pub const MAX_DEPTH: usize = 128;
+
+/// Text range of the module the walk starts in (libmemscope.so): its
+/// frames are the hooks', dropped from the top of every stack.
+static SELF_LO: AtomicU64 = AtomicU64::new(0);
+static SELF_HI: AtomicU64 = AtomicU64::new(0);
+
+/// Notes which module holds this code (after the module list is known).
+pub fn find_self() {
+    let here = find_self as fn() as usize as u64;
+    if let Some(m) = super::modules::current().find(here) {
+        SELF_LO.store(m.text_start, Ordering::Relaxed);
+        SELF_HI.store(m.text_end, Ordering::Relaxed);
+    }
+}
+
+/// The call site of the caller's caller, at most `depth` frames deep.
+/// `skip_self`: leave out the leading frames that belong to memscope's own
+/// module (true for libmemscope.so; memscope-rs lives in the program's own
+/// binary and names its frames instead).
+#[inline(never)]
+pub fn site(depth: usize, skip_self: bool) -> u32 {
+    if thread::current().guard.get() != 0 {
+        return 0;
+    }
+    let (ip, sp, bp): (u64, u64, u64);
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: reads three registers, touches no memory.
+    unsafe {
+        std::arch::asm!(
+            "lea {ip}, [rip]",
+            "mov {sp}, rsp",
+            "mov {bp}, rbp",
+            ip = out(reg) ip, sp = out(reg) sp, bp = out(reg) bp,
+            options(nomem, nostack, preserves_flags)
+        );
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    return 0;
+    let Some(hi) = stack_top(sp) else { return 0 };
+    let mut buf = [MaybeUninit::<u64>::uninit(); MAX_DEPTH];
+    let n = walk(
+        Regs { ip, sp, bp },
+        false,
+        hi,
+        &mut buf[..depth.min(MAX_DEPTH)],
+        skip_self,
+    );
+    intern(&buf, n)
+}
+
+/// The call site of an allocator call whose caller's registers are known
+/// (see [`super::Caller`]): the first frame is the return address the call
+/// pushed.
+#[inline(never)]
+pub fn site_of_caller(depth: usize, caller: super::Caller) -> u32 {
+    if thread::current().guard.get() != 0 {
+        return 0;
+    }
+    let sp = caller.sp as u64;
+    let Some(hi) = stack_top(sp) else { return 0 };
+    if sp + 8 > hi || sp % 8 != 0 {
+        return 0;
+    }
+    // SAFETY: inside this thread's stack (checked above), at the hook's
+    // entry stack pointer, which holds the return address.
+    let ra = unsafe { std::ptr::read_volatile(caller.sp as *const u64) };
+    let mut buf = [MaybeUninit::<u64>::uninit(); MAX_DEPTH];
+    let depth = depth.clamp(1, MAX_DEPTH);
+    buf[0].write(ra);
+    let regs = Regs {
+        ip: ra,
+        sp: caller.sp as u64 + 8,
+        bp: caller.bp as u64,
+    };
+    let n = 1 + walk(regs, true, hi, &mut buf[1..depth], false);
+    intern(&buf, n)
+}
+
+#[inline(always)]
+fn intern(buf: &[MaybeUninit<u64>], n: usize) -> u32 {
+    // SAFETY: the walk initialized the first n entries.
+    let frames = unsafe { std::slice::from_raw_parts(buf.as_ptr() as *const u64, n) };
+    let hash = frames.iter().fold(0x9E37_79B9_7F4A_7C15u64, |h, &ip| {
+        (h ^ ip).wrapping_mul(0x100_0000_01B3).rotate_left(29)
+    });
+    sites::intern(hash, frames)
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Regs {
+    ip: u64,
+    sp: u64,
+    bp: u64,
+}
+
+/// Fills `out` with return addresses, innermost first; returns how many.
+#[inline(always)]
+fn walk(mut r: Regs, mut is_return: bool, hi: u64, out: &mut [MaybeUninit<u64>], skip_self: bool) -> usize {
+    let floor = r.sp;
+    let read = |addr: u64| -> Option<u64> {
+        (addr >= floor && addr <= hi - 8 && addr % 8 == 0)
+            // SAFETY: inside this thread's stack, at or above the walk's own
+            // stack pointer: mapped and readable.
+            .then(|| unsafe { std::ptr::read_volatile(addr as *const u64) })
+    };
+    let (self_lo, self_hi) = (SELF_LO.load(Ordering::Relaxed), SELF_HI.load(Ordering::Relaxed));
+    let mut n = 0;
+    while n < out.len() {
+        let rule = rules::lookup(r.ip, is_return);
+        let (cfa, saved_bp) = match rule.step() {
+            Step::Sp => (r.sp + rule.cfa_offset(), rule.bp_offset()),
+            Step::Bp => (r.bp.wrapping_add(rule.cfa_offset()), rule.bp_offset()),
+            Step::FramePointer => (r.bp.wrapping_add(16), Some(-16)),
+            Step::End | Step::Stop => break,
+        };
+        if cfa <= r.sp {
+            break;
+        }
+        let Some(ra) = read(cfa.wrapping_sub(8)) else { break };
+        if let Some(off) = saved_bp {
+            match read(cfa.wrapping_add(off as u64)) {
+                Some(bp) => r.bp = bp,
+                None => break,
+            }
+        }
+        if ra < 4096 {
+            break;
+        }
+        r = Regs {
+            ip: ra,
+            sp: cfa,
+            bp: r.bp,
+        };
+        is_return = true;
+        if n == 0 && skip_self && (self_lo..self_hi).contains(&ra) {
+            continue;
+        }
+        out[n].write(ra);
+        n += 1;
+    }
+    n
+}
+
+/// The main thread's stack, `[lo, hi)`, found at start-up.
+static MAIN_LO: AtomicU64 = AtomicU64::new(0);
+static MAIN_HI: AtomicU64 = AtomicU64::new(0);
+
+/// Notes the stack of the calling (main) thread. Called at start-up, never
+/// from a malloc hook: `pthread_getattr_np` takes a lock it also holds while
+/// it allocates, so calling it from inside malloc can deadlock.
+pub fn note_main_stack() {
+    let _g = thread::Guard::enter();
+    // SAFETY: attr is initialized by pthread_getattr_np before use and
+    // destroyed after.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
+            return;
+        }
+        let mut addr: *mut libc::c_void = std::ptr::null_mut();
+        let mut size = 0usize;
+        if libc::pthread_attr_getstack(&attr, &mut addr, &mut size) == 0 && size != 0 {
+            MAIN_LO.store(addr as u64, Ordering::Relaxed);
+            MAIN_HI.store(addr as u64 + size as u64, Ordering::Relaxed);
+        }
+        libc::pthread_attr_destroy(&mut attr);
+    }
+}
+
+/// The readable stack above `sp`: `[sp, hi)`, or `None` for a stack
+/// memscope does not know.
+///
+/// The main thread's is known from start-up. Every other glibc thread has
+/// its thread control block (where the thread pointer points) at the top of
+/// its own stack mapping, above all of its frames and its static TLS: so
+/// everything from `sp` up to the thread pointer is mapped.
+#[inline(always)]
+fn stack_top(sp: u64) -> Option<u64> {
+    let (lo, hi) = (MAIN_LO.load(Ordering::Relaxed), MAIN_HI.load(Ordering::Relaxed));
+    if (lo..hi).contains(&sp) {
+        return Some(hi);
+    }
+    let tp = thread::thread_pointer() as u64;
+    (sp < tp && tp - sp < 1 << 30).then_some(tp)
+}

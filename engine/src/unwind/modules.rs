@@ -1,0 +1,223 @@
+//! The loaded objects (program and libraries) and their call-frame
+//! information, for the unwinder and for symbolization.
+//!
+//! The list is immutable once published: a refresh (at start-up, and when
+//! the unwinder meets an address no module covers, e.g. in a library just
+//! `dlopen`ed) builds a new one and swaps a pointer, so the hot path reads
+//! it without a lock. Old lists and modules are never freed, so a reader can
+//! never see one vanish; a module's CFI is copied out of the mapping when
+//! first seen, so a later `dlclose` cannot pull memory from under an unwind,
+//! and its path stays known for symbolizing addresses of libraries since
+//! closed. Nothing here takes a lock of memscope's, so a `fork` at any
+//! moment leaves the child nothing to untangle.
+//!
+//! `dlopen` itself is not hooked: glibc resolves a relative library name
+//! against the *calling* object's RUNPATH, which a hook would change.
+
+use crate::thread::Guard;
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+
+/// One loaded object.
+#[derive(Debug)]
+pub struct Module {
+    /// Path as the loader reports it ("" for the main program: see `path`).
+    pub path: String,
+    /// Load bias: runtime address = file address + bias.
+    pub bias: u64,
+    /// Runtime address range of its loadable segments.
+    pub start: u64,
+    pub end: u64,
+    /// Runtime range of its executable segment(s).
+    pub text_start: u64,
+    pub text_end: u64,
+    /// `.eh_frame_hdr` and `.eh_frame` copies and their runtime addresses.
+    pub cfi: Option<Cfi>,
+}
+
+#[derive(Debug)]
+pub struct Cfi {
+    pub hdr_addr: u64,
+    pub hdr: Vec<u8>,
+    pub frame_addr: u64,
+    pub frame: Vec<u8>,
+}
+
+impl Module {
+    pub fn contains(&self, addr: u64) -> bool {
+        (self.start..self.end).contains(&addr)
+    }
+}
+
+/// Modules sorted by start address.
+#[derive(Debug, Default)]
+pub struct ModuleList {
+    pub modules: Vec<&'static Module>,
+}
+
+impl ModuleList {
+    pub fn find(&self, addr: u64) -> Option<&'static Module> {
+        let i = self.modules.partition_point(|m| m.start <= addr);
+        let m = self.modules.get(i.checked_sub(1)?)?;
+        m.contains(addr).then_some(*m)
+    }
+}
+
+static CURRENT: AtomicPtr<ModuleList> = AtomicPtr::new(std::ptr::null_mut());
+/// Every module ever seen (append-only): a refresh reuses their CFI copies,
+/// symbolization finds closed libraries here.
+const MAX_SEEN: usize = 4096;
+static SEEN: [AtomicPtr<Module>; MAX_SEEN] = [const { AtomicPtr::new(std::ptr::null_mut()) }; MAX_SEEN];
+static SEEN_LEN: AtomicUsize = AtomicUsize::new(0);
+/// Monotonic ns of the last refresh for an unknown address.
+static LAST_UNKNOWN_REFRESH: AtomicU64 = AtomicU64::new(0);
+
+/// The current list (empty before the first refresh).
+pub fn current() -> &'static ModuleList {
+    static EMPTY: ModuleList = ModuleList { modules: Vec::new() };
+    // SAFETY: published lists are never freed.
+    unsafe { CURRENT.load(Ordering::Acquire).as_ref() }.unwrap_or(&EMPTY)
+}
+
+/// Every module seen so far, loaded or not.
+pub fn all_seen() -> Vec<&'static Module> {
+    let n = SEEN_LEN.load(Ordering::Acquire).min(MAX_SEEN);
+    // SAFETY: published modules are leaked, never freed.
+    SEEN[..n]
+        .iter()
+        .filter_map(|p| unsafe { p.load(Ordering::Acquire).as_ref() })
+        .collect()
+}
+
+fn remember(m: &'static Module) {
+    let i = SEEN_LEN.fetch_add(1, Ordering::AcqRel);
+    if let Some(slot) = SEEN.get(i) {
+        slot.store(m as *const Module as *mut Module, Ordering::Release);
+    }
+}
+
+/// Re-reads the loaded objects (`dl_iterate_phdr`) and publishes the list.
+pub fn refresh() {
+    let _g = Guard::enter();
+    let mut found: Vec<&'static Module> = Vec::new();
+    // SAFETY: the callback only reads the program headers it is given.
+    unsafe {
+        libc::dl_iterate_phdr(
+            Some(collect),
+            &mut found as *mut Vec<&'static Module> as *mut libc::c_void,
+        )
+    };
+    found.sort_by_key(|m| m.start);
+    let list = Box::new(ModuleList { modules: found });
+    CURRENT.store(Box::into_raw(list), Ordering::Release);
+    // Rules cached for addresses that were unknown, or belonged to a
+    // library since replaced, must be computed again.
+    super::rules::clear_cache();
+}
+
+/// The unwinder met a code address no module covers: most likely in a
+/// library loaded since the last refresh, so refresh now (the allocation's
+/// stack is then complete), at most every 10 ms (JIT code is unknown for
+/// good).
+///
+/// `dl_iterate_phdr` waits for the loader's lock; that cannot deadlock:
+/// this thread holds none of memscope's locks here, and memscope's
+/// collector, which other threads may wait for, never takes the loader's.
+pub fn refresh_for_unknown_address() -> bool {
+    let now = crate::clock::monotonic_ns();
+    let last = LAST_UNKNOWN_REFRESH.load(Ordering::Relaxed);
+    if now.saturating_sub(last) < 10_000_000
+        || LAST_UNKNOWN_REFRESH
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+    {
+        return false;
+    }
+    refresh();
+    true
+}
+
+unsafe extern "C" fn collect(info: *mut libc::dl_phdr_info, _: usize, data: *mut libc::c_void) -> libc::c_int {
+    let out = &mut *(data as *mut Vec<&'static Module>);
+    let info = &*info;
+    let bias = info.dlpi_addr as u64;
+    let phdrs = std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize);
+    let (mut start, mut end, mut text_start, mut text_end) = (u64::MAX, 0, u64::MAX, 0);
+    let mut eh_hdr = None;
+    for p in phdrs {
+        if p.p_type == libc::PT_LOAD {
+            start = start.min(bias + p.p_vaddr);
+            end = end.max(bias + p.p_vaddr + p.p_memsz);
+            if p.p_flags & libc::PF_X != 0 {
+                text_start = text_start.min(bias + p.p_vaddr);
+                text_end = text_end.max(bias + p.p_vaddr + p.p_memsz);
+            }
+        }
+        if p.p_type == libc::PT_GNU_EH_FRAME {
+            eh_hdr = Some((bias + p.p_vaddr, p.p_memsz as usize));
+        }
+    }
+    if start >= end {
+        return 0;
+    }
+    let path = if info.dlpi_name.is_null() {
+        String::new()
+    } else {
+        std::ffi::CStr::from_ptr(info.dlpi_name).to_string_lossy().into_owned()
+    };
+    let known = all_seen()
+        .into_iter()
+        .find(|m| m.start == start && m.end == end && m.path == path);
+    let module = known.unwrap_or_else(|| {
+        let cfi = eh_hdr.and_then(|(a, n)| copy_cfi(a, n, end));
+        let m: &'static Module = Box::leak(Box::new(Module {
+            path,
+            bias,
+            start,
+            end,
+            text_start,
+            text_end,
+            cfi,
+        }));
+        remember(m);
+        m
+    });
+    out.push(module);
+    0
+}
+
+/// Copies `.eh_frame_hdr` and the `.eh_frame` it points to (up to its
+/// zero terminator, never past the module's end).
+///
+/// # Safety
+/// `[hdr_addr, hdr_addr + hdr_len)` must be mapped (it is a PT_GNU_EH_FRAME
+/// segment of a loaded object), as must `.eh_frame` up to `module_end`.
+unsafe fn copy_cfi(hdr_addr: u64, hdr_len: usize, module_end: u64) -> Option<Cfi> {
+    let hdr = std::slice::from_raw_parts(hdr_addr as *const u8, hdr_len).to_vec();
+    // version 1, eh_frame_ptr encoded as pcrel|sdata4 (what every linker emits).
+    if hdr.len() < 8 || hdr[0] != 1 || hdr[1] != 0x1b {
+        return None;
+    }
+    let rel = i32::from_le_bytes(hdr[4..8].try_into().ok()?) as i64;
+    let frame_addr = (hdr_addr as i64 + 4 + rel) as u64;
+    if frame_addr >= module_end {
+        return None;
+    }
+    let max = (module_end - frame_addr) as usize;
+    let mut len = 0usize;
+    while len + 4 <= max {
+        let entry = std::ptr::read_unaligned((frame_addr as usize + len) as *const u32) as usize;
+        if entry == 0 || entry == 0xffff_ffff {
+            // Terminator (or a 64-bit length, which nothing emits here).
+            len += 4;
+            break;
+        }
+        len += 4 + entry;
+    }
+    let frame = std::slice::from_raw_parts(frame_addr as *const u8, len.min(max)).to_vec();
+    Some(Cfi {
+        hdr_addr,
+        hdr,
+        frame_addr,
+        frame,
+    })
+}

@@ -1,0 +1,222 @@
+//! Call-site ids: a stack (its return addresses) interned by hash, in the
+//! hot path, without a lock.
+//!
+//! An open-addressing table maps the 64-bit hash of a stack to a dense id
+//! (1, 2, …; 0 is "no backtrace"). The first thread to see a stack claims a
+//! slot with one compare-and-swap, copies the frames into an append-only
+//! store and publishes the id; everyone after it finds the id with a probe
+//! or two. Nothing is ever removed, so readers need no lock, and a `fork`
+//! in the middle of an insertion leaves nothing locked in the child.
+
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+const TABLE_BITS: u32 = 18;
+const TABLE_SLOTS: usize = 1 << TABLE_BITS;
+/// Sites beyond this (75 % of the table) share id 0 ("too many call
+/// sites"): counts stay exact, their stacks are not told apart.
+pub const MAX_SITES: usize = TABLE_SLOTS / 4 * 3;
+/// Words of frame storage (all sites' return addresses together).
+const STORE_WORDS: usize = 1 << 24;
+
+struct Slot {
+    hash: AtomicU64,
+    id: AtomicU32,
+}
+
+static TABLE: [Slot; TABLE_SLOTS] = [const {
+    Slot {
+        hash: AtomicU64::new(0),
+        id: AtomicU32::new(0),
+    }
+}; TABLE_SLOTS];
+/// Per id: `offset << 8 | length` of its frames in the store.
+static INFO: [AtomicU64; MAX_SITES + 1] = [const { AtomicU64::new(0) }; MAX_SITES + 1];
+static NEXT_ID: AtomicU32 = AtomicU32::new(1);
+static STORE: AtomicPtr<AtomicU64> = AtomicPtr::new(std::ptr::null_mut());
+static STORE_USED: AtomicUsize = AtomicUsize::new(0);
+/// Stacks that found the table full.
+static OVERFLOWED: AtomicU64 = AtomicU64::new(0);
+
+/// The id of the stack `frames` (innermost first) whose hash is `hash`.
+#[inline(always)]
+pub fn intern(hash: u64, frames: &[u64]) -> u32 {
+    let hash = hash | 1; // 0 marks a free slot
+    let mut i = (hash >> (64 - TABLE_BITS)) as usize;
+    loop {
+        let slot = &TABLE[i];
+        let h = slot.hash.load(Ordering::Acquire);
+        if h == hash {
+            return wait_for_id(slot);
+        }
+        if h == 0 {
+            return insert(slot, hash, frames).unwrap_or_else(|| intern_after_race(hash, frames, i));
+        }
+        i = (i + 1) & (TABLE_SLOTS - 1);
+    }
+}
+
+#[cold]
+fn intern_after_race(hash: u64, frames: &[u64], i: usize) -> u32 {
+    // Another thread took this free slot first; it may have been for this
+    // very stack.
+    let slot = &TABLE[i];
+    if slot.hash.load(Ordering::Acquire) == hash {
+        return wait_for_id(slot);
+    }
+    intern(hash, frames)
+}
+
+#[cold]
+#[inline(never)]
+fn insert(slot: &Slot, hash: u64, frames: &[u64]) -> Option<u32> {
+    if NEXT_ID.load(Ordering::Relaxed) as usize > MAX_SITES {
+        OVERFLOWED.fetch_add(1, Ordering::Relaxed);
+        return Some(0);
+    }
+    slot.hash
+        .compare_exchange(0, hash, Ordering::AcqRel, Ordering::Acquire)
+        .ok()?;
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    if id as usize > MAX_SITES {
+        // Lost a race for the last ids: this slot stays claimed, id 0.
+        OVERFLOWED.fetch_add(1, Ordering::Relaxed);
+        slot.id.store(u32::MAX, Ordering::Release);
+        return Some(0);
+    }
+    INFO[id as usize].store(store(frames), Ordering::Release);
+    slot.id.store(id, Ordering::Release);
+    Some(id)
+}
+
+/// The id of a slot whose claimer may still be publishing it.
+#[inline(always)]
+fn wait_for_id(slot: &Slot) -> u32 {
+    for spin in 0u32.. {
+        match slot.id.load(Ordering::Acquire) {
+            0 if spin < 1 << 20 => {
+                if spin > 64 {
+                    std::thread::yield_now();
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+            // A claimer that never publishes (interrupted by a signal
+            // handler that allocates on its own thread): no site.
+            0 => return 0,
+            u32::MAX => return 0,
+            id => return id,
+        }
+    }
+    0
+}
+
+/// Appends `frames` to the store; returns `offset << 8 | len` (len 0 when
+/// the store is full: the site keeps its counts, loses its stack).
+fn store(frames: &[u64]) -> u64 {
+    let Some(base) = store_base() else { return 0 };
+    let n = frames.len().min(255);
+    let off = STORE_USED.fetch_add(n, Ordering::Relaxed);
+    if off + n > STORE_WORDS {
+        return 0;
+    }
+    for (k, &ip) in frames[..n].iter().enumerate() {
+        // SAFETY: off + k < STORE_WORDS, inside the mapping; the range was
+        // handed to this thread alone by the fetch_add above.
+        unsafe { (*base.add(off + k)).store(ip, Ordering::Relaxed) };
+    }
+    (off as u64) << 8 | n as u64
+}
+
+fn store_base() -> Option<*mut AtomicU64> {
+    let p = STORE.load(Ordering::Acquire);
+    if !p.is_null() {
+        return Some(p);
+    }
+    // SAFETY: an anonymous private mapping; NORESERVE, so only the pages
+    // actually written cost memory.
+    let m = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            STORE_WORDS * 8,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if m == libc::MAP_FAILED {
+        return None;
+    }
+    match STORE.compare_exchange(
+        std::ptr::null_mut(),
+        m as *mut AtomicU64,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    ) {
+        Ok(_) => Some(m as *mut AtomicU64),
+        Err(winner) => {
+            // SAFETY: our own mapping, never published.
+            unsafe { libc::munmap(m, STORE_WORDS * 8) };
+            Some(winner)
+        }
+    }
+}
+
+/// Number of ids handed out so far (ids are `1..count()+1`).
+pub fn count() -> u32 {
+    (NEXT_ID.load(Ordering::Acquire) - 1).min(MAX_SITES as u32)
+}
+
+/// Stacks that could not get an id of their own.
+pub fn overflowed() -> u64 {
+    OVERFLOWED.load(Ordering::Relaxed)
+}
+
+/// The return addresses of site `id`, innermost first (empty for 0 and
+/// for ids not yet published).
+pub fn frames(id: u32) -> Vec<u64> {
+    let Some(info) = INFO.get(id as usize).map(|i| i.load(Ordering::Acquire)) else {
+        return Vec::new();
+    };
+    let (off, n) = ((info >> 8) as usize, (info & 0xff) as usize);
+    let base = STORE.load(Ordering::Acquire);
+    if n == 0 || base.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: published ranges lie inside the mapping and are never rewritten.
+    (off..off + n)
+        .map(|k| unsafe { (*base.add(k)).load(Ordering::Relaxed) })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_stack_gets_the_same_id_from_every_thread() {
+        let stacks: Vec<Vec<u64>> = (0..500u64).map(|i| vec![0x1000 + i, 0x2000, 0x3000 + i % 7]).collect();
+        let hash = |s: &[u64]| {
+            s.iter()
+                .fold(0x51u64, |h, &ip| (h ^ ip).wrapping_mul(0x100_0000_01b3).rotate_left(29))
+        };
+        let ids: Vec<Vec<u32>> = std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..4)
+                .map(|_| sc.spawn(|| stacks.iter().map(|s| intern(hash(s), s)).collect::<Vec<u32>>()))
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for t in &ids[1..] {
+            assert_eq!(t, &ids[0]);
+        }
+        let mut distinct = ids[0].clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), stacks.len());
+        for (s, &id) in stacks.iter().zip(&ids[0]) {
+            assert!(id > 0);
+            assert_eq!(&frames(id), s);
+        }
+        assert!(count() as usize >= stacks.len());
+    }
+}

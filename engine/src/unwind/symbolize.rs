@@ -1,0 +1,150 @@
+//! Return addresses → function, file and line, when a snapshot is written.
+//!
+//! addr2line reads each module's DWARF (inlined frames included) and falls
+//! back to its symbol table; names are demangled (Rust legacy and v0, C++).
+//! Modules are looked up among every module the process ever loaded, so a
+//! library `dlclose`d before the end still gets its names.
+
+use super::modules::{self, Module};
+use memscope_format::{hex_addr, Frame};
+use std::collections::HashMap;
+
+pub struct Symbolizer {
+    modules: Vec<&'static Module>,
+    loaders: HashMap<String, Option<addr2line::Loader>>,
+    by_ip: HashMap<u64, Vec<Frame>>,
+    exe: String,
+}
+
+impl Default for Symbolizer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Symbolizer {
+    pub fn new() -> Symbolizer {
+        let mut mods = modules::all_seen();
+        // The currently loaded one wins where a range was reused.
+        let current = modules::current().modules.clone();
+        mods.retain(|m| !current.iter().any(|c| std::ptr::eq(*c, *m)));
+        mods.splice(0..0, current);
+        let exe = std::fs::read_link("/proc/self/exe")
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Symbolizer {
+            modules: mods,
+            loaders: HashMap::new(),
+            by_ip: HashMap::new(),
+            exe,
+        }
+    }
+
+    /// The frames of one stack of return addresses, innermost first, each
+    /// address expanded into its inlined frames.
+    pub fn stack(&mut self, ips: &[u64]) -> Vec<Frame> {
+        let mut out = Vec::with_capacity(ips.len());
+        for &ip in ips {
+            if !self.by_ip.contains_key(&ip) {
+                let frames = self.resolve(ip);
+                self.by_ip.insert(ip, frames);
+            }
+            out.extend(self.by_ip[&ip].iter().cloned());
+        }
+        out
+    }
+
+    fn resolve(&mut self, ip: u64) -> Vec<Frame> {
+        let unknown = || {
+            vec![Frame {
+                ip: hex_addr(ip),
+                ..Frame::default()
+            }]
+        };
+        let Some(m) = self.modules.iter().find(|m| m.contains(ip)).copied() else {
+            return unknown();
+        };
+        let path = if m.path.is_empty() {
+            self.exe.clone()
+        } else {
+            m.path.clone()
+        };
+        let loader = self
+            .loaders
+            .entry(path.clone())
+            .or_insert_with(|| addr2line::Loader::new(&path).ok());
+        let Some(loader) = loader.as_ref() else {
+            return vec![Frame {
+                ip: hex_addr(ip),
+                module: Some(path),
+                ..Frame::default()
+            }];
+        };
+        // A return address points after its call: look up the call itself.
+        let probe = ip
+            .wrapping_sub(m.bias)
+            .wrapping_sub(1)
+            .wrapping_add(loader.relative_address_base());
+        let mut frames = Vec::new();
+        if let Ok(mut iter) = loader.find_frames(probe) {
+            while let Ok(Some(f)) = iter.next() {
+                let function = f
+                    .function
+                    .as_ref()
+                    .and_then(|n| n.demangle().ok())
+                    .map(|n| n.into_owned());
+                let (file, line) = match &f.location {
+                    Some(l) => (l.file.map(str::to_owned), l.line),
+                    None => (None, None),
+                };
+                frames.push(Frame {
+                    ip: hex_addr(ip),
+                    function,
+                    file,
+                    line,
+                    module: Some(path.clone()),
+                    inlined: true,
+                });
+            }
+        }
+        if let Some(last) = frames.last_mut() {
+            last.inlined = false;
+        }
+        if frames.iter().all(|f| f.function.is_none()) {
+            // No DWARF here (or none naming the function): the symbol table.
+            let function = loader
+                .find_symbol(probe)
+                .map(|s| addr2line::demangle_auto(std::borrow::Cow::Borrowed(s), None).into_owned());
+            match frames.last_mut() {
+                Some(f) => f.function = function,
+                None => frames.push(Frame {
+                    ip: hex_addr(ip),
+                    function,
+                    module: Some(path),
+                    ..Frame::default()
+                }),
+            }
+        }
+        frames
+    }
+}
+
+/// Whether a frame is memscope's own (the in-process allocator and engine
+/// of memscope-rs, and Rust's allocator shims that call them).
+pub fn is_memscope_frame(f: &Frame) -> bool {
+    f.function.as_deref().is_some_and(|name| {
+        let name = name.trim_start_matches('<');
+        name.starts_with("memscope_rs::")
+            || name.starts_with("memscope_engine::")
+            || name.starts_with("__rust_alloc")
+            || name.starts_with("__rust_realloc")
+            || name.starts_with("__rust_dealloc")
+            || name.starts_with("__rg_")
+    })
+}
+
+/// Drops memscope's own frames from the top of a stack.
+pub fn strip_own_frames(frames: &mut Vec<Frame>) {
+    let own = frames.iter().take_while(|f| is_memscope_frame(f)).count();
+    frames.drain(..own);
+}

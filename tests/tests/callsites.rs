@@ -1,0 +1,176 @@
+//! Call sites: stacks captured in the hot path, named at export. A C program
+//! allocates from known functions at known lines (directly, through an
+//! inlined helper, a linked library, a dlopen'ed library closed before the
+//! end, and a 21-deep recursion); the snapshot must name them with exact
+//! counts, built with frame pointers and without.
+
+use memscope_format::{Callsite, Frame, Snapshot};
+use memscope_tests::*;
+
+/// Line of the `SITE:<tag>` marker in `tests/programs/<file>`.
+fn site_line(file: &str, tag: &str) -> u32 {
+    let text = std::fs::read_to_string(root().join("tests/programs").join(file)).unwrap();
+    let marker = format!("SITE:{tag} ");
+    let i = text
+        .lines()
+        .position(|l| l.contains(&marker))
+        .unwrap_or_else(|| panic!("no {marker} in {file}"));
+    i as u32 + 1
+}
+
+fn is(f: &Frame, function: &str, file: &str, line: u32) -> bool {
+    f.function.as_deref() == Some(function)
+        && f.file.as_deref().is_some_and(|p| p.ends_with(file))
+        && f.line == Some(line)
+}
+
+fn sites_where<'a>(s: &'a Snapshot, pred: impl Fn(&[Frame]) -> bool) -> Vec<&'a Callsite> {
+    s.callsites.iter().filter(|c| pred(&c.frames)).collect()
+}
+
+fn run_callsites(test: &str, flags: &[&str]) -> Run {
+    let lib = gcc(
+        &format!("libcs_shared{test}.so"),
+        &["cs_shared.c"],
+        &[&["-shared", "-fPIC"], flags].concat(),
+    );
+    let lib_name = format!("-lcs_shared{test}");
+    let rpath = format!("-Wl,-rpath,{}", programs_dir().display());
+    let prog = gcc(
+        &format!("callsites{test}"),
+        &["callsites.c"],
+        &[flags, &[&lib_name, &rpath, "-ldl"]].concat(),
+    );
+    let plugin = c_library("plugin");
+    let run = traced(
+        test,
+        &prog,
+        &[plugin.to_str().unwrap()],
+        &[("MEMSCOPE_BACKTRACE", "32")],
+    );
+    assert!(run.output.status.success(), "{}", run.stderr());
+    let _ = lib;
+    run
+}
+
+fn check_named_sites(s: &Snapshot) {
+    check_invariants(s);
+    let (a, inl, b, shared, deep) = (
+        site_line("callsites.c", "a"),
+        site_line("callsites.c", "inline"),
+        site_line("callsites.c", "b"),
+        site_line("cs_shared.c", "shared"),
+        site_line("callsites.c", "deep"),
+    );
+    let main = |f: &Frame| {
+        f.function.as_deref() == Some("main") && f.file.as_deref().is_some_and(|p| p.ends_with("callsites.c"))
+    };
+
+    let direct = sites_where(s, |f| {
+        f.len() > 1 && is(&f[0], "from_a", "callsites.c", a) && main(&f[1])
+    });
+    assert_eq!(direct.len(), 1, "{:#?}", s.callsites);
+    assert_eq!((direct[0].allocations, direct[0].bytes), (7, 700));
+    assert_eq!(direct[0].live_at_exit_bytes, 0);
+
+    let inlined = sites_where(s, |f| {
+        f.len() > 2
+            && is(&f[0], "inline_helper", "callsites.c", inl)
+            && f[0].inlined
+            && is(&f[1], "from_b", "callsites.c", b)
+            && !f[1].inlined
+            && main(&f[2])
+    });
+    assert_eq!(inlined.len(), 1, "{:#?}", s.callsites);
+    assert_eq!((inlined[0].allocations, inlined[0].bytes), (5, 1000));
+
+    let lib = sites_where(s, |f| {
+        f.len() > 1
+            && is(&f[0], "cs_shared_alloc", "cs_shared.c", shared)
+            && f[0].module.as_deref().is_some_and(|m| m.contains("libcs_shared"))
+            && main(&f[1])
+    });
+    assert_eq!(lib.len(), 1, "{:#?}", s.callsites);
+    assert_eq!((lib[0].allocations, lib[0].bytes), (3, 900));
+
+    // from_a <- deep x 21 <- main: the whole recursion, in order.
+    let rec = sites_where(s, |f| {
+        f.len() > 22
+            && is(&f[0], "from_a", "callsites.c", a)
+            && f[1..22].iter().all(|g| is(g, "deep", "callsites.c", deep))
+            && main(&f[22])
+    });
+    assert_eq!(rec.len(), 1, "{:#?}", s.callsites);
+    assert_eq!(
+        (rec[0].allocations, rec[0].bytes, rec[0].live_at_exit_bytes),
+        (1, 400, 400)
+    );
+
+    // The plugin was dlclose'd before the end and is still named.
+    let plugin = sites_where(s, |f| {
+        !f.is_empty()
+            && f[0].function.as_deref() == Some("plugin_alloc")
+            && f[0].file.as_deref().is_some_and(|p| p.ends_with("plugin.c"))
+            && f[0].module.as_deref().is_some_and(|m| m.ends_with("libplugin.so"))
+    });
+    assert_eq!(plugin.len(), 1, "{:#?}", s.callsites);
+    assert_eq!((plugin[0].allocations, plugin[0].bytes), (100, 3200));
+
+    // memscope's own frames never show, and every allocation has a site.
+    for c in &s.callsites {
+        assert!(!c.frames.is_empty(), "site {} has no frames", c.id);
+        for f in &c.frames {
+            assert!(
+                !f.module.as_deref().unwrap_or("").contains("libmemscope"),
+                "memscope frame in {c:#?}"
+            );
+        }
+    }
+    let total: u64 = s.callsites.iter().map(|c| c.allocations + c.reallocs).sum();
+    assert_eq!(total, s.summary.total_allocations + s.summary.reallocs);
+    let bytes: u64 = s.callsites.iter().map(|c| c.bytes).sum();
+    assert_eq!(bytes, s.summary.total_allocated_bytes);
+}
+
+#[test]
+fn sites_are_named_with_frame_pointers() {
+    let run = run_callsites("cs_fp", &["-O0", "-fno-builtin", "-fno-omit-frame-pointer"]);
+    check_named_sites(run.only());
+}
+
+#[test]
+fn sites_are_named_from_unwind_tables_alone() {
+    let run = run_callsites("cs_cfi", &["-O2", "-fno-builtin", "-fomit-frame-pointer"]);
+    check_named_sites(run.only());
+}
+
+#[test]
+fn rust_frames_are_demangled() {
+    let prog = rust_program("rust_alloc");
+    let run = traced("cs_rust", &prog, &[], &[("MEMSCOPE_BACKTRACE", "32")]);
+    assert!(run.output.status.success(), "{}", run.stderr());
+    let s = run.only();
+    check_invariants(s);
+    let names: Vec<&str> = s
+        .callsites
+        .iter()
+        .flat_map(|c| &c.frames)
+        .filter_map(|f| f.function.as_deref())
+        .collect();
+    for n in &names {
+        assert!(!n.starts_with("_ZN") && !n.starts_with("_R"), "mangled: {n}");
+    }
+    // The leaked 5555-byte block comes from main, through Vec/Box code.
+    let leak = s
+        .callsites
+        .iter()
+        .find(|c| c.live_at_exit_bytes == 5555)
+        .expect("the leak's site");
+    assert!(
+        leak.frames
+            .iter()
+            .any(|f| f.function.as_deref() == Some("rust_alloc::main")
+                && f.file.as_deref().is_some_and(|p| p.ends_with("rust_alloc.rs"))),
+        "{leak:#?}"
+    );
+}
