@@ -274,3 +274,28 @@ fn under_preload_the_programs_path_is_used_when_the_environment_sets_none() {
     assert_eq!(s.tool.mode, "preload");
     assert_eq!(var(&s, "my_vec").size, 12);
 }
+
+/// The in-process allocator counts what libmemscope.so counts: the same
+/// churn workload, built with it (`alloc_tracked`, no `LD_PRELOAD`) and
+/// without it (`alloc_plain`, preloaded), each minus its own run with zero
+/// iterations (start-up, libc's and the thread's own blocks differ).
+#[test]
+fn the_in_process_allocator_counts_as_the_preload_library_does() {
+    let work = |n: &str| -> [u64; 7] {
+        let tracked = in_process(&format!("rs_churn_{n}"), &rs_example("alloc_tracked"), &["2", n], &[]);
+        let plain = traced(
+            &format!("rs_churn_plain_{n}"),
+            &rs_example("alloc_plain"),
+            &["2", n],
+            &[],
+        );
+        assert!(tracked.output.status.success() && plain.output.status.success());
+        let (t, p) = (tracked.only(), plain.only());
+        check_invariants(t);
+        assert_eq!(t.tool.mode, "in-process");
+        let (t, p) = (counts(t), counts(p));
+        std::array::from_fn(|i| p[i] - t[i])
+    };
+    let (busy, idle) = (work("20000"), work("0"));
+    assert_eq!(busy, idle, "preload minus in-process, with and without the workload");
+}
