@@ -48,6 +48,7 @@ pub fn enclosing_fn(marker: &'static str) -> &'static str {
 }
 
 /// A value named by [`track_var!`].
+#[must_use = "the variable ends when the wrapper is dropped: bind it with `let`"]
 pub struct Tracked<T> {
     value: T,
     id: u64,
