@@ -3,7 +3,7 @@
 //! usage: rust_churn THREADS ITERS
 use std::collections::HashMap;
 
-fn work(seed: u64, iters: u64) -> u64 {
+pub fn work(seed: u64, iters: u64) -> u64 {
     let mut rng = seed | 1;
     let mut next = move || {
         rng ^= rng << 13;
@@ -46,7 +46,9 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let threads: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(1);
     let iters: u64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
-    let handles: Vec<_> = (0..threads).map(|t| std::thread::spawn(move || work(42 + t, iters))).collect();
+    let handles: Vec<_> = (0..threads)
+        .map(|t| std::thread::spawn(move || work(42 + t, iters)))
+        .collect();
     let total: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
     println!("checksum={total}");
 }

@@ -150,6 +150,25 @@ pub fn gcc(out_name: &str, sources: &[&str], args: &[&str]) -> PathBuf {
     out
 }
 
+/// Builds the examples of memscope-rs (once per test binary, same profile
+/// as the tests) and returns the one called `name`.
+pub fn rs_example(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let mut c = Command::new(env!("CARGO"));
+        c.args(["build", "-q", "-p", "memscope-rs", "--examples"])
+            .current_dir(root());
+        if is_release() {
+            c.arg("--release");
+        }
+        assert!(
+            c.status().expect("run cargo build").success(),
+            "building memscope-rs's examples failed"
+        );
+    });
+    profile_dir().join("examples").join(name)
+}
+
 /// Compiles `tests/programs/<name>.rs` with rustc.
 pub fn rust_program(name: &str) -> PathBuf {
     let out = programs_dir().join(name);
@@ -216,11 +235,25 @@ impl Run {
 /// Runs `program args…` with libmemscope.so preloaded, snapshots to
 /// `<dir>/snap.json` (the root image) and `snap.<pid>….json` (the others).
 pub fn traced(test: &str, program: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    run_with(test, program, args, env, true)
+}
+
+/// Runs a program that links memscope-rs without `LD_PRELOAD` (the engine
+/// runs in-process), snapshots to the same places as [`traced`].
+pub fn in_process(test: &str, program: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    run_with(test, program, args, env, false)
+}
+
+fn run_with(test: &str, program: &Path, args: &[&str], env: &[(&str, &str)], preload: bool) -> Run {
     let dir = scratch(test);
     let mut cmd = Command::new(program);
+    if preload {
+        cmd.env("LD_PRELOAD", lib_path());
+    } else {
+        cmd.env_remove("LD_PRELOAD");
+    }
     cmd.args(args)
         .current_dir(&dir)
-        .env("LD_PRELOAD", lib_path())
         .env("MEMSCOPE_EXPORT_PATH", dir.join("snap.json"))
         .env("MEMSCOPE_MANIFEST", dir.join("manifest"))
         .env("MEMSCOPE_RUN_PPID", std::process::id().to_string())

@@ -129,18 +129,36 @@ impl Symbolizer {
     }
 }
 
-/// Whether a frame is memscope's own (the in-process allocator and engine
-/// of memscope-rs, and Rust's allocator shims that call them).
+/// Source directories of code linked into the program that calls the
+/// engine (memscope-rs): its frames top every in-process stack.
+static OWN_SOURCE_DIRS: [std::sync::OnceLock<&'static str>; 4] = [const { std::sync::OnceLock::new() }; 4];
+
+/// Marks `dir`'s sources as memscope's own (see [`strip_own_frames`]).
+pub fn add_own_source_dir(dir: &'static str) {
+    for slot in &OWN_SOURCE_DIRS {
+        if slot.get() == Some(&dir) || slot.set(dir).is_ok() {
+            return;
+        }
+    }
+}
+
+/// Whether a frame is memscope's own: the engine's or memscope-rs's code
+/// (by source file: inlined frames carry bare names), or Rust's allocator
+/// shims that lead to them.
 pub fn is_memscope_frame(f: &Frame) -> bool {
-    f.function.as_deref().is_some_and(|name| {
-        let name = name.trim_start_matches('<');
-        name.starts_with("memscope_rs::")
-            || name.starts_with("memscope_engine::")
-            || name.starts_with("__rust_alloc")
-            || name.starts_with("__rust_realloc")
-            || name.starts_with("__rust_dealloc")
-            || name.starts_with("__rg_")
-    })
+    let own_file = f.file.as_deref().is_some_and(|file| {
+        file.starts_with(env!("CARGO_MANIFEST_DIR"))
+            || OWN_SOURCE_DIRS
+                .iter()
+                .filter_map(|d| d.get())
+                .any(|d| file.starts_with(d))
+    });
+    let shim = f.function.as_deref().is_some_and(|name| {
+        ["__rust_alloc", "__rust_realloc", "__rust_dealloc", "__rg_", "__rdl_"]
+            .iter()
+            .any(|s| name.contains(s))
+    });
+    own_file || shim
 }
 
 /// Drops memscope's own frames from the top of a stack.
