@@ -45,8 +45,12 @@ fn is_allocator_frame(f: &Frame) -> bool {
 /// `function (file.c:12)`, `0x401234 (in libfoo.so)` or `0x401234`. Untrusted:
 /// escape before printing.
 pub fn frame_label(f: &Frame) -> String {
-    let file = f.file.as_deref().map(|p| p.rsplit('/').next().unwrap_or(p));
-    match (&f.function, file, f.line) {
+    let file = f
+        .file
+        .as_deref()
+        .filter(|p| !p.is_empty())
+        .map(|p| p.rsplit('/').next().unwrap_or(p));
+    match (&f.function, file, f.line.filter(|&l| l != 0)) {
         (Some(func), Some(file), Some(line)) => format!("{func} ({file}:{line})"),
         (Some(func), Some(file), None) => format!("{func} ({file})"),
         (Some(func), None, _) => match module_name(f) {
