@@ -173,6 +173,8 @@ fn unwritable_outputs() {
         let line = assert_one_line_error(&cli(&dir, &args), &format!("{args:?}"));
         assert!(line.contains("cannot write"), "{args:?}: {line}");
     }
+    let line = assert_one_line_error(&cli(&dir, &["run", "-o", "/tmp", "true"]), "-o dir");
+    assert!(line.contains("is a directory"), "{line}");
     let out = cli(&dir, &["export", g, "--to", "dhat", "/dev/full"]);
     let line = assert_one_line_error(&out, "/dev/full");
     assert!(line.contains("No space left"), "{line}");

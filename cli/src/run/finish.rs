@@ -128,8 +128,8 @@ fn explain_missing(r: &Run, cmd: &str, others: usize) {
             signal_name(s)
         )),
         Ended::Code(c) => say(&format!(
-            "{cmd} exited with code {c} but wrote no snapshot: libmemscope.so did not run in it \
-             (did it clear LD_PRELOAD, or exec a static or privileged program?){others}"
+            "{cmd} exited with code {c} but wrote no snapshot: either writing it failed (see above) \
+             or libmemscope.so never ran in it (it cleared LD_PRELOAD, or exec'd a static or privileged program){others}"
         )),
     }
 }

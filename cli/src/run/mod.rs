@@ -114,6 +114,13 @@ fn plan(a: &Args, tmp: &Path) -> Result<Plan, String> {
             .unwrap_or_else(|| PathBuf::from("memscope-%e-%p.json")),
     };
     let template = absolute(&template);
+    if template.is_dir() {
+        return Err(format!(
+            "{} is a directory; give a file name for the first snapshot (e.g. {}/memscope.json)",
+            term(&template.display().to_string()),
+            term(&template.display().to_string())
+        ));
+    }
     let dir = template.parent().unwrap_or(Path::new("/"));
     let c = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(dir.as_os_str()))
         .map_err(|_| "the output path contains a NUL byte".to_string())?;
