@@ -3,6 +3,7 @@
 //! programs in `tests/programs/`, runs them traced in a private directory and
 //! reads back every snapshot they wrote.
 
+pub mod cli;
 pub mod dhat;
 
 use memscope_format::Snapshot;

@@ -1,0 +1,68 @@
+//! Reading snapshots: streamed (one pass, no second copy in memory), with a
+//! progress bar when the file is big and stderr is a terminal, and one clear
+//! line naming the file for every way it can be bad.
+
+use crate::text;
+use indicatif::{ProgressBar, ProgressStyle};
+use memscope_format::Snapshot;
+use std::io::{self, IsTerminal, Read};
+use std::path::Path;
+
+/// Files smaller than this load too fast for a progress bar to help.
+const PROGRESS_MIN_BYTES: u64 = 64 << 20;
+
+/// Reads the snapshot at `path`; the error is ready to print.
+pub fn snapshot(path: &Path) -> Result<Snapshot, String> {
+    let shown = text::term(&path.display().to_string());
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read {shown}: {}", io_reason(&e)))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot read {shown}: {}", io_reason(&e)))?;
+    if meta.is_dir() {
+        return Err(format!("cannot read {shown}: it is a directory, not a snapshot file"));
+    }
+    let bar = (meta.len() >= PROGRESS_MIN_BYTES && io::stderr().is_terminal()).then(|| {
+        let bar = ProgressBar::new(meta.len());
+        if let Ok(style) = ProgressStyle::with_template("reading {msg} {bar:30} {bytes}/{total_bytes} ({eta})") {
+            bar.set_style(style);
+        }
+        bar.set_message(text::tail(&shown, 40));
+        bar
+    });
+    let reader = Progress {
+        inner: file,
+        bar: bar.clone(),
+    };
+    let result = memscope_format::read_snapshot(io::BufReader::with_capacity(1 << 20, reader));
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    result.map_err(|e| match e {
+        memscope_format::ReadError::Io(e) => format!("cannot read {shown}: {}", io_reason(&e)),
+        other => format!("{shown}: {}", text::term(&other.to_string())),
+    })
+}
+
+/// The reason without Rust's "(os error N)" suffix.
+pub fn io_reason(e: &io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+struct Progress<R> {
+    inner: R,
+    bar: Option<ProgressBar>,
+}
+
+impl<R: Read> Read for Progress<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(b) = &self.bar {
+            b.inc(n as u64);
+        }
+        Ok(n)
+    }
+}

@@ -1,0 +1,201 @@
+//! `run [--export json|html|both] [-o PATH] [--backtrace N] [--] CMD [ARGS…]`:
+//! traces CMD and every process it starts with libmemscope.so, waits for
+//! all of them, writes the report, prints a short summary to stderr and
+//! exits with CMD's own exit code (128+N for signal N).
+//!
+//! Options after CMD belong to CMD (`memscope-cli run cargo run --release`).
+
+mod child;
+mod finish;
+mod target;
+
+use crate::text::term;
+use crate::Outcome;
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Export {
+    /// One JSON snapshot per process image.
+    Json,
+    /// One HTML report over every process (the JSON snapshots are not kept).
+    Html,
+    /// Both.
+    Both,
+}
+
+/// Run a command with every heap allocation traced.
+#[derive(clap::Args)]
+#[command(trailing_var_arg = true)]
+pub struct Args {
+    /// What to write; default: $MEMSCOPE_EXPORT_FORMAT, else json.
+    #[arg(long, value_enum)]
+    export: Option<Export>,
+    /// The first process's snapshot (other processes insert .<pid> before the
+    /// extension); default: $MEMSCOPE_EXPORT_PATH, else memscope-%e-%p.json
+    /// (%e = program name, %p = pid). The report goes beside it as .html.
+    #[arg(short = 'o', long = "output", value_name = "PATH")]
+    output: Option<PathBuf>,
+    /// Stack frames recorded per allocation (0 = none; more frames, more cost).
+    #[arg(long, value_name = "N")]
+    backtrace: Option<u32>,
+    /// The command to trace and its arguments.
+    #[arg(required = true, value_name = "CMD [ARGS]...")]
+    command: Vec<OsString>,
+}
+
+/// Finds libmemscope.so: `$MEMSCOPE_LIB` when set (an explicit choice wins),
+/// else beside this executable, else in `<prefix>/lib` for an installed
+/// `<prefix>/bin/memscope-cli`.
+fn find_library() -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os("MEMSCOPE_LIB").filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        return match std::fs::canonicalize(&p) {
+            Ok(abs) if abs.is_file() => Ok(abs),
+            _ => Err(format!(
+                "MEMSCOPE_LIB names {}, which is not a file",
+                term(&p.display().to_string())
+            )),
+        };
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("cannot locate memscope-cli itself: {e}"))?;
+    let exe = std::fs::canonicalize(&exe).unwrap_or(exe);
+    let dir = exe.parent().unwrap_or(Path::new("/"));
+    let candidates = [dir.join("libmemscope.so"), dir.join("../lib/libmemscope.so")];
+    for c in &candidates {
+        if c.is_file() {
+            return Ok(std::fs::canonicalize(c).unwrap_or_else(|_| c.clone()));
+        }
+    }
+    Err(format!(
+        "cannot find libmemscope.so beside {} or in {}; build it (cargo build --release) or set MEMSCOPE_LIB",
+        term(&dir.display().to_string()),
+        term(&dir.join("../lib").display().to_string())
+    ))
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        return p.to_path_buf();
+    }
+    std::env::current_dir()
+        .map(|d| d.join(p))
+        .unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// Where the snapshots and the report go.
+pub struct Plan {
+    pub export: Export,
+    /// Absolute snapshot path template, as the user asked for it.
+    pub template: PathBuf,
+    /// The template the library gets (inside the temporary directory when
+    /// only HTML is wanted).
+    pub lib_template: PathBuf,
+    pub manifest: PathBuf,
+}
+
+fn plan(a: &Args, tmp: &Path) -> Result<Plan, String> {
+    let export = match a.export {
+        Some(e) => e,
+        None => match std::env::var("MEMSCOPE_EXPORT_FORMAT").as_deref() {
+            Ok("html") => Export::Html,
+            Ok("both") => Export::Both,
+            _ => Export::Json,
+        },
+    };
+    let template = match &a.output {
+        Some(o) if o.as_os_str().is_empty() => return Err("-o needs a path".into()),
+        Some(o) => o.clone(),
+        None => std::env::var_os("MEMSCOPE_EXPORT_PATH")
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("memscope-%e-%p.json")),
+    };
+    let template = absolute(&template);
+    if template.is_dir() {
+        return Err(format!(
+            "{} is a directory; give a file name for the first snapshot (e.g. {}/memscope.json)",
+            term(&template.display().to_string()),
+            term(&template.display().to_string())
+        ));
+    }
+    let dir = template.parent().unwrap_or(Path::new("/"));
+    let c = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(dir.as_os_str()))
+        .map_err(|_| "the output path contains a NUL byte".to_string())?;
+    // SAFETY: valid C string.
+    if unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(format!(
+            "cannot write snapshots to {}: {}",
+            term(&dir.display().to_string()),
+            crate::load::io_reason(&e)
+        ));
+    }
+    let lib_template = if export == Export::Html {
+        tmp.join(template.file_name().unwrap_or_else(|| "memscope.json".as_ref()))
+    } else {
+        template.clone()
+    };
+    Ok(Plan {
+        export,
+        template,
+        lib_template,
+        manifest: tmp.join("manifest"),
+    })
+}
+
+pub fn main(a: Args) -> Outcome {
+    let lib = find_library()?;
+    let lib_elf = target::library_elf(&lib)?;
+    let program = target::resolve(&a.command[0])?;
+    target::check(&program, &lib_elf)?;
+    let tmp = tempfile::Builder::new()
+        .prefix("memscope-run-")
+        .tempdir()
+        .map_err(|e| format!("cannot create a temporary directory: {}", crate::load::io_reason(&e)))?;
+    let plan = plan(&a, tmp.path())?;
+
+    let mut preload = lib.clone().into_os_string();
+    if let Some(old) = std::env::var_os("LD_PRELOAD").filter(|p| !p.is_empty()) {
+        preload.push(":");
+        preload.push(old);
+    }
+    let mut cmd = Command::new(&program);
+    cmd.arg0(&a.command[0])
+        .args(&a.command[1..])
+        .env("LD_PRELOAD", preload)
+        .env("MEMSCOPE_RUN_PPID", std::process::id().to_string())
+        .env("MEMSCOPE_MANIFEST", &plan.manifest)
+        .env("MEMSCOPE_EXPORT_PATH", &plan.lib_template)
+        .env("MEMSCOPE_EXPORT_FORMAT", "json")
+        .env_remove("MEMSCOPE_AUTO_EXPORT")
+        .env_remove("MEMSCOPE_ROOT_PID")
+        .env_remove("MEMSCOPE_EXEC_SEQ");
+    if let Some(n) = a.backtrace {
+        cmd.env("MEMSCOPE_BACKTRACE", n.to_string());
+    }
+    child::prepare();
+    let started = std::time::Instant::now();
+    let pid = child::spawn(&mut cmd).map_err(|e| {
+        format!(
+            "cannot start {}: {}",
+            term(&program.display().to_string()),
+            crate::load::io_reason(&e)
+        )
+    })?;
+    let (ended, when) = child::wait(pid, || {
+        eprintln!("memscope: the command has ended; waiting for the processes it left running (Ctrl-C stops waiting)")
+    });
+    let cmd_name = a.command[0].to_string_lossy().into_owned();
+    finish::finish(&finish::Run {
+        plan: &plan,
+        pid: pid as u32,
+        ended,
+        cmd_name: &cmd_name,
+        elapsed: when.duration_since(started),
+    });
+    drop(tmp);
+    Ok(ExitCode::from(ended.exit_code()))
+}
