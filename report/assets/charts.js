@@ -2,7 +2,7 @@
 // Each marks its container with data-drawn once it has painted.
 "use strict";
 
-const PAD = { l: 78, r: 18, t: 14, b: 24 };
+const PAD = { l: 78, r: 36, t: 14, b: 24 };
 const area = (w, h) => ({ x: PAD.l, y: PAD.t, w: w - PAD.l - PAD.r, h: h - PAD.t - PAD.b });
 
 // Index of the last timeline point at or before t (the step in force).
@@ -173,17 +173,18 @@ MS.lifetimes = (box, p, caption) => {
       bars.push([o, n, X(o), bw]);
     }
     if (site) {
-      for (const [k, label] of [["lifetime_min", "min"], ["lifetime_p50", "p50"], ["lifetime_p99", "p99"], ["lifetime_max", "max"]]) {
+      const markers = [["lifetime_min", "min"], ["lifetime_p50", "p50"], ["lifetime_p99", "p99"], ["lifetime_max", "max"]];
+      for (const [n, [k, label]] of markers.entries()) {
         const x = X(Math.log2(Math.max(1, site[col[k]])));
         ctx.strokeStyle = ctx.fillStyle = k === "lifetime_p50" || k === "lifetime_p99" ? "#d6336c" : "#687086";
         ctx.setLineDash([4, 3]);
         ctx.beginPath();
-        ctx.moveTo(x, a.y + 12);
+        ctx.moveTo(x, a.y + 2);
         ctx.lineTo(x, a.y + a.h);
         ctx.stroke();
         ctx.setLineDash([]);
         ctx.textBaseline = "top";
-        ctx.fillText(label, x, a.y);
+        ctx.fillText(label, x, a.y + (n % 2) * 12 - 12);
       }
     }
     box.dataset.drawn = String(primary.length);

@@ -105,7 +105,7 @@ MS.flame = (box, p, caption, onPick) => {
         hits++;
         if (i >= until) { covered += v[i]; until = end[i]; }
       }
-      text = `${MS.count(hits)} frames match, ${MS.pct(covered, v[0])} of the total  ·  ` + text;
+      text = `${MS.count(hits)} frame${hits === 1 ? " matches" : "s match"}, ${MS.pct(covered, v[0])} of the total  ·  ` + text;
     }
     caption.textContent = text;
   };

@@ -113,6 +113,38 @@ const sortable = (table) => {
   });
 };
 
+// Drives every control once and puts it back, so that an error in an
+// interactive path shows up in the browser test too.
+const selftest = () => {
+  const fire = (el, type, init) => el.dispatchEvent(new MouseEvent(type, init));
+  const set = (el, value, type) => { el.value = value; el.dispatchEvent(new Event(type)); };
+  for (const sec of document.querySelectorAll("section.process")) {
+    const q = (s) => sec.querySelector(s);
+    q("[data-table=sites] tbody tr").click();
+    q("[data-table=sites] tbody tr").click();
+    const heads = sec.querySelectorAll("[data-table=sites] th");
+    heads[1].click();
+    heads[2].click();
+    set(q("[data-ctl=search]"), "main", "input");
+    set(q("[data-ctl=search]"), "", "input");
+    for (const m of ["n", "l", "b"]) set(q("[data-ctl=metric]"), m, "change");
+    set(q("[data-ctl=filter]"), "site", "input");
+    set(q("[data-ctl=filter]"), "", "input");
+    const flame = q("[data-chart=flame]"), r = flame.querySelector("canvas").getBoundingClientRect();
+    const at = { clientX: r.left + 4, clientY: r.top + 22 };
+    fire(flame, "mousemove", at);
+    fire(flame, "click", at);
+    q("[data-ctl=reset]").click();
+    for (const chart of ["timeline", "rate", "lifetimes"]) {
+      const box = q(`[data-chart=${chart}]`), b = box.getBoundingClientRect();
+      fire(box, "mousemove", { clientX: b.left + b.width / 2, clientY: b.top + b.height / 2 });
+      fire(box, "mouseleave", {});
+    }
+  }
+  document.querySelectorAll("table.sortable th").forEach((th) => th.click());
+  document.documentElement.dataset.selftest = "ok";
+};
+
 (() => {
   const data = JSON.parse(document.getElementById("memscope-data").textContent);
   document.querySelectorAll("table.sortable").forEach(sortable);
@@ -150,5 +182,16 @@ const sortable = (table) => {
   });
   // Milliseconds from navigation start to a fully drawn page.
   document.documentElement.dataset.renderMs = String(Math.round(performance.now()));
+  // With #selftest in the address each canvas states how many pixels it
+  // painted (data-ink): the browser test's proof that charts are drawn.
+  if (location.hash === "#selftest") {
+    for (const c of document.querySelectorAll("canvas")) {
+      const px = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+      let ink = 0;
+      for (let i = 3; i < px.length; i += 4) if (px[i] !== 0) ink++;
+      c.dataset.ink = String(ink);
+    }
+    selftest();
+  }
   document.documentElement.dataset.ready = "1";
 })();

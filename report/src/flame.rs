@@ -13,6 +13,9 @@ use std::collections::HashMap;
 /// A node is kept when, for some metric, it holds at least
 /// 1/`PRUNE_DIVISOR` of the total.
 const PRUNE_DIVISOR: u128 = 200_000;
+/// Nodes sent at most: beyond this the smallest are pruned, keeping the
+/// page's data to a few megabytes for any number of sites.
+pub const MAX_NODES: usize = 100_000;
 /// Frame index of the root ("all").
 pub const ROOT: i64 = -1;
 /// Frame index standing for a site without frames (backtraces off).
@@ -28,6 +31,10 @@ pub struct Tree {
 
 /// Merges `stacks` (frame indices, innermost first, one per callsite).
 pub fn build(callsites: &[Callsite], stacks: &[Vec<usize>]) -> Tree {
+    build_within(callsites, stacks, MAX_NODES)
+}
+
+fn build_within(callsites: &[Callsite], stacks: &[Vec<usize>], max_nodes: usize) -> Tree {
     let mut frame = vec![ROOT];
     let mut parent = vec![usize::MAX];
     let mut val = vec![[0u64; 3]];
@@ -54,14 +61,29 @@ pub fn build(callsites: &[Callsite], stacks: &[Vec<usize>]) -> Tree {
         leaf.push(node);
     }
     let total = val[0];
-    let kept = |v: &[u64; 3]| (0..3).any(|m| v[m] > 0 && v[m] as u128 * PRUNE_DIVISOR >= total[m] as u128);
+    // A node's weight is its largest share of any metric. It never exceeds
+    // its parent's, and parents come first, so ranking by (weight, age)
+    // and keeping a prefix keeps whole paths from the root.
+    let weight: Vec<f64> = val
+        .iter()
+        .map(|v| (0..3).map(|m| v[m] as f64 / total[m].max(1) as f64).fold(0.0, f64::max))
+        .collect();
+    let mut in_budget = vec![true; frame.len()];
+    if frame.len() > max_nodes {
+        let mut order: Vec<usize> = (0..frame.len()).collect();
+        order.select_nth_unstable_by(max_nodes, |&a, &b| weight[b].total_cmp(&weight[a]).then(a.cmp(&b)));
+        for &i in &order[max_nodes..] {
+            in_budget[i] = false;
+        }
+    }
+    let kept = |i: usize| in_budget[i] && weight[i] * PRUNE_DIVISOR as f64 >= 1.0;
     // Nodes were created after their parents, so one forward pass prunes
     // whole subtrees; children lists come out in creation order.
     let mut children: Vec<Vec<usize>> = vec![Vec::new(); frame.len()];
     let mut alive = vec![false; frame.len()];
     alive[0] = true;
     for i in 1..frame.len() {
-        alive[i] = alive[parent[i]] && kept(&val[i]);
+        alive[i] = alive[parent[i]] && kept(i);
         if alive[i] {
             children[parent[i]].push(i);
         }
@@ -124,6 +146,22 @@ mod tests {
         assert_eq!(j["n"], json!([7, 3, 1, 2, 4]));
         assert_eq!(j["l"], json!([5, 5, 0, 5, 0]));
         assert_eq!(t.leaf_of_site, vec![2, 3, 4]);
+    }
+
+    #[test]
+    fn the_node_budget_keeps_the_heaviest_paths() {
+        let sites: Vec<Callsite> = (0..100).map(|i| site(i, 1, 1 + i * 10, 0)).collect(); // equal counts: ties
+        let stacks: Vec<Vec<usize>> = (0..100).map(|i| vec![1000 + i as usize, 0]).collect();
+        let t = build_within(&sites, &stacks, 12);
+        let n = t.json["f"].as_array().unwrap().len();
+        assert!(n <= 12, "{n} nodes");
+        // Root, the shared outer frame, and the heaviest leaves.
+        assert_eq!(t.json["f"][1], 0);
+        let kept: Vec<usize> = (0..100).filter(|&i| t.leaf_of_site[i] >= 0).collect();
+        assert!(
+            !kept.is_empty() && kept.iter().all(|&i| i >= 100 - kept.len()),
+            "{kept:?}"
+        );
     }
 
     #[test]
