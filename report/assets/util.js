@@ -39,6 +39,7 @@ MS.dur = (ns) => {
 };
 MS.pct = (part, whole) => {
   if (!(whole > 0)) return "–";
+  if (part === 0) return "0%";
   const v = (100 * part) / whole, s = v.toFixed(v < 0.1 ? 2 : 1);
   return (part < whole && s.startsWith("100") ? ">99.9" : part > 0 && Number(s) === 0 ? "<0.01" : s) + "%";
 };

@@ -105,7 +105,7 @@ pub fn leaks(s: &Snapshot, i: usize, o: &mut String) {
             *sizes.entry(a.size).or_default() += 1;
         }
         let mut sizes: Vec<(u64, u64)> = sizes.into_iter().collect();
-        sizes.sort_by(|a, b| (b.1 * b.0, b.1).cmp(&(a.1 * a.0, a.1)));
+        sizes.sort_by_key(|&(size, n)| std::cmp::Reverse((n.saturating_mul(size), n)));
         if !sizes.is_empty() {
             o.push_str("<p class=\"sizes\">");
             for (size, n) in sizes.iter().take(12) {
