@@ -32,6 +32,7 @@ fn memscope_init() {
 
 /// The library constructor: find the real allocator, start the engine, and
 /// prepare what later images (after `exec`) need.
+#[cfg(not(test))]
 fn init() {
     let _g = memscope_engine::thread::Guard::enter();
     real::resolve_all();
@@ -43,6 +44,7 @@ fn init() {
 }
 
 /// Absolute path of this library, for the `LD_PRELOAD` of later images.
+#[cfg(not(test))]
 fn library_path() -> std::ffi::CString {
     use std::os::unix::ffi::OsStrExt;
     // SAFETY: dladdr on one of our own functions.

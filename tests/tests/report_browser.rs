@@ -1,0 +1,185 @@
+//! The report opened in a real browser (headless Chromium, Debian's
+//! `chromium`; `.ci/run` installs it): scripts run without an error, every
+//! chart paints, the interactive site table shows the snapshot's numbers,
+//! and a huge report opens quickly. Without Chromium these tests say so and
+//! pass; CI always has it.
+
+mod report_common;
+
+use memscope_tests::*;
+use report_common::*;
+use scraper::Html;
+use std::path::{Path, PathBuf};
+
+fn browser() -> Option<PathBuf> {
+    let b = chromium();
+    if b.is_none() {
+        println!("skipped: chromium is not installed (apt-get install chromium)");
+    }
+    b
+}
+
+/// Opens `page`, checks it finished without a script error or console
+/// message, and returns the DOM the scripts built.
+fn open(bin: &Path, page: &Path) -> Html {
+    let (dom, log) = dump_dom(bin, page, 1400);
+    let doc = Html::parse_document(&dom);
+    let html = one(&doc, "html");
+    assert_eq!(
+        html.value().attr("data-errors"),
+        None,
+        "script errors: {:?}",
+        all(&doc, "[data-js-error]").into_iter().map(text).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        html.value().attr("data-ready"),
+        Some("1"),
+        "the start-up script did not finish"
+    );
+    assert_eq!(
+        html.value().attr("data-selftest"),
+        Some("ok"),
+        "driving the controls failed"
+    );
+    assert_eq!(console_messages(&log), Vec::<&str>::new());
+    doc
+}
+
+/// Every chart and table of every process reports that it drew, and every
+/// canvas has painted pixels.
+fn assert_drawn(doc: &Html, processes: usize) {
+    for i in 0..processes {
+        for part in ["timeline", "rate", "flame", "lifetimes"] {
+            let e = one(doc, &format!("#proc-{i} [data-chart={part}]"));
+            let drawn: u64 = e.value().attr("data-drawn").unwrap_or("0").parse().unwrap();
+            assert!(drawn > 0, "process {i}: {part} not drawn");
+            let canvas = e.select(&sel("canvas")).next().unwrap();
+            let ink: u64 = canvas.value().attr("data-ink").unwrap_or("0").parse().unwrap();
+            assert!(ink > 500, "process {i}: {part} canvas painted {ink} pixels");
+        }
+        assert!(all(doc, &format!("#proc-{i} [data-table=sites] tbody tr")).len() > 0);
+    }
+}
+
+#[test]
+fn a_real_run_report_runs_clean_and_draws_everything() {
+    let Some(bin) = browser() else { return };
+    let run = traced(
+        "report_browser_real",
+        &c_program("report_workload", &["-lpthread"]),
+        &["1"],
+        &[],
+    );
+    assert!(run.output.status.success(), "{}", run.stderr());
+    let s = run.only();
+    let page = run.dir.join("report.html");
+    std::fs::write(&page, render(std::slice::from_ref(s))).unwrap();
+    let doc = open(&bin, &page);
+    assert_drawn(&doc, 1);
+    // The script-built site table: one row per site, the snapshot's numbers.
+    let rows = all(&doc, "#proc-0 [data-table=sites] tbody tr");
+    assert_eq!(rows.len(), s.callsites.len().min(100));
+    for row in rows {
+        let id: u64 = row.value().attr("data-site").unwrap().parse().unwrap();
+        let c = s.callsite(id).unwrap();
+        let cells: Vec<u64> = row.select(&sel("td.num")).map(v).collect();
+        let want = [c.allocations, c.bytes, c.peak_live_bytes, c.live_at_exit_bytes];
+        assert_eq!(cells[..4], want, "site {id}");
+        assert_eq!(
+            cells[4..],
+            [c.lifetime_ns.p50, c.lifetime_ns.p99, c.lifetime_ns.max],
+            "site {id}"
+        );
+    }
+    let caption = text(one(&doc, "#proc-0 [data-caption=lifetimes]"));
+    assert!(
+        caption.contains(&format!(
+            "All {} blocks",
+            fmt_count(s.summary.total_allocations + s.summary.reallocs)
+        )),
+        "{caption}"
+    );
+    let png = run.dir.join("report.png");
+    screenshot(&bin, &page, &png, (1400, 2600));
+    assert!(
+        std::fs::metadata(&png).map(|m| m.len()).unwrap_or(0) > 10_000,
+        "no screenshot"
+    );
+    println!("screenshot: {}", png.display());
+}
+
+fn fmt_count(n: u64) -> String {
+    let d = n.to_string();
+    let mut o = String::new();
+    for (i, c) in d.chars().enumerate() {
+        if i > 0 && (d.len() - i) % 3 == 0 {
+            o.push(',');
+        }
+        o.push(c);
+    }
+    o
+}
+
+#[test]
+fn flamegraph_of_real_frames_and_hostile_names_in_the_browser() {
+    let Some(bin) = browser() else { return };
+    let dir = scratch("report_browser_framed");
+    let snaps = [framed_snapshot(), synthetic(300, 10_000)];
+    let page = dir.join("framed.html");
+    std::fs::write(&page, render(&snaps)).unwrap();
+    let doc = open(&bin, &page);
+    assert_drawn(&doc, 2);
+    // The scripts put hostile names on the page as text only.
+    assert!(all(&doc, "img").is_empty() && all(&doc, "[onerror]").is_empty());
+    assert_eq!(all(&doc, "script").len(), 5);
+    // Every node of the small tree is wide enough to draw.
+    let nodes = memscope_report::view_model(&snaps)["processes"][0]["flame"]["f"]
+        .as_array()
+        .unwrap()
+        .len();
+    let flame = one(&doc, "#proc-0 [data-chart=flame]");
+    assert_eq!(flame.value().attr("data-drawn"), Some(nodes.to_string().as_str()));
+    // Sites sorted by bytes, named after their first non-allocator frame.
+    let names: Vec<String> = all(&doc, "#proc-0 [data-table=sites] tbody td.site .fn")
+        .into_iter()
+        .map(text)
+        .collect();
+    assert_eq!(names, ["tree_insert", "node_new", "strdup", "[no stack]", HOSTILE_FN]);
+    let index = all(&doc, "#process-index tbody tr a");
+    assert_eq!(index.len(), 2);
+}
+
+#[test]
+fn a_huge_report_opens_quickly() {
+    let Some(bin) = browser() else { return };
+    let dir = scratch("report_browser_huge");
+    let s = synthetic(50_000, 1_000_000);
+    let page = dir.join("huge.html");
+    std::fs::write(&page, render(std::slice::from_ref(&s))).unwrap();
+    let doc = open(&bin, &page);
+    assert_drawn(&doc, 1);
+    let ms = one(&doc, "html").value().attr("data-render-ms").unwrap().to_string();
+    let size = std::fs::metadata(&page).unwrap().len() as f64 / (1024.0 * 1024.0);
+    println!("huge report ({size:.1} MiB, 50 000 sites, 1 M allocations): drawn {ms} ms after navigation start");
+    let rows = all(&doc, "#proc-0 [data-table=sites] tbody tr");
+    assert_eq!(rows.len(), 100, "the first page of sites");
+    let caption = text(one(&doc, "#proc-0 [data-caption=sites]"));
+    assert!(caption.starts_with("50,000 of 50,000 sites"), "{caption}");
+}
+
+#[test]
+fn a_script_error_would_be_caught() {
+    let Some(bin) = browser() else { return };
+    let dir = scratch("report_browser_error");
+    let page = dir.join("broken.html");
+    let html = render(&[framed_snapshot()]).replace("</body>", "<script>no_such_function();</script></body>");
+    std::fs::write(&page, html).unwrap();
+    let (dom, log) = dump_dom(&bin, &page, 1000);
+    let doc = Html::parse_document(&dom);
+    assert_eq!(one(&doc, "html").value().attr("data-errors"), Some("1"));
+    assert!(text(one(&doc, "[data-js-error]")).contains("no_such_function"));
+    assert!(
+        console_messages(&log).iter().any(|l| l.contains("no_such_function")),
+        "{log}"
+    );
+}
