@@ -187,7 +187,11 @@ fn html_report_covers_every_process() {
     assert!(json_files(&dir).is_empty(), "--export html keeps no JSON");
     let html = std::fs::read_to_string(dir.join("h.html")).unwrap();
     assert!(html.starts_with("<!DOCTYPE html>"));
-    let n = html.matches("\"format\":\"memscope\"").count();
+    // One section per process image (the report's view, parsed as HTML).
+    let doc = scraper::Html::parse_document(&html);
+    let n = doc
+        .select(&scraper::Selector::parse("section.process").unwrap())
+        .count();
     assert!(n >= 3, "the shell and both children: {n}");
     assert!(
         stderr(&out).contains(&format!("report over {n} processes")),
