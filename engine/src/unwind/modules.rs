@@ -32,6 +32,9 @@ pub struct Module {
     pub text_end: u64,
     /// `.eh_frame_hdr` and `.eh_frame` copies and their runtime addresses.
     pub cfi: Option<Cfi>,
+    /// The GNU build id: finds separate debug info
+    /// (`/usr/lib/debug/.build-id/…`) when symbolizing.
+    pub build_id: Vec<u8>,
 }
 
 #[derive(Debug)]
@@ -143,7 +146,11 @@ unsafe extern "C" fn collect(info: *mut libc::dl_phdr_info, _: usize, data: *mut
     let phdrs = std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize);
     let (mut start, mut end, mut text_start, mut text_end) = (u64::MAX, 0, u64::MAX, 0);
     let mut eh_hdr = None;
+    let mut build_id = Vec::new();
     for p in phdrs {
+        if p.p_type == libc::PT_NOTE && build_id.is_empty() {
+            build_id = find_build_id((bias + p.p_vaddr) as *const u8, p.p_memsz as usize);
+        }
         if p.p_type == libc::PT_LOAD {
             start = start.min(bias + p.p_vaddr);
             end = end.max(bias + p.p_vaddr + p.p_memsz);
@@ -177,6 +184,7 @@ unsafe extern "C" fn collect(info: *mut libc::dl_phdr_info, _: usize, data: *mut
             text_start,
             text_end,
             cfi,
+            build_id,
         }));
         remember(m);
         m
@@ -220,4 +228,31 @@ unsafe fn copy_cfi(hdr_addr: u64, hdr_len: usize, module_end: u64) -> Option<Cfi
         frame_addr,
         frame,
     })
+}
+
+/// The `NT_GNU_BUILD_ID` note's descriptor in a `PT_NOTE` segment.
+///
+/// # Safety
+/// `[at, at + len)` must be mapped (a loaded object's note segment).
+unsafe fn find_build_id(at: *const u8, len: usize) -> Vec<u8> {
+    let notes = std::slice::from_raw_parts(at, len);
+    let word = |i: usize| {
+        notes
+            .get(i..i + 4)
+            .map(|b| u32::from_le_bytes(b.try_into().unwrap()) as usize)
+    };
+    let mut i = 0;
+    while let (Some(namesz), Some(descsz), Some(kind)) = (word(i), word(i + 4), word(i + 8)) {
+        let name_at = i + 12;
+        let desc_at = name_at + namesz.next_multiple_of(4);
+        let next = desc_at + descsz.next_multiple_of(4);
+        if kind == 3 && notes.get(name_at..name_at + namesz) == Some(b"GNU\0") {
+            return notes
+                .get(desc_at..desc_at + descsz)
+                .map(<[u8]>::to_vec)
+                .unwrap_or_default();
+        }
+        i = next;
+    }
+    Vec::new()
 }

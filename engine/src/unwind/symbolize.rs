@@ -12,6 +12,8 @@ use std::collections::HashMap;
 pub struct Symbolizer {
     modules: Vec<&'static Module>,
     loaders: HashMap<String, Option<addr2line::Loader>>,
+    /// Separate debug files, by module path, used for their symbol tables.
+    debug_symbols: HashMap<String, Option<FunctionSymbols>>,
     by_ip: HashMap<u64, Vec<Frame>>,
     exe: String,
 }
@@ -35,6 +37,7 @@ impl Symbolizer {
         Symbolizer {
             modules: mods,
             loaders: HashMap::new(),
+            debug_symbols: HashMap::new(),
             by_ip: HashMap::new(),
             exe,
         }
@@ -112,9 +115,18 @@ impl Symbolizer {
         }
         if frames.iter().all(|f| f.function.is_none()) {
             // No DWARF here (or none naming the function): the symbol table.
-            let function = loader
-                .find_symbol(probe)
-                .map(|s| addr2line::demangle_auto(std::borrow::Cow::Borrowed(s), None).into_owned());
+            let demangle = |s: &str| addr2line::demangle_auto(std::borrow::Cow::Borrowed(s), None).into_owned();
+            let mut function = loader.find_symbol(probe).map(demangle);
+            if function.is_none() {
+                // A static function of a stripped library: the separate
+                // debug file's full symbol table names it (its DWARF is
+                // not parsed: for libc that alone costs ~100 ms at exit).
+                let debug = self
+                    .debug_symbols
+                    .entry(path.clone())
+                    .or_insert_with(|| debug_file(&m.build_id).and_then(|d| FunctionSymbols::read(&d)));
+                function = debug.as_ref().and_then(|d| d.find(probe)).map(demangle);
+            }
             match frames.last_mut() {
                 Some(f) => f.function = function,
                 None => frames.push(Frame {
@@ -127,6 +139,44 @@ impl Symbolizer {
         }
         frames
     }
+}
+
+/// A file's function symbols, sorted by address: `(start, size, name)`.
+struct FunctionSymbols(Vec<(u64, u64, String)>);
+
+impl FunctionSymbols {
+    fn read(path: &std::path::Path) -> Option<FunctionSymbols> {
+        use object::{Object, ObjectSymbol, SymbolKind};
+        let file = std::fs::File::open(path).ok()?;
+        // SAFETY: a read-only private mapping of a debug file nobody
+        // rewrites while we read it (a truncation would fault, as it would
+        // for addr2line's own mapping).
+        let map = unsafe { memmap2::Mmap::map(&file) }.ok()?;
+        let obj = object::File::parse(&*map).ok()?;
+        let mut syms: Vec<(u64, u64, String)> = obj
+            .symbols()
+            .filter(|s| s.kind() == SymbolKind::Text && s.address() != 0)
+            .filter_map(|s| Some((s.address(), s.size(), s.name().ok()?.to_owned())))
+            .collect();
+        syms.sort_unstable_by_key(|s| s.0);
+        Some(FunctionSymbols(syms))
+    }
+
+    fn find(&self, probe: u64) -> Option<&str> {
+        let i = self.0.partition_point(|s| s.0 <= probe).checked_sub(1)?;
+        let (start, size, name) = &self.0[i];
+        (size == &0 || probe < start + size).then_some(name.as_str())
+    }
+}
+
+/// The separate debug file of a build id, if installed (Debian's `-dbg`
+/// and `-dbgsym` packages put them there): it has the full symbol table
+/// and DWARF that the stripped library lacks.
+fn debug_file(build_id: &[u8]) -> Option<std::path::PathBuf> {
+    let (first, rest) = build_id.split_first()?;
+    let hex: String = rest.iter().map(|b| format!("{b:02x}")).collect();
+    let p = std::path::PathBuf::from(format!("/usr/lib/debug/.build-id/{first:02x}/{hex}.debug"));
+    p.is_file().then_some(p)
 }
 
 /// Source directories of code linked into the program that calls the
