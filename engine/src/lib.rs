@@ -22,6 +22,7 @@ pub mod process;
 pub mod recorder;
 pub mod registry;
 pub mod ring;
+pub mod sigchain;
 pub mod snapshot;
 pub mod sys;
 pub mod thread;

@@ -324,21 +324,41 @@ const FATAL_SIGNALS: [c_int; 18] = [
 
 fn install_signal_handlers() {
     for sig in FATAL_SIGNALS {
-        // SAFETY: query then (if SIG_DFL) install a handler; sa_mask blocks
-        // everything while it runs; SA_RESETHAND makes it one-shot, so the
-        // disposition is the default again when it re-raises.
+        // SAFETY: query then (if SIG_DFL) install the handler.
         unsafe {
             let mut old: libc::sigaction = std::mem::zeroed();
             if libc::sigaction(sig, std::ptr::null(), &mut old) != 0 || old.sa_sigaction != libc::SIG_DFL {
                 continue;
             }
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_fatal_signal as *const () as usize;
-            sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESETHAND | libc::SA_ONSTACK;
-            libc::sigfillset(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
+            if libc::sigaction(sig, &fatal_action(), std::ptr::null_mut()) == 0 {
+                crate::sigchain::set_ours(sig, true);
+            }
         }
     }
+}
+
+/// memscope's handler for a fatal signal: sa_mask blocks everything while
+/// it runs; SA_RESETHAND makes it one-shot, so the disposition is the
+/// default again when it re-raises.
+pub(crate) fn fatal_action() -> libc::sigaction {
+    // SAFETY: a zeroed sigaction is valid; the fields are then set.
+    let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+    sa.sa_sigaction = on_fatal_signal as *const () as usize;
+    sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESETHAND | libc::SA_ONSTACK;
+    // SAFETY: sa_mask is a valid sigset_t.
+    unsafe { libc::sigfillset(&mut sa.sa_mask) };
+    sa
+}
+
+/// Whether memscope puts its handler on `sig` when its disposition is the
+/// default.
+pub(crate) fn watches_signal(sig: c_int) -> bool {
+    FATAL_SIGNALS.contains(&sig)
+}
+
+/// Whether this image is still being traced (its snapshot not yet written).
+pub(crate) fn tracing() -> bool {
+    PID.load(Ordering::Relaxed) != 0 && !FINISHED.load(Ordering::Acquire)
 }
 
 /// A pending request for the collector thread: `signal << 8 | kind`.
@@ -348,6 +368,8 @@ const REQ_SIGNAL: u32 = 1;
 const REQ_ABORT: u32 = 2;
 
 extern "C" fn on_fatal_signal(sig: c_int, _info: *mut libc::siginfo_t, _ctx: *mut c_void) {
+    // SA_RESETHAND has put the default back.
+    crate::sigchain::set_ours(sig, false);
     // SAFETY: errno is thread-local; saved and restored around our work.
     let errno = unsafe { *libc::__errno_location() };
     let kind = if sig == libc::SIGABRT { REQ_ABORT } else { REQ_SIGNAL };

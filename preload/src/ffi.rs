@@ -243,3 +243,28 @@ pub unsafe extern "C" fn execle() {
 pub extern "C" fn memscope_api_v1() -> *const memscope_engine::api::ApiV1 {
     &memscope_engine::api::API_V1
 }
+
+// SAFETY (signal shims): the caller upholds sigaction(2)/signal(3)'s
+// contract; the program's view of memscope's fatal-signal handler is kept
+// in memscope_engine::sigchain, everything else goes to libc unchanged.
+
+/// libc's sigaction, found once (it is needed before anything else is).
+unsafe extern "C" fn real_sigaction(sig: c_int, act: *const libc::sigaction, old: *mut libc::sigaction) -> c_int {
+    match REAL.sigaction.get() {
+        0 => {
+            *libc::__errno_location() = libc::ENOSYS;
+            -1
+        }
+        f => as_fn::<memscope_engine::sigchain::RealSigaction>(f)(sig, act, old),
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn sigaction(sig: c_int, act: *const libc::sigaction, old: *mut libc::sigaction) -> c_int {
+    memscope_engine::sigchain::program_sigaction(sig, act, old, real_sigaction)
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn signal(sig: c_int, handler: libc::sighandler_t) -> libc::sighandler_t {
+    memscope_engine::sigchain::program_signal(sig, handler, real_sigaction)
+}

@@ -77,6 +77,7 @@ syms! {
     fexecve: c"fexecve",
     posix_spawn: c"posix_spawn",
     posix_spawnp: c"posix_spawnp",
+    sigaction: c"sigaction",
 }
 
 /// True once every symbol has been looked up.

@@ -1,6 +1,8 @@
 /* Ends in the way argv[1] names, after leaking one 1234-byte block (and
  * freeing a 99-byte one).
  *   return exit _exit _Exit quick_exit abort segv sigterm sigint sighup sigterm-handler
+ *   sigterm-reset (installs a handler, sets SIG_DFL back, checks that the
+ *   disposition reads as SIG_DFL, raises SIGTERM)
  *   thread-exit (a thread calls exit(5) while others allocate)
  *   closed-stdio FILE (closes 0-2, reopens FILE as 0-2, writes to it) */
 #include <fcntl.h>
@@ -55,6 +57,15 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "sighup")) kill(getpid(), SIGHUP);
     if (!strcmp(mode, "sigterm-handler")) {
         signal(SIGTERM, on_term);
+        raise(SIGTERM);
+    }
+    if (!strcmp(mode, "sigterm-reset")) {
+        signal(SIGTERM, on_term);
+        struct sigaction dfl = {0}, now;
+        dfl.sa_handler = SIG_DFL;
+        if (sigaction(SIGTERM, &dfl, NULL) != 0) return 10;
+        if (sigaction(SIGTERM, NULL, &now) != 0 || now.sa_handler != SIG_DFL) return 11;
+        if (signal(SIGTERM, SIG_DFL) != SIG_DFL) return 12;
         raise(SIGTERM);
     }
     if (!strcmp(mode, "thread-exit")) {

@@ -4,6 +4,7 @@
 use memscope_format::EndKind;
 use memscope_tests::*;
 use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
 
 /// Runs `endings MODE` traced and untraced; returns the traced snapshot.
 fn ending(mode: &str) -> (Run, std::process::Output) {
@@ -87,6 +88,21 @@ fn sigterm_with_the_default_disposition() {
 fn sigint_and_sighup_with_the_default_disposition() {
     expect("sigint", EndKind::Signal, None, Some(libc::SIGINT));
     expect("sighup", EndKind::Signal, None, Some(libc::SIGHUP));
+}
+
+#[test]
+fn sigterm_after_the_program_set_the_default_itself() {
+    // The program's handler, then SIG_DFL again (as dash does at start-up):
+    // memscope's handler stays, and the program still reads SIG_DFL.
+    expect("sigterm-reset", EndKind::Signal, None, Some(libc::SIGTERM));
+}
+
+#[test]
+fn a_shell_killed_by_sigterm_writes_its_snapshot() {
+    let run = traced("endings_dash_term", Path::new("/bin/sh"), &["-c", "kill -TERM $$"], &[]);
+    assert_eq!(run.output.status.signal(), Some(libc::SIGTERM));
+    let p = &run.only().process;
+    assert_eq!((p.end, p.signal), (EndKind::Signal, Some(libc::SIGTERM)));
 }
 
 #[test]
