@@ -323,10 +323,19 @@ impl EngineState {
         if SHUT_DOWN.load(Ordering::Acquire) {
             return 0;
         }
-        self.sync_cursors();
+        // "now" first, then the rings: a ring that shows up (a new thread,
+        // a ring handed over or upgraded) after the scan below was claimed
+        // after this instant, so its events are all later than `now` and
+        // nothing up to the idle bound can still appear in it.
         let now = clock::now();
+        self.sync_cursors();
+        // While running, nothing later than the idle bound is applied, even
+        // when no known ring is empty or in flight to bound the merge: a
+        // ring this round does not know yet (its thread claims it after the
+        // scan below) can still receive events from `now` on, and those
+        // come before the later events of the rings it does know.
         let (idle_bound, ts_limit) = match mode {
-            Mode::Running => (now.saturating_sub(self.slack), u64::MAX),
+            Mode::Running => (now.saturating_sub(self.slack), now.saturating_sub(self.slack)),
             Mode::UpTo(end) => (end, end),
             Mode::ForkChild => (u64::MAX, u64::MAX),
         };

@@ -220,3 +220,14 @@ fn gcc_compiling_a_file() {
     assert!(exes.iter().any(|e| e == "cc1"), "{exes:?}");
     assert!(exes.iter().any(|e| e == "as" || e.ends_with("-as")), "{exes:?}");
 }
+
+#[test]
+fn a_program_that_grows_its_environment() {
+    // 1000 setenv/unsetenv: glibc reallocates `environ` each time, by sizes
+    // that depend on the environment, identical in both runs here.
+    let prog = c_program("environ", &[]);
+    let argv = [prog.to_str().unwrap(), "churn", "/bin/true"];
+    let run = same_behaviour("real_environ_churn", &argv, None, &[]);
+    assert_eq!(run.only().allocations.iter().filter(|a| a.size == 48).count(), 100);
+    equals_dhat(&run, &argv, None, &[]);
+}
