@@ -20,10 +20,13 @@ pub struct ThreadState {
     /// Non-zero while memscope's own code runs on this thread: its
     /// allocations (and those of libc functions it calls) are not recorded.
     pub guard: Cell<u32>,
+    /// Recent stack walks of this thread (see [`crate::unwind::memo`]).
+    pub memo: crate::unwind::memo::Memo,
 }
 
 thread_local! {
-    static STATE: ThreadState = const { ThreadState { ring: Cell::new(std::ptr::null()), guard: Cell::new(0) } };
+    static STATE: ThreadState = const { ThreadState { ring: Cell::new(std::ptr::null()), guard: Cell::new(0),
+            memo: crate::unwind::memo::Memo::new(), } };
 }
 
 /// Offset of `STATE` from the thread pointer once verified, else 0.

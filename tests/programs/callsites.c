@@ -2,7 +2,8 @@
  * Each allocating line carries a SITE marker the test looks up; the counts
  * per site are fixed: from_a 7 x 100 B, from_b (through inline_helper) 5 x
  * 200 B, from_shared (a linked library) 3 x 300 B, and the dlopen'ed
- * plugin's 1 x 100 x 32 B, closed before the end.
+ * plugin's 1 x 100 x 32 B, closed before the end; shared_leaf 10 x 16 B
+ * through twin_a and 10 x 16 B through twin_b, interleaved.
  * usage: callsites PLUGIN.so */
 #include <dlfcn.h>
 #include <stdio.h>
@@ -32,7 +33,29 @@ __attribute__((noinline)) void *deep(int levels, size_t n) {
     return p;
 }
 
+/* Two callers with identical frames: shared_leaf's malloc sees the same
+ * return address, stack pointer and frame pointer from both, and only the
+ * words further up the stack tell the two stacks apart. */
+__attribute__((noinline)) void *shared_leaf(size_t n) {
+    void *p = malloc(n); /* SITE:leaf */
+    __asm__ volatile("" ::: "memory");
+    return p;
+}
+
+__attribute__((noinline)) void *twin_a(size_t n) {
+    void *p = shared_leaf(n); /* SITE:twin_a */
+    __asm__ volatile("" ::: "memory");
+    return p;
+}
+
+__attribute__((noinline)) void *twin_b(size_t n) {
+    void *p = shared_leaf(n); /* SITE:twin_b */
+    __asm__ volatile("" ::: "memory");
+    return p;
+}
+
 int main(int argc, char **argv) {
+    for (int i = 0; i < 20; i++) free(i % 2 ? twin_b(16) : twin_a(16)); /* SITE:twins */
     for (int i = 0; i < 7; i++) free(from_a(100));
     for (int i = 0; i < 5; i++) free(from_b(200));
     for (int i = 0; i < 3; i++) free(cs_shared_alloc(300));

@@ -106,6 +106,25 @@ fn check_named_sites(s: &Snapshot) {
         (1, 400, 400)
     );
 
+    // Same return address, stack and frame pointer, different callers:
+    // told apart (a memoized walk must not merge them).
+    let (leaf, twin_a, twin_b) = (
+        site_line("callsites.c", "leaf"),
+        site_line("callsites.c", "twin_a"),
+        site_line("callsites.c", "twin_b"),
+    );
+    let twins = site_line("callsites.c", "twins");
+    for (twin, line, n) in [("twin_a", twin_a, 10), ("twin_b", twin_b, 10)] {
+        let sites = sites_where(s, |f| {
+            f.len() > 2
+                && is(&f[0], "shared_leaf", "callsites.c", leaf)
+                && is(&f[1], twin, "callsites.c", line)
+                && is(&f[2], "main", "callsites.c", twins)
+        });
+        assert_eq!(sites.len(), 1, "{twin}: {:#?}", s.callsites);
+        assert_eq!((sites[0].allocations, sites[0].bytes), (n, 16 * n), "{twin}");
+    }
+
     // The plugin was dlclose'd before the end and is still named.
     let plugin = sites_where(s, |f| {
         !f.is_empty()

@@ -7,6 +7,7 @@
 //! does not know (a signal's alternate stack, a coroutine's) or code without
 //! unwind info ends the walk early; it never faults.
 
+use super::memo::ReadLog;
 use super::rules::{self, Step};
 use super::sites;
 use crate::thread;
@@ -55,12 +56,13 @@ pub fn site(depth: usize, skip_self: bool) -> u32 {
     return 0;
     let Some(hi) = stack_top(sp) else { return 0 };
     let mut buf = [MaybeUninit::<u64>::uninit(); MAX_DEPTH];
-    let n = walk(
+    let (n, _) = walk(
         Regs { ip, sp, bp },
         false,
         hi,
         &mut buf[..depth.min(MAX_DEPTH)],
         skip_self,
+        None,
     );
     intern(&buf, n)
 }
@@ -70,7 +72,8 @@ pub fn site(depth: usize, skip_self: bool) -> u32 {
 /// pushed.
 #[inline(never)]
 pub fn site_of_caller(depth: usize, caller: super::Caller) -> u32 {
-    if thread::current().guard.get() != 0 {
+    let ts = thread::current();
+    if ts.guard.get() != 0 {
         return 0;
     }
     let sp = caller.sp as u64;
@@ -81,16 +84,23 @@ pub fn site_of_caller(depth: usize, caller: super::Caller) -> u32 {
     // SAFETY: inside this thread's stack (checked above), at the hook's
     // entry stack pointer, which holds the return address.
     let ra = unsafe { std::ptr::read_volatile(caller.sp as *const u64) };
+    let (bp, generation) = (caller.bp as u64, super::modules::generation());
+    // SAFETY: `sp` is this thread's stack pointer at the hook's entry, as
+    // for the walk that stored the entry.
+    if let Some(id) = unsafe { ts.memo.lookup(ra, sp, bp, generation) } {
+        return id;
+    }
     let mut buf = [MaybeUninit::<u64>::uninit(); MAX_DEPTH];
     let depth = depth.clamp(1, MAX_DEPTH);
     buf[0].write(ra);
-    let regs = Regs {
-        ip: ra,
-        sp: caller.sp as u64 + 8,
-        bp: caller.bp as u64,
-    };
-    let n = 1 + walk(regs, true, hi, &mut buf[1..depth], false);
-    intern(&buf, n)
+    let regs = Regs { ip: ra, sp: sp + 8, bp };
+    let mut log = ReadLog::new();
+    let (n, bp_used) = walk(regs, true, hi, &mut buf[1..depth], false, Some(&mut log));
+    let n = n + 1;
+    log.bp_used = bp_used;
+    let id = intern(&buf, n);
+    ts.memo.store(ra, sp, bp, generation, id, &log);
+    id
 }
 
 #[inline(always)]
@@ -110,15 +120,37 @@ struct Regs {
     bp: u64,
 }
 
-/// Fills `out` with return addresses, innermost first; returns how many.
+/// Fills `out` with return addresses, innermost first; returns how many,
+/// and whether the initial frame pointer register mattered.
 #[inline(always)]
-fn walk(mut r: Regs, mut is_return: bool, hi: u64, out: &mut [MaybeUninit<u64>], skip_self: bool) -> usize {
+fn walk(
+    mut r: Regs,
+    mut is_return: bool,
+    hi: u64,
+    out: &mut [MaybeUninit<u64>],
+    skip_self: bool,
+    mut log: Option<&mut ReadLog>,
+) -> (usize, bool) {
     let floor = r.sp;
+    // Whether the frame pointer register as the walk began was used (before
+    // a saved value replaced it).
+    let (mut bp_initial, mut bp_used) = (true, false);
+    // The last saved rbp read: the walk's result depends on its value only
+    // if a later step computes a CFA from it, so only then is it logged
+    // (code without frame pointers keeps loop variables in rbp).
+    let mut pending_bp: Option<(u64, u64)> = None;
     let read = |addr: u64| -> Option<u64> {
-        (addr >= floor && addr <= hi - 8 && addr % 8 == 0)
-            // SAFETY: inside this thread's stack, at or above the walk's own
-            // stack pointer: mapped and readable.
-            .then(|| unsafe { std::ptr::read_volatile(addr as *const u64) })
+        if addr < floor || addr > hi - 8 || addr % 8 != 0 {
+            return None;
+        }
+        // SAFETY: inside this thread's stack, at or above the walk's own
+        // stack pointer: mapped and readable.
+        Some(unsafe { std::ptr::read_volatile(addr as *const u64) })
+    };
+    let mut note = |addr: u64, value: u64| {
+        if let Some(log) = log.as_deref_mut() {
+            log.push(addr, value);
+        }
     };
     let (self_lo, self_hi) = (SELF_LO.load(Ordering::Relaxed), SELF_HI.load(Ordering::Relaxed));
     let mut n = 0;
@@ -126,17 +158,31 @@ fn walk(mut r: Regs, mut is_return: bool, hi: u64, out: &mut [MaybeUninit<u64>],
         let rule = rules::lookup(r.ip, is_return);
         let (cfa, saved_bp) = match rule.step() {
             Step::Sp => (r.sp + rule.cfa_offset(), rule.bp_offset()),
-            Step::Bp => (r.bp.wrapping_add(rule.cfa_offset()), rule.bp_offset()),
-            Step::FramePointer => (r.bp.wrapping_add(16), Some(-16)),
+            Step::Bp | Step::FramePointer => {
+                bp_used |= bp_initial;
+                if let Some((addr, value)) = pending_bp.take() {
+                    note(addr, value);
+                }
+                match rule.step() {
+                    Step::Bp => (r.bp.wrapping_add(rule.cfa_offset()), rule.bp_offset()),
+                    _ => (r.bp.wrapping_add(16), Some(-16)),
+                }
+            }
             Step::End | Step::Stop => break,
         };
         if cfa <= r.sp {
             break;
         }
         let Some(ra) = read(cfa.wrapping_sub(8)) else { break };
+        note(cfa.wrapping_sub(8), ra);
         if let Some(off) = saved_bp {
-            match read(cfa.wrapping_add(off as u64)) {
-                Some(bp) => r.bp = bp,
+            let addr = cfa.wrapping_add(off as u64);
+            match read(addr) {
+                Some(bp) => {
+                    r.bp = bp;
+                    bp_initial = false;
+                    pending_bp = Some((addr, bp));
+                }
                 None => break,
             }
         }
@@ -155,7 +201,7 @@ fn walk(mut r: Regs, mut is_return: bool, hi: u64, out: &mut [MaybeUninit<u64>],
         out[n].write(ra);
         n += 1;
     }
-    n
+    (n, bp_used)
 }
 
 /// The main thread's stack, `[lo, hi)`, found at start-up.

@@ -10,6 +10,7 @@
 //! written ([`symbolize`]).
 
 pub mod capture;
+pub mod memo;
 pub mod modules;
 pub mod rules;
 pub mod sites;

@@ -74,6 +74,13 @@ static SEEN_LEN: AtomicUsize = AtomicUsize::new(0);
 /// Monotonic ns of the last refresh for an unknown address.
 static LAST_UNKNOWN_REFRESH: AtomicU64 = AtomicU64::new(0);
 
+/// Bumped by every refresh: memoized walks of older lists are not reused.
+static GENERATION: AtomicU64 = AtomicU64::new(1);
+
+pub fn generation() -> u64 {
+    GENERATION.load(Ordering::Acquire)
+}
+
 /// The current list (empty before the first refresh).
 pub fn current() -> &'static ModuleList {
     static EMPTY: ModuleList = ModuleList { modules: Vec::new() };
@@ -112,6 +119,7 @@ pub fn refresh() {
     found.sort_by_key(|m| m.start);
     let list = Box::new(ModuleList { modules: found });
     CURRENT.store(Box::into_raw(list), Ordering::Release);
+    GENERATION.fetch_add(1, Ordering::Release);
     // Rules cached for addresses that were unknown, or belonged to a
     // library since replaced, must be computed again.
     super::rules::clear_cache();
