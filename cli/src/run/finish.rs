@@ -162,10 +162,17 @@ fn print_summary(r: &Run, snaps: &[(PathBuf, Snapshot)]) {
     if sites.iter().any(|c| !c.frames.is_empty()) {
         say("  top sites by bytes:");
         for c in sites.iter().take(5) {
+            // A site that only reallocates (a growing buffer) counts its
+            // reallocations: "0 allocs" would hide it.
+            let (n, what) = if c.allocations == 0 && c.reallocs > 0 {
+                (c.reallocs, "reallocs")
+            } else {
+                (c.allocations, "allocs")
+            };
             say(&format!(
-                "    {:>10} {:>9} allocs  {}",
+                "    {:>10} {:>9} {what:<8}  {}",
                 bytes(c.bytes),
-                count(c.allocations),
+                count(n),
                 term(&site_label(c))
             ));
         }
