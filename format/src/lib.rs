@@ -8,6 +8,7 @@
 //! older memscope builds) still read.
 
 pub mod hist;
+pub mod human;
 mod read;
 
 pub use read::{read_snapshot, read_snapshot_file, ReadError};

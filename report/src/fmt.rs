@@ -26,33 +26,8 @@ pub fn esc(s: &str) -> String {
     o
 }
 
-/// `1234567` → `1,234,567`.
-pub fn count(n: u64) -> String {
-    let d = n.to_string();
-    let mut o = String::with_capacity(d.len() + d.len() / 3);
-    for (i, c) in d.chars().enumerate() {
-        if i > 0 && (d.len() - i) % 3 == 0 {
-            o.push(',');
-        }
-        o.push(c);
-    }
-    o
-}
-
-/// Bytes in powers of 1024 with three significant digits: `4.00 KiB`.
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    if n < 1024 {
-        return format!("{n} B");
-    }
-    let mut v = n as f64 / 1024.0;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    format!("{} {}", sig3(v), UNITS[u])
-}
+use memscope_format::human::sig3;
+pub use memscope_format::human::{bytes, count};
 
 /// A duration from nanoseconds: `850 ns`, `12.3 µs`, `4.56 ms`, `1.20 s`,
 /// `3 min 4 s`.
@@ -71,17 +46,6 @@ pub fn duration(ns: u64) -> String {
                 format!("{} h {} min", s / 3600, s / 60 % 60)
             }
         }
-    }
-}
-
-/// Three significant digits for 1 <= v < 1000 (`1.23`, `12.3`, `123`).
-fn sig3(v: f64) -> String {
-    if v < 10.0 {
-        format!("{v:.2}")
-    } else if v < 100.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.0}")
     }
 }
 
