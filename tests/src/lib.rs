@@ -67,31 +67,8 @@ fn source(name: &str) -> PathBuf {
 /// the source makes is a call the binary makes: gcc otherwise folds e.g.
 /// `realloc(NULL, n)` into `malloc(n)`) and returns the binary.
 pub fn c_program(name: &str, extra: &[&str]) -> PathBuf {
-    static LOCK: Mutex<()> = Mutex::new(());
-    let _l = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let out = programs_dir().join(name);
-    let src = source(&format!("{name}.c"));
-    if is_fresh(&out, &src) {
-        return out;
-    }
-    let st = Command::new("gcc")
-        .args([
-            "-O0",
-            "-g",
-            "-fno-builtin",
-            "-fno-omit-frame-pointer",
-            "-pthread",
-            "-Wall",
-            "-o",
-        ])
-        .arg(&out)
-        .arg(&src)
-        .args(extra)
-        .args(["-ldl"])
-        .status()
-        .expect("run gcc (install gcc)");
-    assert!(st.success(), "gcc {name}.c failed");
-    out
+    let flags = ["-O0", "-fno-builtin", "-fno-omit-frame-pointer", "-pthread", "-Wall"];
+    gcc(name, &[&format!("{name}.c")], &[&flags[..], extra, &["-ldl"]].concat())
 }
 
 /// Compiles `tests/programs/<name>.cpp` with g++ (-O0 -g -fno-builtin).
