@@ -218,6 +218,14 @@ fn write_snapshot(kind: EndKind, exit_code: Option<i32>, signal: Option<i32>, la
         return;
     }
     let built_ms = (clock::monotonic_ns() - t0) as f64 / 1e6;
+    let overflowed = crate::unwind::sites::overflowed();
+    if overflowed > 0 {
+        crate::warn!(
+            "{overflowed} allocations came from stacks beyond the {} distinct call sites memscope tells apart; \
+             they are counted in call site 0 (no frames)",
+            crate::unwind::sites::MAX_SITES
+        );
+    }
     let template = match PROGRAM_PATH.with(|p| p.clone()) {
         Some(p) if !cfg.export_path_from_env => p,
         _ => cfg.export_path.clone(),

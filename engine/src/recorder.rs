@@ -334,8 +334,9 @@ impl EngineState {
         // ring this round does not know yet (its thread claims it after the
         // scan below) can still receive events from `now` on, and those
         // come before the later events of the rings it does know.
+        let idle = now.saturating_sub(self.slack);
         let (idle_bound, ts_limit) = match mode {
-            Mode::Running => (now.saturating_sub(self.slack), now.saturating_sub(self.slack)),
+            Mode::Running => (idle, idle),
             Mode::UpTo(end) => (end, end),
             Mode::ForkChild => (u64::MAX, u64::MAX),
         };

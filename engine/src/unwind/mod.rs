@@ -32,10 +32,6 @@ pub fn enable(depth: u32) {
     DEPTH.store(depth.min(capture::MAX_DEPTH as u32), Ordering::Release);
 }
 
-pub fn depth() -> u32 {
-    DEPTH.load(Ordering::Relaxed)
-}
-
 /// Where the program called an allocator entry point: its stack pointer
 /// and frame pointer register at the call (the hook's entry trampoline
 /// hands them over), so the walk starts in the program's own frame instead

@@ -90,12 +90,15 @@ pub fn current() -> &'static ModuleList {
 
 /// Every module seen so far, loaded or not.
 pub fn all_seen() -> Vec<&'static Module> {
+    seen().collect()
+}
+
+fn seen() -> impl Iterator<Item = &'static Module> {
     let n = SEEN_LEN.load(Ordering::Acquire).min(MAX_SEEN);
     // SAFETY: published modules are leaked, never freed.
     SEEN[..n]
         .iter()
         .filter_map(|p| unsafe { p.load(Ordering::Acquire).as_ref() })
-        .collect()
 }
 
 fn remember(m: &'static Module) {
@@ -179,9 +182,7 @@ unsafe extern "C" fn collect(info: *mut libc::dl_phdr_info, _: usize, data: *mut
     } else {
         std::ffi::CStr::from_ptr(info.dlpi_name).to_string_lossy().into_owned()
     };
-    let known = all_seen()
-        .into_iter()
-        .find(|m| m.start == start && m.end == end && m.path == path);
+    let known = seen().find(|m| m.start == start && m.end == end && m.path == path);
     let module = known.unwrap_or_else(|| {
         let cfi = eh_hdr.and_then(|(a, n)| copy_cfi(a, n, end));
         let m: &'static Module = Box::leak(Box::new(Module {
