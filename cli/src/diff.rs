@@ -69,8 +69,8 @@ fn site_diffs(base: &Snapshot, new: &Snapshot) -> Vec<SiteDiff> {
     let mut map: HashMap<Vec<String>, SiteDiff> = HashMap::new();
     for (snap, is_new) in [(base, false), (new, true)] {
         for c in &snap.callsites {
-            let e = map.entry(site_key(c)).or_insert_with(|| SiteDiff {
-                label: site_label(c),
+            let e = map.entry(site_key(snap, c)).or_insert_with(|| SiteDiff {
+                label: site_label(snap, c),
                 base: None,
                 new: None,
             });
@@ -319,25 +319,19 @@ fn json(totals: &[Total], sites: &[SiteDiff], fails: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sites::tests::{frame, site};
-
-    fn snap(sites: Vec<memscope_format::Callsite>) -> Snapshot {
-        let mut s: Snapshot = serde_json::from_str(crate::export::tests::MINIMAL).unwrap();
-        s.callsites = sites;
-        s
-    }
+    use crate::sites::tests::{frame, with_sites as snap};
 
     #[test]
     fn sites_match_by_frames_not_addresses() {
         let b = snap(vec![
-            site(1, vec![frame(0x1000, Some("grow"), Some("a.c"), Some(10))], 10, 1000),
-            site(2, vec![frame(0x2000, Some("same"), Some("a.c"), Some(20))], 5, 50),
-            site(3, vec![frame(0x3000, Some("gone"), Some("a.c"), Some(30))], 1, 7),
+            (1, vec![frame(0x1000, Some("grow"), Some("a.c"), Some(10))], 10, 1000),
+            (2, vec![frame(0x2000, Some("same"), Some("a.c"), Some(20))], 5, 50),
+            (3, vec![frame(0x3000, Some("gone"), Some("a.c"), Some(30))], 1, 7),
         ]);
         let n = snap(vec![
-            site(7, vec![frame(0x7000, Some("grow"), Some("a.c"), Some(10))], 30, 3000),
-            site(8, vec![frame(0x8000, Some("same"), Some("a.c"), Some(20))], 5, 50),
-            site(9, vec![frame(0x9000, Some("fresh"), Some("b.c"), Some(1))], 2, 64),
+            (7, vec![frame(0x7000, Some("grow"), Some("a.c"), Some(10))], 30, 3000),
+            (8, vec![frame(0x8000, Some("same"), Some("a.c"), Some(20))], 5, 50),
+            (9, vec![frame(0x9000, Some("fresh"), Some("b.c"), Some(1))], 2, 64),
         ]);
         let d = site_diffs(&b, &n);
         let labels: Vec<&str> = d.iter().map(|d| d.label.as_str()).collect();

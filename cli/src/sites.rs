@@ -2,12 +2,13 @@
 //! symbolized frames (function, file, line), never by addresses, which
 //! change with every build and every run (ASLR).
 
-use memscope_format::{Callsite, Frame};
+use memscope_format::{Callsite, Frame, Snapshot, UNKNOWN_MODULE};
 
 /// Frames that belong to the allocator rather than to the program: a site
-/// is named after the first frame outside them.
-fn is_allocator_frame(f: &Frame) -> bool {
-    if f.module.as_deref().is_some_and(|m| m.ends_with("/libmemscope.so")) {
+/// is named after the first frame outside them. `module`: the frame's
+/// module path.
+fn is_allocator_frame(f: &Frame, module: &str) -> bool {
+    if module.ends_with("/libmemscope.so") {
         return true;
     }
     let Some(name) = f.function.as_deref() else {
@@ -42,9 +43,9 @@ fn is_allocator_frame(f: &Frame) -> bool {
     EXACT.contains(&name) || PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
-/// `function (file.c:12)`, `0x401234 (in libfoo.so)` or `0x401234`. Untrusted:
-/// escape before printing.
-pub fn frame_label(f: &Frame) -> String {
+/// `function (file.c:12)`, `0x401234 (in libfoo.so)` or `0x401234`
+/// (`module`: the frame's module path). Untrusted: escape before printing.
+pub fn frame_label(f: &Frame, module: &str) -> String {
     let file = f
         .file
         .as_deref()
@@ -53,53 +54,54 @@ pub fn frame_label(f: &Frame) -> String {
     match (&f.function, file, f.line.filter(|&l| l != 0)) {
         (Some(func), Some(file), Some(line)) => format!("{func} ({file}:{line})"),
         (Some(func), Some(file), None) => format!("{func} ({file})"),
-        (Some(func), None, _) => match module_name(f) {
+        (Some(func), None, _) => match module_name(module) {
             Some(m) => format!("{func} (in {m})"),
             None => func.clone(),
         },
-        (None, _, _) => match module_name(f) {
+        (None, _, _) => match module_name(module) {
             Some(m) => format!("{} (in {m})", f.ip),
             None => f.ip.clone(),
         },
     }
 }
 
-fn module_name(f: &Frame) -> Option<&str> {
-    f.module.as_deref().map(|m| m.rsplit('/').next().unwrap_or(m))
+/// A module path's base name; None for an address outside every module.
+fn module_name(module: &str) -> Option<&str> {
+    (module != UNKNOWN_MODULE && !module.is_empty()).then(|| module.rsplit('/').next().unwrap_or(module))
 }
 
-/// The program's frames of a site, allocator frames dropped (all of them
-/// kept if nothing else is left).
-pub fn program_frames(site: &Callsite) -> &[Frame] {
-    let skip = site.frames.iter().take_while(|f| is_allocator_frame(f)).count();
-    if skip < site.frames.len() {
-        &site.frames[skip..]
+/// The program's frames of a site with their module paths, allocator
+/// frames dropped (all of them kept if nothing else is left).
+pub fn program_frames<'a>(s: &'a Snapshot, site: &'a Callsite) -> Vec<(&'a Frame, &'a str)> {
+    let all: Vec<(&Frame, &str)> = s.frames_of(site).map(|f| (f, s.module_of(f))).collect();
+    let skip = all.iter().take_while(|(f, m)| is_allocator_frame(f, m)).count();
+    if skip < all.len() {
+        all[skip..].to_vec()
     } else {
-        &site.frames
+        all
     }
 }
 
 /// A one-line name for a site: its first program frame and that frame's
 /// caller. Untrusted: escape before printing.
-pub fn site_label(site: &Callsite) -> String {
-    let frames = program_frames(site);
-    match frames {
+pub fn site_label(s: &Snapshot, site: &Callsite) -> String {
+    match program_frames(s, site).as_slice() {
         [] => "(no backtrace: run with --backtrace N to see sites)".to_string(),
-        [only] => frame_label(only),
-        [first, second, ..] => format!("{} ← {}", frame_label(first), frame_label(second)),
+        [(f, m)] => frame_label(f, m),
+        [(f1, m1), (f2, m2), ..] => format!("{} ← {}", frame_label(f1, m1), frame_label(f2, m2)),
     }
 }
 
 /// What identifies a frame across builds: its symbol and source position.
 /// An unsymbolized frame falls back to its object file, then its address.
-pub fn frame_key(f: &Frame) -> String {
+pub fn frame_key(f: &Frame, module: &str) -> String {
     match &f.function {
         Some(func) => format!(
             "{func}\u{1f}{}\u{1f}{}",
             f.file.as_deref().unwrap_or(""),
             f.line.map(|l| l.to_string()).unwrap_or_default()
         ),
-        None => match module_name(f) {
+        None => match module_name(module) {
             Some(m) => format!("?\u{1f}{m}"),
             None => format!("?\u{1f}{}", f.ip),
         },
@@ -107,8 +109,8 @@ pub fn frame_key(f: &Frame) -> String {
 }
 
 /// What identifies a site across builds: the keys of its frames.
-pub fn site_key(site: &Callsite) -> Vec<String> {
-    site.frames.iter().map(frame_key).collect()
+pub fn site_key(s: &Snapshot, site: &Callsite) -> Vec<String> {
+    s.frames_of(site).map(|f| frame_key(f, s.module_of(f))).collect()
 }
 
 #[cfg(test)]
@@ -122,15 +124,33 @@ pub mod tests {
             function: function.map(String::from),
             file: file.map(String::from),
             line,
-            module: Some("/usr/bin/prog".into()),
+            module: 0,
             inlined: false,
         }
     }
 
-    pub fn site(id: u64, frames: Vec<Frame>, allocations: u64, bytes: u64) -> Callsite {
+    /// A snapshot holding `sites`, each given as its frames (module
+    /// `/usr/bin/prog`).
+    pub fn with_sites(sites: Vec<(u64, Vec<Frame>, u64, u64)>) -> Snapshot {
+        let mut s: Snapshot = memscope_format::read_snapshot(crate::export::tests::MINIMAL.as_bytes()).unwrap();
+        let mut t = memscope_format::FrameTables::new();
+        t.module("/usr/bin/prog");
+        s.callsites = sites
+            .into_iter()
+            .map(|(id, frames, allocations, bytes)| {
+                let mut c = site(id, allocations, bytes);
+                c.frames = frames.into_iter().map(|f| t.frame(f)).collect();
+                c
+            })
+            .collect();
+        t.install(&mut s);
+        s
+    }
+
+    pub fn site(id: u64, allocations: u64, bytes: u64) -> Callsite {
         Callsite {
             id,
-            frames,
+            frames: Vec::new(),
             allocations,
             bytes,
             live_at_exit_bytes: 0,
@@ -144,28 +164,35 @@ pub mod tests {
 
     #[test]
     fn labels_skip_the_allocator() {
-        let s = site(
-            1,
-            vec![
-                frame(1, Some("malloc"), None, None),
-                frame(2, Some("make_table"), Some("/src/db/table.c"), Some(42)),
-                frame(3, Some("main"), Some("/src/main.c"), Some(7)),
-            ],
-            1,
-            8,
-        );
-        assert_eq!(site_label(&s), "make_table (table.c:42) ← main (main.c:7)");
-        let unknown = site(2, vec![frame(0x1234, None, None, None)], 1, 1);
-        assert_eq!(site_label(&unknown), "0x1234 (in prog)");
-        assert!(site_label(&site(0, vec![], 1, 1)).contains("no backtrace"));
+        let s = with_sites(vec![
+            (
+                1,
+                vec![
+                    frame(1, Some("malloc"), None, None),
+                    frame(2, Some("make_table"), Some("/src/db/table.c"), Some(42)),
+                    frame(3, Some("main"), Some("/src/main.c"), Some(7)),
+                ],
+                1,
+                8,
+            ),
+            (2, vec![frame(0x1234, None, None, None)], 1, 1),
+            (0, vec![], 1, 1),
+        ]);
+        let label = |i: usize| site_label(&s, &s.callsites[i]);
+        assert_eq!(label(0), "make_table (table.c:42) ← main (main.c:7)");
+        assert_eq!(label(1), "0x1234 (in prog)");
+        assert!(label(2).contains("no backtrace"));
     }
 
     #[test]
     fn keys_ignore_addresses() {
-        let a = site(1, vec![frame(0x1000, Some("f"), Some("a.c"), Some(3))], 1, 1);
-        let b = site(9, vec![frame(0x9000, Some("f"), Some("a.c"), Some(3))], 1, 1);
-        let c = site(9, vec![frame(0x1000, Some("f"), Some("a.c"), Some(4))], 1, 1);
-        assert_eq!(site_key(&a), site_key(&b));
-        assert_ne!(site_key(&a), site_key(&c));
+        let s = with_sites(vec![
+            (1, vec![frame(0x1000, Some("f"), Some("a.c"), Some(3))], 1, 1),
+            (9, vec![frame(0x9000, Some("f"), Some("a.c"), Some(3))], 1, 1),
+            (9, vec![frame(0x1000, Some("f"), Some("a.c"), Some(4))], 1, 1),
+        ]);
+        let key = |i: usize| site_key(&s, &s.callsites[i]);
+        assert_eq!(key(0), key(1));
+        assert_ne!(key(0), key(2));
     }
 }

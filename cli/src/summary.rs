@@ -185,7 +185,7 @@ fn top_sites(o: &mut String, s: &Snapshot, top: usize) {
                 count(c.allocations),
                 bytes(c.live_at_exit_bytes),
                 bytes(c.peak_live_bytes),
-                term(&site_label(c))
+                term(&site_label(s, c))
             );
         }
         if sites.len() > top {

@@ -105,7 +105,7 @@ pub fn build(
             let st = s.lifetimes.stats();
             let mut frames = symbols.stack(&crate::unwind::sites::frames(id as u32));
             if in_process {
-                crate::unwind::symbolize::strip_own_frames(&mut frames);
+                crate::unwind::symbolize::strip_own_frames(&mut frames, symbols.frames());
             }
             fmt::Callsite {
                 id: id as u64,
@@ -126,6 +126,7 @@ pub fn build(
             }
         })
         .collect();
+    let tables = symbols.into_tables();
 
     let threads = fin
         .threads
@@ -224,6 +225,8 @@ pub fn build(
             unmatched_frees: t.unmatched_frees,
         },
         allocations,
+        modules: tables.modules,
+        frames: tables.frames,
         callsites,
         variables: fin
             .vars
@@ -384,7 +387,7 @@ mod tests {
             &config(10),
             EngineCounts::default(),
         );
-        assert_eq!((s.format.as_str(), s.format_version), ("memscope", 1));
+        assert_eq!((s.format.as_str(), s.format_version), ("memscope", 2));
         assert_eq!(s.process.exit_code, Some(3));
         assert_eq!(s.process.end_unix_ns, 1_000_000_000_000 + 9_000_000 - 1000);
         let m = &s.summary;

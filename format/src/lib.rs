@@ -1,5 +1,7 @@
 //! The memscope snapshot: one JSON object per traced process image
-//! (`"format": "memscope", "format_version": 1`, SPEC §3).
+//! (`"format": "memscope", "format_version": 2`, SPEC §3). Version 1 files
+//! (frames inline in each call site) still read: the reader moves their
+//! frames into the version-2 tables.
 //!
 //! This crate is deliberately small (serde only) because `libmemscope.so`
 //! links it: everything here ends up inside every traced process.
@@ -10,36 +12,40 @@
 pub mod hist;
 pub mod human;
 mod read;
+mod tables;
 
 pub use read::{read_snapshot, read_snapshot_file, ReadError};
+pub use tables::{FrameTables, UNKNOWN_MODULE};
 
 use serde::{Deserialize, Serialize};
 
 /// Value of the `format` field.
 pub const FORMAT: &str = "memscope";
-/// The one format version this crate reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this crate writes.
+pub const FORMAT_VERSION: u32 = 2;
+/// The versions this crate reads.
+pub const READABLE_VERSIONS: [u32; 2] = [1, 2];
 
-/// One traced process image.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// One traced process image. Read with [`read_snapshot`], which accepts
+/// versions 1 and 2 and always yields the version-2 shape.
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Snapshot {
-    #[serde(deserialize_with = "read::de_format")]
     pub format: String,
-    #[serde(deserialize_with = "read::de_version")]
     pub format_version: u32,
-    #[serde(default)]
     pub tool: Tool,
     pub process: Process,
     pub summary: Summary,
     pub allocations: Vec<Allocation>,
+    /// Module paths, each once; [`Frame::module`] indexes it.
+    pub modules: Vec<String>,
+    /// Frames, each once; [`Callsite::frames`] indexes it.
+    pub frames: Vec<Frame>,
     pub callsites: Vec<Callsite>,
     pub variables: Vec<Variable>,
     /// Per-thread totals (memscope extension).
-    #[serde(default)]
     pub threads: Vec<ThreadStats>,
     /// Lifetime distribution of every block, freed or live at the end
     /// (memscope extension; buckets of [`hist`]).
-    #[serde(default)]
     pub lifetime_histogram: Vec<HistogramBucket>,
     /// `[unix_ns, live_bytes]` points, bounded in number, always containing
     /// the peak.
@@ -172,10 +178,12 @@ fn is_false(b: &bool) -> bool {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Callsite {
+pub struct Callsite<F = u32> {
     pub id: u64,
-    /// Innermost frame first.
-    pub frames: Vec<Frame>,
+    /// Indices into [`Snapshot::frames`], innermost frame first
+    /// ([`Snapshot::frames_of`] resolves them). Version 1 held the frames
+    /// themselves (`F` = [`read::FrameRef`] while reading).
+    pub frames: Vec<F>,
     pub allocations: u64,
     pub bytes: u64,
     pub live_at_exit_bytes: u64,
@@ -191,15 +199,16 @@ pub struct Callsite {
     pub at_peak_bytes: u64,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+/// One frame of the `frames` table. `function`, `file` and `line` are null
+/// for an address memscope could not name.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, Hash)]
 pub struct Frame {
     pub ip: String,
     pub function: Option<String>,
     pub file: Option<String>,
     pub line: Option<u32>,
-    /// Path of the object file that holds `ip`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub module: Option<String>,
+    /// Index into [`Snapshot::modules`]: the object file that holds `ip`.
+    pub module: u32,
     /// True for a frame inlined into the next (outer) one.
     #[serde(default, skip_serializing_if = "is_false")]
     pub inlined: bool,

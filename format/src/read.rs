@@ -5,7 +5,11 @@
 //! so a file of another format or a newer version is reported as such rather
 //! than as whichever field happens to be missing first.
 
-use crate::{Snapshot, FORMAT, FORMAT_VERSION};
+use crate::{
+    Allocation, Callsite, Frame, FrameTables, HistogramBucket, Process, Snapshot, Summary, ThreadStats, Tool, Variable,
+    FORMAT, READABLE_VERSIONS, UNKNOWN_MODULE,
+};
+use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use std::fmt;
 use std::io::{self, Read};
@@ -60,8 +64,145 @@ impl<R: Read> Read for Counting<R> {
 pub fn read_snapshot<R: Read>(r: R) -> Result<Snapshot, ReadError> {
     let mut input = Counting { inner: r, n: 0 };
     let mut de = serde_json::Deserializer::from_reader(&mut input);
-    let result = Snapshot::deserialize(&mut de).and_then(|s| de.end().map(|()| s));
-    result.map_err(|e| classify(e, input.n))
+    let result = RawSnapshot::deserialize(&mut de).and_then(|s| de.end().map(|()| s));
+    result.map_err(|e| classify(e, input.n))?.into_snapshot().map_err(ReadError::Invalid)
+}
+
+/// A snapshot as it stands in the file, version 1 or 2.
+#[derive(Deserialize)]
+struct RawSnapshot {
+    #[serde(deserialize_with = "de_format")]
+    format: String,
+    #[serde(deserialize_with = "de_version")]
+    format_version: u32,
+    #[serde(default)]
+    tool: Tool,
+    process: Process,
+    summary: Summary,
+    allocations: Vec<Allocation>,
+    callsites: Vec<Callsite<FrameRef>>,
+    modules: Option<Vec<String>>,
+    frames: Option<Vec<Frame>>,
+    variables: Vec<Variable>,
+    #[serde(default)]
+    threads: Vec<ThreadStats>,
+    #[serde(default)]
+    lifetime_histogram: Vec<HistogramBucket>,
+    timeline: Vec<(u64, u64)>,
+}
+
+/// A version-1 frame: everything inline, the module as a path.
+#[derive(Deserialize)]
+struct FrameV1 {
+    ip: String,
+    function: Option<String>,
+    file: Option<String>,
+    line: Option<u32>,
+    #[serde(default)]
+    module: Option<String>,
+    #[serde(default)]
+    inlined: bool,
+}
+
+/// An entry of a call site's `frames`: an index (version 2) or the frame
+/// itself (version 1).
+enum FrameRef {
+    Index(u64),
+    Inline(FrameV1),
+}
+
+impl<'de> Deserialize<'de> for FrameRef {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<FrameRef, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = FrameRef;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a frame index or a frame object")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<FrameRef, E> {
+                Ok(FrameRef::Index(v))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<FrameRef, A::Error> {
+                FrameV1::deserialize(de::value::MapAccessDeserializer::new(map)).map(FrameRef::Inline)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl RawSnapshot {
+    /// The version-2 shape: version 1's inline frames move into the tables;
+    /// version 2's indices are checked.
+    fn into_snapshot(self) -> Result<Snapshot, String> {
+        let v = self.format_version;
+        let mut tables = FrameTables::new();
+        let (modules, frames) = match (v, self.modules, self.frames) {
+            (1, _, _) => (Vec::new(), Vec::new()),
+            (_, Some(m), Some(f)) => (m, f),
+            (_, None, _) => return Err(format!("format_version {v} snapshot has no \"modules\" table")),
+            (_, _, None) => return Err(format!("format_version {v} snapshot has no \"frames\" table")),
+        };
+        let mut callsites = Vec::with_capacity(self.callsites.len());
+        for c in self.callsites {
+            let mut indices = Vec::with_capacity(c.frames.len());
+            for r in c.frames {
+                indices.push(match (v, r) {
+                    (1, FrameRef::Inline(f)) => {
+                        let module = tables.module(f.module.as_deref().unwrap_or(UNKNOWN_MODULE));
+                        tables.frame(Frame {
+                            ip: f.ip,
+                            function: f.function,
+                            file: f.file,
+                            line: f.line,
+                            module,
+                            inlined: f.inlined,
+                        })
+                    }
+                    (1, FrameRef::Index(_)) => {
+                        return Err(format!("call site {}: a format_version 1 frame must be an object", c.id))
+                    }
+                    (_, FrameRef::Index(i)) => u32::try_from(i).unwrap_or(u32::MAX),
+                    (_, FrameRef::Inline(_)) => {
+                        return Err(format!(
+                            "call site {}: a format_version {v} frame must be an index into \"frames\"",
+                            c.id
+                        ))
+                    }
+                });
+            }
+            callsites.push(Callsite {
+                id: c.id,
+                frames: indices,
+                allocations: c.allocations,
+                bytes: c.bytes,
+                live_at_exit_bytes: c.live_at_exit_bytes,
+                peak_live_bytes: c.peak_live_bytes,
+                lifetime_ns: c.lifetime_ns,
+                live_at_exit_allocations: c.live_at_exit_allocations,
+                reallocs: c.reallocs,
+                at_peak_bytes: c.at_peak_bytes,
+            });
+        }
+        let mut snap = Snapshot {
+            format: self.format,
+            format_version: v,
+            tool: self.tool,
+            process: self.process,
+            summary: self.summary,
+            allocations: self.allocations,
+            modules,
+            frames,
+            callsites,
+            variables: self.variables,
+            threads: self.threads,
+            lifetime_histogram: self.lifetime_histogram,
+            timeline: self.timeline,
+        };
+        if v == 1 {
+            tables.install(&mut snap);
+        }
+        snap.check_tables().map(|()| snap)
+    }
 }
 
 /// Opens and reads a snapshot file.
@@ -110,9 +251,9 @@ pub(crate) fn de_format<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Er
 
 pub(crate) fn de_version<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     let v = u64::deserialize(d)?;
-    if v != FORMAT_VERSION as u64 {
+    if !READABLE_VERSIONS.iter().any(|&r| r as u64 == v) {
         return Err(serde::de::Error::custom(format!(
-            "{MARK}unsupported snapshot format_version {v} (this memscope reads version {FORMAT_VERSION})"
+            "{MARK}unsupported snapshot format_version {v} (this memscope reads versions 1 and 2)"
         )));
     }
     Ok(v as u32)
@@ -134,10 +275,70 @@ mod tests {
         assert!(err("[1,2,3]").starts_with("not a valid memscope snapshot"));
         assert!(err("42").starts_with("not a valid memscope snapshot"));
         assert!(err(r#"{"format":"dhat","format_version":1}"#).contains("\"format\" is \"dhat\""));
-        assert!(err(r#"{"format":"memscope","format_version":2}"#).contains("format_version 2"));
+        assert!(err(r#"{"format":"memscope","format_version":3}"#).contains("format_version 3"));
         assert!(err(r#"{"format":"memscope","format_version":1}"#).contains("missing field"));
+        assert!(err(r#"{"format":"memscope","format_version":2}"#).contains("missing field"));
         let deep = "[".repeat(100_000);
         assert!(!err(&deep).is_empty());
+    }
+
+    /// A snapshot of `version` whose one call site has `frames` and whose
+    /// tables are `tables` (`"modules":…,"frames":…`, or empty for none).
+    fn with_frames(version: u32, frames: &str, tables: &str) -> String {
+        format!(
+            r#"{{"format":"memscope","format_version":{version},
+"process":{{"pid":1,"ppid":0,"exe":"/x","argv":[],"start_unix_ns":1,"end_unix_ns":2,"end":"exit"}},
+"summary":{{"total_allocations":0,"total_frees":0,"total_allocated_bytes":0,"total_freed_bytes":0,"reallocs":0,
+"peak_live_bytes":0,"peak_live_allocations":0,"peak_unix_ns":1,"live_at_exit_allocations":0,"live_at_exit_bytes":0,
+"events_dropped":0,"records_omitted":0}},"allocations":[],
+"callsites":[{{"id":7,"frames":{frames},"allocations":1,"bytes":8,"live_at_exit_bytes":0,"peak_live_bytes":8,
+"lifetime_ns":{{"min":1,"p50":1,"p99":1,"max":1}}}}]{tables},"variables":[],"timeline":[]}}"#
+        )
+    }
+
+    #[test]
+    fn version_1_frames_move_into_the_tables() {
+        let f = |ip: &str, func: &str, module: &str| {
+            format!(r#"{{"ip":"{ip}","function":"{func}","file":null,"line":null,"module":"{module}"}}"#)
+        };
+        let frames = format!(
+            "[{},{},{},{}]",
+            f("0x1", "malloc", "/lib/libc.so.6"),
+            f("0x2", "main", "/bin/x"),
+            f("0x1", "malloc", "/lib/libc.so.6"),
+            r#"{"ip":"0x3","function":null,"file":null,"line":null}"#
+        );
+        let s = read_snapshot(with_frames(1, &frames, "").as_bytes()).unwrap();
+        assert_eq!(s.format_version, 1);
+        assert_eq!(s.callsites[0].frames, vec![0, 1, 0, 2]);
+        assert_eq!(s.modules, vec!["/lib/libc.so.6", "/bin/x", UNKNOWN_MODULE]);
+        let names: Vec<_> = s.frames_of(&s.callsites[0]).map(|f| f.function.as_deref()).collect();
+        assert_eq!(names, vec![Some("malloc"), Some("main"), Some("malloc"), None]);
+        assert_eq!(s.module_of(&s.frames[1]), "/bin/x");
+        // Written back, it is a version-2 file that reads the same.
+        let mut buf = Vec::new();
+        let mut v2 = s.clone();
+        v2.format_version = crate::FORMAT_VERSION;
+        v2.write_json(&mut buf).unwrap();
+        assert_eq!(read_snapshot(&buf[..]).unwrap(), v2);
+    }
+
+    #[test]
+    fn version_2_tables_are_checked() {
+        let tables = r#","modules":["/bin/x"],"frames":[{"ip":"0x1","function":"f","file":null,"line":null,"module":0}]"#;
+        let s = read_snapshot(with_frames(2, "[0,0]", tables).as_bytes()).unwrap();
+        assert_eq!(s.callsites[0].frames, vec![0, 0]);
+        let bad = |frames: &str, tables: &str| read_snapshot(with_frames(2, frames, tables).as_bytes()).unwrap_err().to_string();
+        assert!(bad("[1]", tables).contains("lists frame 1 but the snapshot has 1 frames"));
+        assert!(bad("[4294967296]", tables).contains("lists frame"));
+        let far_module = tables.replace("\"module\":0", "\"module\":3");
+        assert!(bad("[0]", &far_module).contains("names module 3 but the snapshot has 1 modules"));
+        assert!(bad("[0]", "").contains("no \"modules\" table"));
+        assert!(bad("[0]", r#","modules":[]"#).contains("no \"frames\" table"));
+        assert!(bad(r#"[{"ip":"0x1","function":null,"file":null,"line":null}]"#, tables).contains("must be an index"));
+        let v1 = read_snapshot(with_frames(1, "[0]", "").as_bytes()).unwrap_err().to_string();
+        assert!(v1.contains("must be an object"), "{v1}");
+        assert!(bad("[-1]", tables).starts_with("not a valid memscope snapshot"));
     }
 
     #[test]

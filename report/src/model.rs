@@ -48,10 +48,11 @@ struct FrameKey(String, Option<String>, Option<u32>, Option<String>, bool);
 
 impl FrameTable {
     /// `[label, file, line, module, inlined]`; the label is the function or,
-    /// unresolved, the address.
-    pub fn intern(&mut self, f: &Frame) -> usize {
+    /// unresolved, the address. `module` is the frame's module path.
+    pub fn intern(&mut self, f: &Frame, module: &str) -> usize {
         let label = f.function.clone().unwrap_or_else(|| f.ip.clone());
-        let key = FrameKey(label, f.file.clone(), f.line, f.module.clone(), f.inlined);
+        let module = (module != memscope_format::UNKNOWN_MODULE).then(|| module.to_owned());
+        let key = FrameKey(label, f.file.clone(), f.line, module, f.inlined);
         if let Some(&i) = self.index.get(&key) {
             return i;
         }
@@ -69,7 +70,7 @@ pub fn process(s: &Snapshot, index: usize) -> Value {
     let stacks: Vec<Vec<usize>> = s
         .callsites
         .iter()
-        .map(|c| c.frames.iter().map(|f| frames.intern(f)).collect())
+        .map(|c| s.frames_of(c).map(|f| frames.intern(f, s.module_of(f))).collect())
         .collect();
     let tree = flame::build(&s.callsites, &stacks);
     json!({

@@ -4,7 +4,7 @@
 
 use crate::fmt::{bytes, count, duration, esc};
 use crate::model::origin;
-use memscope_format::{Allocation, Callsite, Frame, Snapshot};
+use memscope_format::{Allocation, Callsite, Snapshot};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 
@@ -24,14 +24,14 @@ fn more(o: &mut String, shown: usize, total: usize, what: &str) {
     }
 }
 
-/// Renders a stack, innermost frame first, as an ordered list.
-pub fn stack(frames: &[Frame], o: &mut String) {
-    if frames.is_empty() {
+/// Renders a site's stack, innermost frame first, as an ordered list.
+pub fn stack(s: &Snapshot, site: &Callsite, o: &mut String) {
+    if site.frames.is_empty() {
         o.push_str("<p class=\"note\">No stack recorded (backtraces off: MEMSCOPE_BACKTRACE=0).</p>");
         return;
     }
     o.push_str("<ol class=\"stack\">");
-    for f in frames {
+    for f in s.frames_of(site) {
         let name = f.function.as_deref().unwrap_or(&f.ip);
         let _ = write!(o, "<li><span class=\"fn\">{}</span>", esc(name));
         if f.inlined {
@@ -41,8 +41,9 @@ pub fn stack(frames: &[Frame], o: &mut String) {
             let line = f.line.map(|l| format!(":{l}")).unwrap_or_default();
             let _ = write!(o, " <span class=\"loc\">{}{line}</span>", esc(file));
         }
-        if let Some(m) = &f.module {
-            let _ = write!(o, " <span class=\"mod\">{}</span>", esc(crate::page::basename(m)));
+        let module = s.module_of(f);
+        if module != memscope_format::UNKNOWN_MODULE {
+            let _ = write!(o, " <span class=\"mod\">{}</span>", esc(crate::page::basename(module)));
         }
         let _ = write!(o, " <span class=\"ip\">{}</span></li>", esc(&f.ip));
     }
@@ -84,7 +85,7 @@ pub fn leaks(s: &Snapshot, i: usize, o: &mut String) {
     let t0 = origin(s);
     for c in sites.iter().take(MAX_LEAK_SITES) {
         let recs = records.get(&Some(c.id)).map_or(&[][..], |v| v.as_slice());
-        let top = c.frames.iter().find(|f| f.function.is_some()).or(c.frames.first());
+        let top = s.frames_of(c).find(|f| f.function.is_some()).or(s.frames_of(c).next());
         let label = top.map_or("(no stack)".to_string(), |f| {
             f.function.clone().unwrap_or_else(|| f.ip.clone())
         });
@@ -113,7 +114,7 @@ pub fn leaks(s: &Snapshot, i: usize, o: &mut String) {
             }
             o.push_str("</p>");
         }
-        stack(&c.frames, o);
+        stack(s, c, o);
         if !recs.is_empty() {
             o.push_str("<table class=\"samples\"><thead><tr><th>address</th><th>size</th><th>thread</th><th>born at</th><th>variable</th></tr></thead><tbody>");
             for a in recs.iter().take(MAX_LEAK_SAMPLES) {

@@ -57,8 +57,7 @@ fn pool_vecs(s: &Snapshot) -> (u64, u64, u64) {
     let src = std::fs::read_to_string(root().join("tests/programs/rust_pool.rs")).unwrap();
     let line = src.lines().position(|l| l.contains("vec![len as u64; len]")).unwrap() as u32 + 1;
     let sites = s.callsites.iter().filter(|c| {
-        c.frames
-            .iter()
+        s.frames_of(c)
             .any(|f| f.line == Some(line) && f.file.as_deref().is_some_and(|p| p.ends_with("rust_pool.rs")))
     });
     sites.fold((0, 0, 0), |(n, b, live), c| {

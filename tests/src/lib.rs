@@ -264,10 +264,60 @@ pub fn untraced(program: &Path, args: &[&str]) -> Output {
     Command::new(program).args(args).output().expect("run program")
 }
 
+/// A frame of a call site with its module path (the version-2 tables
+/// resolved), for tests that look at stacks.
+#[derive(Debug, Clone)]
+pub struct StackFrame {
+    pub ip: String,
+    pub function: Option<String>,
+    pub file: Option<String>,
+    pub line: Option<u32>,
+    pub module: String,
+    pub inlined: bool,
+}
+
+/// A call site's frames, innermost first.
+pub fn stack(s: &Snapshot, site: &memscope_format::Callsite) -> Vec<StackFrame> {
+    s.frames_of(site)
+        .map(|f| StackFrame {
+            ip: f.ip.clone(),
+            function: f.function.clone(),
+            file: f.file.clone(),
+            line: f.line,
+            module: s.module_of(f).to_owned(),
+            inlined: f.inlined,
+        })
+        .collect()
+}
+
+/// Sets a snapshot's call sites, each given with its frames (whose `module`
+/// indexes `modules`), and builds the version-2 tables.
+pub fn install_sites(s: &mut Snapshot, modules: &[&str], sites: Vec<(memscope_format::Callsite, Vec<memscope_format::Frame>)>) {
+    let mut t = memscope_format::FrameTables::new();
+    for m in modules {
+        t.module(m);
+    }
+    s.callsites = sites
+        .into_iter()
+        .map(|(mut c, frames)| {
+            c.frames = frames.into_iter().map(|f| t.frame(f)).collect();
+            c
+        })
+        .collect();
+    t.install(s);
+}
+
 /// Checks the invariants every snapshot must satisfy, whatever the program.
 pub fn check_invariants(s: &Snapshot) {
     let m = &s.summary;
     assert_eq!(s.format, "memscope");
+    assert_eq!(s.format_version, memscope_format::FORMAT_VERSION);
+    s.check_tables().expect("frame and module indices in range");
+    // Each module path and each frame is stored once (SPEC §3, version 2).
+    let distinct: std::collections::HashSet<&String> = s.modules.iter().collect();
+    assert_eq!(distinct.len(), s.modules.len(), "a module listed twice");
+    let distinct: std::collections::HashSet<&memscope_format::Frame> = s.frames.iter().collect();
+    assert_eq!(distinct.len(), s.frames.len(), "a frame listed twice");
     assert_eq!(m.events_dropped, 0, "events were dropped");
     // Every block born is freed, reallocated away, or live at the end.
     assert_eq!(

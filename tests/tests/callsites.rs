@@ -4,7 +4,7 @@
 //! end, and a 21-deep recursion); the snapshot must name them with exact
 //! counts, built with frame pointers and without.
 
-use memscope_format::{Callsite, Frame, Snapshot};
+use memscope_format::{Callsite, Snapshot};
 use memscope_tests::*;
 
 /// Line of the `SITE:<tag>` marker in `tests/programs/<file>`.
@@ -18,14 +18,14 @@ fn site_line(file: &str, tag: &str) -> u32 {
     i as u32 + 1
 }
 
-fn is(f: &Frame, function: &str, file: &str, line: u32) -> bool {
+fn is(f: &StackFrame, function: &str, file: &str, line: u32) -> bool {
     f.function.as_deref() == Some(function)
         && f.file.as_deref().is_some_and(|p| p.ends_with(file))
         && f.line == Some(line)
 }
 
-fn sites_where<'a>(s: &'a Snapshot, pred: impl Fn(&[Frame]) -> bool) -> Vec<&'a Callsite> {
-    s.callsites.iter().filter(|c| pred(&c.frames)).collect()
+fn sites_where<'a>(s: &'a Snapshot, pred: impl Fn(&[StackFrame]) -> bool) -> Vec<&'a Callsite> {
+    s.callsites.iter().filter(|c| pred(&stack(s, c))).collect()
 }
 
 fn run_callsites(test: &str, flags: &[&str]) -> Run {
@@ -62,7 +62,7 @@ fn check_named_sites(s: &Snapshot) {
         site_line("cs_shared.c", "shared"),
         site_line("callsites.c", "deep"),
     );
-    let main = |f: &Frame| {
+    let main = |f: &StackFrame| {
         f.function.as_deref() == Some("main") && f.file.as_deref().is_some_and(|p| p.ends_with("callsites.c"))
     };
 
@@ -87,7 +87,7 @@ fn check_named_sites(s: &Snapshot) {
     let lib = sites_where(s, |f| {
         f.len() > 1
             && is(&f[0], "cs_shared_alloc", "cs_shared.c", shared)
-            && f[0].module.as_deref().is_some_and(|m| m.contains("libcs_shared"))
+            && f[0].module.contains("libcs_shared")
             && main(&f[1])
     });
     assert_eq!(lib.len(), 1, "{:#?}", s.callsites);
@@ -130,7 +130,7 @@ fn check_named_sites(s: &Snapshot) {
         !f.is_empty()
             && f[0].function.as_deref() == Some("plugin_alloc")
             && f[0].file.as_deref().is_some_and(|p| p.ends_with("plugin.c"))
-            && f[0].module.as_deref().is_some_and(|m| m.ends_with("libplugin.so"))
+            && f[0].module.ends_with("libplugin.so")
     });
     assert_eq!(plugin.len(), 1, "{:#?}", s.callsites);
     assert_eq!((plugin[0].allocations, plugin[0].bytes), (100, 3200));
@@ -138,9 +138,9 @@ fn check_named_sites(s: &Snapshot) {
     // memscope's own frames never show, and every allocation has a site.
     for c in &s.callsites {
         assert!(!c.frames.is_empty(), "site {} has no frames", c.id);
-        for f in &c.frames {
+        for f in stack(s, c) {
             assert!(
-                !f.module.as_deref().unwrap_or("").contains("libmemscope"),
+                !f.module.contains("libmemscope"),
                 "memscope frame in {c:#?}"
             );
         }
@@ -170,11 +170,11 @@ fn rust_frames_are_demangled() {
     assert!(run.output.status.success(), "{}", run.stderr());
     let s = run.only();
     check_invariants(s);
-    let names: Vec<&str> = s
+    let names: Vec<String> = s
         .callsites
         .iter()
-        .flat_map(|c| &c.frames)
-        .filter_map(|f| f.function.as_deref())
+        .flat_map(|c| stack(s, c))
+        .filter_map(|f| f.function)
         .collect();
     for n in &names {
         assert!(!n.starts_with("_ZN") && !n.starts_with("_R"), "mangled: {n}");
@@ -186,7 +186,7 @@ fn rust_frames_are_demangled() {
         .find(|c| c.live_at_exit_bytes == 5555)
         .expect("the leak's site");
     assert!(
-        leak.frames
+        stack(s, leak)
             .iter()
             .any(|f| f.function.as_deref() == Some("rust_alloc::main")
                 && f.file.as_deref().is_some_and(|p| p.ends_with("rust_alloc.rs"))),

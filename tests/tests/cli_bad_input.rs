@@ -63,9 +63,9 @@ fn truncated_foreign_and_newer_snapshots() {
     let newer = dir.join("newer.json");
     let text = String::from_utf8(bytes)
         .unwrap()
-        .replacen("\"format_version\":1", "\"format_version\":2", 1);
+        .replacen("\"format_version\":2", "\"format_version\":3", 1);
     std::fs::write(&newer, text).unwrap();
-    every_reader_rejects(&dir, &newer, "format_version 2");
+    every_reader_rejects(&dir, &newer, "format_version 3");
     let huge = dir.join("huge.json");
     std::fs::write(
         &huge,
@@ -76,6 +76,39 @@ fn truncated_foreign_and_newer_snapshots() {
     let deep = dir.join("deep.json");
     std::fs::write(&deep, "[".repeat(200_000)).unwrap();
     every_reader_rejects(&dir, &deep, "deep.json");
+}
+
+/// A real version-2 snapshot whose tables are broken: a call site's frame
+/// index past `frames`, a frame's module past `modules`, a table missing.
+#[test]
+fn broken_frame_tables() {
+    let dir = scratch("cli_bad_tables");
+    let good: serde_json::Value = serde_json::from_slice(&std::fs::read(good(&dir)).unwrap()).unwrap();
+    let frames = good["frames"].as_array().unwrap().len();
+    let modules = good["modules"].as_array().unwrap().len();
+    assert!(frames > 0 && modules > 0, "the run recorded call sites");
+    let site = good["callsites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|c| !c["frames"].as_array().unwrap().is_empty())
+        .unwrap();
+    let write = |name: &str, v: &serde_json::Value| {
+        let p = dir.join(name);
+        std::fs::write(&p, serde_json::to_vec(v).unwrap()).unwrap();
+        p
+    };
+    let mut v = good.clone();
+    v["callsites"][site]["frames"][0] = frames.into();
+    every_reader_rejects(&dir, &write("frame.json", &v), &format!("but the snapshot has {frames} frames"));
+    let mut v = good.clone();
+    v["frames"][0]["module"] = modules.into();
+    every_reader_rejects(&dir, &write("module.json", &v), &format!("but the snapshot has {modules} modules"));
+    for table in ["frames", "modules"] {
+        let mut v = good.clone();
+        v.as_object_mut().unwrap().remove(table);
+        every_reader_rejects(&dir, &write(&format!("no-{table}.json"), &v), &format!("no \"{table}\" table"));
+    }
 }
 
 /// Damaged copies of a real snapshot: cut at many points and with bytes

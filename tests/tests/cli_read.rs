@@ -13,15 +13,18 @@ fn frame(ip: u64, function: &str, file: &str, line: u32) -> Frame {
         function: Some(function.into()),
         file: (!file.is_empty()).then(|| file.into()),
         line: (line != 0).then_some(line),
-        module: Some("/usr/bin/app".into()),
+        module: 0,
         inlined: false,
     }
 }
 
-fn site(id: u64, frames: Vec<Frame>, allocations: u64, bytes: u64, leaked: u64) -> Callsite {
-    Callsite {
+/// A call site and its frames (module `/usr/bin/app`).
+type SiteSpec = (Callsite, Vec<Frame>);
+
+fn site(id: u64, frames: Vec<Frame>, allocations: u64, bytes: u64, leaked: u64) -> SiteSpec {
+    let c = Callsite {
         id,
-        frames,
+        frames: Vec::new(),
         allocations,
         bytes,
         live_at_exit_bytes: leaked,
@@ -30,16 +33,17 @@ fn site(id: u64, frames: Vec<Frame>, allocations: u64, bytes: u64, leaked: u64) 
         live_at_exit_allocations: u64::from(leaked > 0),
         reallocs: 0,
         at_peak_bytes: 0,
-    }
+    };
+    (c, frames)
 }
 
 /// A real snapshot whose call sites are replaced by `sites` (records point
 /// at the first one), written to `<dir>/<name>.json`.
-fn with_sites(dir: &Path, name: &str, mut s: Snapshot, sites: Vec<Callsite>) -> PathBuf {
+fn with_sites(dir: &Path, name: &str, mut s: Snapshot, sites: Vec<SiteSpec>) -> PathBuf {
     for a in &mut s.allocations {
-        a.callsite = Some(sites[0].id);
+        a.callsite = Some(sites[0].0.id);
     }
-    s.callsites = sites;
+    install_sites(&mut s, &["/usr/bin/app"], sites);
     let p = dir.join(format!("{name}.json"));
     s.write_json(std::fs::File::create(&p).unwrap()).unwrap();
     p
@@ -47,7 +51,7 @@ fn with_sites(dir: &Path, name: &str, mut s: Snapshot, sites: Vec<Callsite>) -> 
 
 /// Three sites with frames: "big" (most bytes), "busy" (most allocations,
 /// leaks), "mid".
-fn three_sites(ip_base: u64, busy_line: u32) -> Vec<Callsite> {
+fn three_sites(ip_base: u64, busy_line: u32) -> Vec<SiteSpec> {
     let main = |o| frame(ip_base + o, "main", "/src/app/main.c", 10);
     vec![
         site(
@@ -239,9 +243,9 @@ fn diff_matches_sites_by_frames_across_builds() {
     // Another build: every address moved; "busy" now allocates twice as
     // much; "mid" moved to another line (so it is a different site).
     let mut sites = three_sites(0x7f00_0000, 20);
-    sites[1].bytes = 2000;
-    sites[1].allocations = 1000;
-    sites[2].frames[0].line = Some(8);
+    sites[1].0.bytes = 2000;
+    sites[1].0.allocations = 1000;
+    sites[2].1[0].line = Some(8);
     let new = with_sites(&dir, "n", s, sites);
     let out = cli(
         &dir,
@@ -452,7 +456,7 @@ fn hostile_names_never_reach_the_terminal_or_markdown_raw() {
     let p = path.to_str().unwrap();
     let sites = with_sites(&dir, "sites", s.clone(), {
         let mut v = three_sites(0x1000, 20);
-        v[1].frames[0].function = Some("evil\x1b[31m|fn<script>\n`x`".into());
+        v[1].1[0].function = Some("evil\x1b[31m|fn<script>\n`x`".into());
         v
     });
     let sp = sites.to_str().unwrap();
@@ -479,4 +483,64 @@ fn hostile_names_never_reach_the_terminal_or_markdown_raw() {
         let cells = row.replace("\\|", "").matches('|').count();
         assert!(cells == 6 || cells == 5, "a name cannot add columns: {row}");
     }
+}
+
+/// A version-1 file (frames inline in each call site, module paths inline)
+/// made from a real version-2 snapshot reads everywhere and says the same.
+#[test]
+fn version_1_snapshots_read_the_same() {
+    let dir = scratch("cli_read_v1");
+    let (v2_path, s, _) = run_prog(&dir, "v2", &["alloc", "40", "24", "3", "0"]);
+    assert_eq!(s.format_version, 2);
+    assert!(!s.frames.is_empty(), "the run recorded call sites");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&v2_path).unwrap()).unwrap();
+    let modules = v["modules"].clone();
+    let frames = v["frames"].clone();
+    let obj = v.as_object_mut().unwrap();
+    obj.remove("modules");
+    obj.remove("frames");
+    obj.insert("format_version".into(), 1.into());
+    for c in obj["callsites"].as_array_mut().unwrap() {
+        let inline: Vec<serde_json::Value> = c["frames"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                let mut f = frames[i.as_u64().unwrap() as usize].clone();
+                f["module"] = modules[f["module"].as_u64().unwrap() as usize].clone();
+                f
+            })
+            .collect();
+        c["frames"] = inline.into();
+    }
+    let v1_path = dir.join("v1.json");
+    std::fs::write(&v1_path, serde_json::to_vec(&v).unwrap()).unwrap();
+    let v1 = memscope_format::read_snapshot_file(&v1_path).unwrap();
+    assert_eq!(v1.format_version, 1);
+    assert_eq!((v1.frames.len(), v1.modules.len()), (s.frames.len(), s.modules.len()));
+    for (a, b) in v1.callsites.iter().zip(&s.callsites) {
+        let names = |s: &Snapshot, c: &Callsite| stack(s, c).into_iter().map(|f| (f.ip, f.function, f.module)).collect::<Vec<_>>();
+        assert_eq!(names(&v1, a), names(&s, b));
+    }
+    let (p1, p2) = (v1_path.to_str().unwrap(), v2_path.to_str().unwrap());
+    let same = |args: &dyn Fn(&str) -> Vec<String>| {
+        let (a, b) = (cli(&dir, &args(p1)), cli(&dir, &args(p2)));
+        assert_eq!(a.status.code(), Some(0), "{}", stderr(&a));
+        (stdout(&a), stdout(&b))
+    };
+    let (a, b) = same(&|p| vec!["summary".into(), p.into()]);
+    assert_eq!(a.replace("v1.json", "X"), b.replace("v2.json", "X"));
+    let folded = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    same(&|p| {
+        let out = folded(if p == p1 { "1.folded" } else { "2.folded" });
+        vec!["export".into(), p.into(), "--to".into(), "folded".into(), out]
+    });
+    assert_eq!(
+        std::fs::read_to_string(folded("1.folded")).unwrap(),
+        std::fs::read_to_string(folded("2.folded")).unwrap()
+    );
+    let (d, _) = same(&|p| vec!["diff".into(), p1.into(), p.into(), "--format".into(), "json".into()]);
+    let d: serde_json::Value = serde_json::from_str(&d).unwrap();
+    assert_eq!(d["ok"], true, "{d}");
+    assert!(d["sites"].as_array().unwrap().is_empty(), "v1 and v2 sites match: {d}");
 }

@@ -98,8 +98,7 @@ fn flamegraph_merges_real_frames_from_main_down() {
         let want: Vec<String> = if site.frames.is_empty() {
             vec!["[no stack]".into()]
         } else {
-            site.frames
-                .iter()
+            s.frames_of(site)
                 .map(|fr| fr.function.clone().unwrap_or_else(|| fr.ip.clone()))
                 .collect()
         };

@@ -201,14 +201,15 @@ fn leaked_variables_last_until_the_end() {
         .iter()
         .find(|c| c.live_at_exit_bytes == 256)
         .expect("the leaked table's site");
-    let top = site.frames.first().expect("frames");
+    let frames = stack(s, site);
+    let top = frames.first().expect("frames");
     let top_file = top.file.as_deref().unwrap_or("");
     assert!(
         !top_file.contains("memscope-rs/src") && !top_file.contains("engine/src"),
         "{site:#?}"
     );
     assert!(
-        site.frames
+        frames
             .iter()
             .any(|f| matches!(f.function.as_deref(), Some("main" | "leaks::main"))
                 && f.file.as_deref().is_some_and(|p| p.ends_with("leaks.rs"))

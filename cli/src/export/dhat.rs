@@ -118,10 +118,9 @@ pub fn document(s: &Snapshot) -> Value {
                     "0x0: ??? (no backtrace: recorded with MEMSCOPE_BACKTRACE=0)".into(),
                 )]
             } else {
-                c.frames
-                    .iter()
+                s.frames_of(c)
                     .map(|f| {
-                        let label = frame_label(f);
+                        let label = frame_label(f, s.module_of(f));
                         let text = if f.function.is_some() {
                             format!("{}: {label}", f.ip)
                         } else {
@@ -164,7 +163,7 @@ pub fn write(s: &Snapshot, w: &mut dyn Write) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sites::tests::{frame, site};
+    use crate::sites::tests::{frame, with_sites};
 
     fn rec(site: u64, size: u64, t0: u64, t1: u64, leaked: bool) -> Allocation {
         Allocation {
@@ -187,23 +186,24 @@ mod tests {
 
     #[test]
     fn program_points_carry_dhat_fields() {
-        let mut s: Snapshot = serde_json::from_str(crate::export::tests::MINIMAL).unwrap();
+        let mut s = with_sites(vec![
+            (
+                1,
+                vec![
+                    frame(0x10, Some("malloc"), None, None),
+                    frame(0x20, Some("main"), Some("m.c"), Some(5)),
+                ],
+                3,
+                60,
+            ),
+            (2, vec![frame(0x30, None, None, None)], 1, 8),
+        ]);
         s.summary.peak_unix_ns = 3500;
-        let mut a = site(
-            1,
-            vec![
-                frame(0x10, Some("malloc"), None, None),
-                frame(0x20, Some("main"), Some("m.c"), Some(5)),
-            ],
-            3,
-            60,
-        );
+        let a = &mut s.callsites[0];
         a.live_at_exit_bytes = 30;
         a.live_at_exit_allocations = 1;
         a.at_peak_bytes = 30;
         a.peak_live_bytes = 40;
-        let b = site(2, vec![frame(0x30, None, None, None)], 1, 8);
-        s.callsites = vec![a, b];
         // site 1: 10 B at 2000..4000, 20 B at 3000..3200 (peak 30 B, 2 blocks), 30 B leaked from 3300.
         s.allocations = vec![
             rec(1, 10, 2000, 4000, false),

@@ -34,7 +34,7 @@ pub fn lines(s: &Snapshot, w: Weight) -> BTreeMap<String, u64> {
         let stack = if c.frames.is_empty() {
             "[no backtrace]".to_string()
         } else {
-            let names: Vec<String> = c.frames.iter().rev().map(|f| clean(&frame_label(f))).collect();
+            let names: Vec<String> = s.frames_of(c).rev().map(|f| clean(&frame_label(f, s.module_of(f)))).collect();
             names.join(";")
         };
         *out.entry(stack).or_insert(0) += v;
@@ -52,18 +52,17 @@ pub fn write(s: &Snapshot, weight: Weight, w: &mut dyn Write) -> io::Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sites::tests::{frame, site};
+    use crate::sites::tests::{frame, with_sites};
 
     #[test]
     fn root_first_and_merged() {
-        let mut s: Snapshot = serde_json::from_str(crate::export::tests::MINIMAL).unwrap();
         let f = |n: &str, line| frame(line as u64, Some(n), Some("x.c"), Some(line));
-        s.callsites = vec![
-            site(1, vec![f("leaf", 3), f("mid", 2), f("main", 1)], 2, 100),
-            site(2, vec![f("leaf", 3), f("mid", 2), f("main", 1)], 1, 50),
-            site(3, vec![f("evil;name\n", 9), f("main", 1)], 1, 7),
-            site(4, vec![], 1, 0),
-        ];
+        let s = with_sites(vec![
+            (1, vec![f("leaf", 3), f("mid", 2), f("main", 1)], 2, 100),
+            (2, vec![f("leaf", 3), f("mid", 2), f("main", 1)], 1, 50),
+            (3, vec![f("evil;name\n", 9), f("main", 1)], 1, 7),
+            (4, vec![], 1, 0),
+        ]);
         let l = lines(&s, Weight::Bytes);
         let got: Vec<String> = l.iter().map(|(k, v)| format!("{k} {v}")).collect();
         assert_eq!(

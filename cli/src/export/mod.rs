@@ -79,7 +79,7 @@ impl Args {
 #[cfg(test)]
 pub mod tests {
     /// The smallest valid snapshot, for building others in unit tests.
-    pub const MINIMAL: &str = r#"{"format":"memscope","format_version":1,
+    pub const MINIMAL: &str = r#"{"format":"memscope","format_version":2,"modules":[],"frames":[],
       "process":{"pid":42,"ppid":1,"exe":"/bin/prog","argv":["prog","x"],"start_unix_ns":1000,
                  "end_unix_ns":11000,"end":"exit","exit_code":0},
       "summary":{"total_allocations":0,"total_frees":0,"total_allocated_bytes":0,"total_freed_bytes":0,

@@ -173,7 +173,7 @@ fn print_summary(r: &Run, snaps: &[(PathBuf, Snapshot)]) {
                 "    {:>10} {:>9} {what:<8}  {}",
                 bytes(c.bytes),
                 count(n),
-                term(&site_label(c))
+                term(&site_label(top, c))
             ));
         }
     }

@@ -6,15 +6,19 @@
 //! library `dlclose`d before the end still gets its names.
 
 use super::modules::{self, Module};
-use memscope_format::{hex_addr, Frame};
+use memscope_format::{hex_addr, Frame, FrameTables, UNKNOWN_MODULE};
 use std::collections::HashMap;
 
+/// Names addresses into a snapshot's `modules` and `frames` tables (format
+/// version 2): each address is resolved once, each frame stored once.
 pub struct Symbolizer {
     modules: Vec<&'static Module>,
     loaders: HashMap<String, Option<addr2line::Loader>>,
     /// Separate debug files, by module path, used for their symbol tables.
     debug_symbols: HashMap<String, Option<FunctionSymbols>>,
-    by_ip: HashMap<u64, Vec<Frame>>,
+    /// Each address's frames (its inlined frames first) in `tables`.
+    by_ip: HashMap<u64, Vec<u32>>,
+    tables: FrameTables,
     exe: String,
 }
 
@@ -39,33 +43,49 @@ impl Symbolizer {
             loaders: HashMap::new(),
             debug_symbols: HashMap::new(),
             by_ip: HashMap::new(),
+            tables: FrameTables::new(),
             exe,
         }
     }
 
     /// The frames of one stack of return addresses, innermost first, each
-    /// address expanded into its inlined frames.
-    pub fn stack(&mut self, ips: &[u64]) -> Vec<Frame> {
+    /// address expanded into its inlined frames: indices into the tables.
+    pub fn stack(&mut self, ips: &[u64]) -> Vec<u32> {
         let mut out = Vec::with_capacity(ips.len());
         for &ip in ips {
             if !self.by_ip.contains_key(&ip) {
                 let frames = self.resolve(ip);
-                self.by_ip.insert(ip, frames);
+                let module = self.tables.module(&frames.1);
+                let indices = frames
+                    .0
+                    .into_iter()
+                    .map(|f| self.tables.frame(Frame { module, ..f }))
+                    .collect();
+                self.by_ip.insert(ip, indices);
             }
-            out.extend(self.by_ip[&ip].iter().cloned());
+            out.extend_from_slice(&self.by_ip[&ip]);
         }
         out
     }
 
-    fn resolve(&mut self, ip: u64) -> Vec<Frame> {
-        let unknown = || {
-            vec![Frame {
+    /// The frames so far (for [`strip_own_frames`]).
+    pub fn frames(&self) -> &[Frame] {
+        &self.tables.frames
+    }
+
+    /// The finished `modules` and `frames` tables.
+    pub fn into_tables(self) -> FrameTables {
+        self.tables
+    }
+
+    /// An address's frames (their `module` not yet set) and its module's path.
+    fn resolve(&mut self, ip: u64) -> (Vec<Frame>, String) {
+        let Some(m) = self.modules.iter().find(|m| m.contains(ip)).copied() else {
+            let unknown = Frame {
                 ip: hex_addr(ip),
                 ..Frame::default()
-            }]
-        };
-        let Some(m) = self.modules.iter().find(|m| m.contains(ip)).copied() else {
-            return unknown();
+            };
+            return (vec![unknown], UNKNOWN_MODULE.to_owned());
         };
         let path = if m.path.is_empty() {
             self.exe.clone()
@@ -77,11 +97,11 @@ impl Symbolizer {
             .entry(path.clone())
             .or_insert_with(|| addr2line::Loader::new(&path).ok());
         let Some(loader) = loader.as_ref() else {
-            return vec![Frame {
+            let unnamed = Frame {
                 ip: hex_addr(ip),
-                module: Some(path),
                 ..Frame::default()
-            }];
+            };
+            return (vec![unnamed], path);
         };
         // A return address points after its call: look up the call itself.
         let probe = ip
@@ -105,7 +125,7 @@ impl Symbolizer {
                     function,
                     file,
                     line,
-                    module: Some(path.clone()),
+                    module: 0,
                     inlined: true,
                 });
             }
@@ -132,12 +152,11 @@ impl Symbolizer {
                 None => frames.push(Frame {
                     ip: hex_addr(ip),
                     function,
-                    module: Some(path),
                     ..Frame::default()
                 }),
             }
         }
-        frames
+        (frames, path)
     }
 }
 
@@ -211,8 +230,9 @@ pub fn is_memscope_frame(f: &Frame) -> bool {
     own_file || shim
 }
 
-/// Drops memscope's own frames from the top of a stack.
-pub fn strip_own_frames(frames: &mut Vec<Frame>) {
-    let own = frames.iter().take_while(|f| is_memscope_frame(f)).count();
-    frames.drain(..own);
+/// Drops memscope's own frames from the top of a stack (`stack` indexes
+/// `frames`).
+pub fn strip_own_frames(stack: &mut Vec<u32>, frames: &[Frame]) {
+    let own = stack.iter().take_while(|&&i| is_memscope_frame(&frames[i as usize])).count();
+    stack.drain(..own);
 }

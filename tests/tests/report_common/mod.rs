@@ -50,16 +50,26 @@ pub fn embedded_model(doc: &Html) -> serde_json::Value {
 pub const HOSTILE_FN: &str = "</script><script>alert(1)</script>";
 pub const HOSTILE_FILE: &str = "<img src=x onerror=alert(2)>.c";
 
+/// The module paths of the synthetic snapshots, in table order.
+const MODULES: [&str; 4] = [
+    "/usr/bin/demo",
+    "/lib/x86_64-linux-gnu/libc.so.6",
+    "/usr/bin/big",
+    memscope_format::UNKNOWN_MODULE,
+];
+
 fn frame(ip: u64, function: &str, file: &str, line: u32, module: &str, inlined: bool) -> Frame {
     Frame {
         ip: hex_addr(ip),
         function: Some(function.into()),
         file: Some(file.into()),
         line: Some(line),
-        module: Some(module.into()),
+        module: MODULES.iter().position(|m| *m == module).expect("a listed module") as u32,
         inlined,
     }
 }
+
+
 
 fn alloc_rec(ptr: u64, size: u64, site: u64, born: u64, died: u64, leaked: bool) -> Allocation {
     Allocation {
@@ -80,10 +90,17 @@ fn alloc_rec(ptr: u64, size: u64, site: u64, born: u64, died: u64, leaked: bool)
     }
 }
 
-fn site(id: u64, frames: Vec<Frame>, allocations: u64, bytes: u64, live: (u64, u64), life: [u64; 4]) -> Callsite {
-    Callsite {
+fn site(
+    id: u64,
+    frames: Vec<Frame>,
+    allocations: u64,
+    bytes: u64,
+    live: (u64, u64),
+    life: [u64; 4],
+) -> (Callsite, Vec<Frame>) {
+    let c = Callsite {
         id,
-        frames,
+        frames: Vec::new(),
         allocations,
         bytes,
         live_at_exit_bytes: live.1,
@@ -97,7 +114,8 @@ fn site(id: u64, frames: Vec<Frame>, allocations: u64, bytes: u64, live: (u64, u
         live_at_exit_allocations: live.0,
         reallocs: 0,
         at_peak_bytes: bytes / 4,
-    }
+    };
+    (c, frames)
 }
 
 /// A small, fully deterministic snapshot whose sites have real frames
@@ -114,6 +132,7 @@ pub fn framed_snapshot() -> Snapshot {
     let evil = frame(0x401600, HOSTILE_FN, HOSTILE_FILE, 1, exe, false);
     let unresolved = Frame {
         ip: hex_addr(0x7f00_dead_beef),
+        module: 3,
         ..Frame::default()
     };
     let callsites = vec![
@@ -192,7 +211,7 @@ pub fn framed_snapshot() -> Snapshot {
         count,
         bytes: count * 64,
     };
-    Snapshot {
+    let mut snap = Snapshot {
         format: FORMAT.into(),
         format_version: FORMAT_VERSION,
         tool: Tool {
@@ -219,7 +238,9 @@ pub fn framed_snapshot() -> Snapshot {
         },
         summary,
         allocations,
-        callsites,
+        modules: Vec::new(),
+        frames: Vec::new(),
+        callsites: Vec::new(),
         variables: vec![Variable {
             var_name: "config".into(),
             type_name: "Config".into(),
@@ -266,7 +287,9 @@ pub fn framed_snapshot() -> Snapshot {
             (T0 + 60_000_000, 5_000),
             (T0 + 100_000_000, 872),
         ],
-    }
+    };
+    memscope_tests::install_sites(&mut snap, &MODULES, callsites);
+    snap
 }
 
 /// A synthetic run the size of a big real one: `sites` call sites with
@@ -323,7 +346,7 @@ pub fn synthetic(sites: u64, allocations: u64) -> Snapshot {
         ];
         callsites.push(site(id, frames, n, b, live, life));
     }
-    s.callsites = callsites;
+    memscope_tests::install_sites(&mut s, &MODULES, callsites);
     let listed = 20_000.min(total_n / 2);
     s.allocations = (0..listed)
         .map(|i| {
