@@ -33,9 +33,13 @@ pub fn snapshot(path: &Path) -> Result<Snapshot, String> {
         inner: file,
         bar: bar.clone(),
     };
-    let result = memscope_format::read_snapshot(io::BufReader::with_capacity(1 << 20, reader));
+    let mut result = memscope_format::read_snapshot(io::BufReader::with_capacity(1 << 20, reader));
     if let Some(b) = bar {
         b.finish_and_clear();
+    }
+    if let Ok(s) = &mut result {
+        // Left unnamed by an image of a `run` that did not get to name it.
+        memscope_symbols::name_pending(s, &mut memscope_symbols::Resolver::new());
     }
     result.map_err(|e| match e {
         memscope_format::ReadError::Io(e) => format!("cannot read {shown}: {}", io_reason(&e)),

@@ -47,6 +47,10 @@ pub struct Config {
     /// `MEMSCOPE_MANIFEST`: a file each image appends its snapshot path to
     /// (set by `memscope-cli run` to find every snapshot of a run).
     pub manifest: Option<String>,
+    /// `MEMSCOPE_SYMBOLIZE=later` (set by `memscope-cli run`): snapshots
+    /// written at the end of an image leave their frames unnamed
+    /// (`symbols_pending`) for `run`, which names a whole run's once.
+    pub symbolize_later: bool,
 }
 
 impl Config {
@@ -106,6 +110,14 @@ impl Config {
             }
         };
         let manifest = get("MEMSCOPE_MANIFEST").filter(|m| !m.is_empty());
+        let symbolize_later = match get("MEMSCOPE_SYMBOLIZE").as_deref() {
+            None | Some("") | Some("exit") => false,
+            Some("later") => true,
+            Some(v) => {
+                bad("MEMSCOPE_SYMBOLIZE", v, "exit or later");
+                false
+            }
+        };
         (
             Config {
                 export_path,
@@ -116,6 +128,7 @@ impl Config {
                 max_records,
                 log,
                 manifest,
+                symbolize_later,
             },
             warnings,
         )
@@ -164,6 +177,7 @@ mod tests {
         assert_eq!(c.max_records, DEFAULT_MAX_RECORDS);
         assert_eq!(c.log, LogLevel::Warn);
         assert_eq!(c.manifest, None);
+        assert!(!c.symbolize_later);
     }
 
     #[test]
@@ -175,7 +189,9 @@ mod tests {
             ("MEMSCOPE_BACKTRACE", "100000"),
             ("MEMSCOPE_MAX_RECORDS", "12"),
             ("MEMSCOPE_LOG", "debug"),
+            ("MEMSCOPE_SYMBOLIZE", "later"),
         ]);
+        assert!(c.symbolize_later);
         assert!(w.is_empty());
         assert_eq!(c.export_path, "/tmp/x-%p.json");
         assert!(!c.auto_export);

@@ -94,7 +94,11 @@ pub fn build(
     allocations.extend(freed.into_iter().map(|r| record(r, false)));
     let records_omitted = total_blocks.saturating_sub(allocations.len() as u64);
 
-    let mut symbols = crate::unwind::symbolize::Symbolizer::new();
+    // Under `memscope-cli run` (MEMSCOPE_SYMBOLIZE=later), a JSON snapshot
+    // written at the end of an image leaves its frames for `run` to name;
+    // one asked for while the program runs, or an HTML report, is named here.
+    let name_now = !cfg.symbolize_later || cfg.format != crate::config::ExportFormat::Json || ending.kind == fmt::EndKind::Running;
+    let mut symbols = crate::unwind::symbolize::Symbolizer::new(name_now);
     let in_process = crate::lifecycle::host() == crate::lifecycle::Host::InProcess;
     let callsites = fin
         .sites
@@ -126,7 +130,8 @@ pub fn build(
             }
         })
         .collect();
-    let tables = symbols.into_tables();
+    let symbols_pending = symbols.pending();
+    let (tables, module_info) = symbols.into_tables();
 
     let threads = fin
         .threads
@@ -226,7 +231,9 @@ pub fn build(
         },
         allocations,
         modules: tables.modules,
+        module_info,
         frames: tables.frames,
+        symbols_pending,
         callsites,
         variables: fin
             .vars

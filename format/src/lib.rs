@@ -38,8 +38,19 @@ pub struct Snapshot {
     pub allocations: Vec<Allocation>,
     /// Module paths, each once; [`Frame::module`] indexes it.
     pub modules: Vec<String>,
+    /// Where each module was loaded and which build it was, in the order of
+    /// `modules` (memscope extension): names a frame after the fact and
+    /// tells builds apart.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub module_info: Vec<ModuleInfo>,
     /// Frames, each once; [`Callsite::frames`] indexes it.
     pub frames: Vec<Frame>,
+    /// True while the frames are unnamed, waiting for `memscope-cli run` to
+    /// name them (memscope extension): under `run`, the library leaves the
+    /// naming to it, so each module is read once per run rather than once
+    /// per process image. Readers name them on load where they can.
+    #[serde(skip_serializing_if = "is_false")]
+    pub symbols_pending: bool,
     pub callsites: Vec<Callsite>,
     pub variables: Vec<Variable>,
     /// Per-thread totals (memscope extension).
@@ -212,6 +223,14 @@ pub struct Frame {
     /// True for a frame inlined into the next (outer) one.
     #[serde(default, skip_serializing_if = "is_false")]
     pub inlined: bool,
+}
+
+/// A module's load bias (runtime address = file address + bias) and GNU
+/// build id, both in hex (`""`: no build id).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ModuleInfo {
+    pub bias: String,
+    pub build_id: String,
 }
 
 /// Lifetime percentiles in nanoseconds. `min`/`max` are exact; `p50`/`p99`

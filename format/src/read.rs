@@ -6,7 +6,8 @@
 //! than as whichever field happens to be missing first.
 
 use crate::{
-    Allocation, Callsite, Frame, FrameTables, HistogramBucket, Process, Snapshot, Summary, ThreadStats, Tool, Variable,
+    Allocation, Callsite, Frame, FrameTables, HistogramBucket, ModuleInfo, Process, Snapshot, Summary, ThreadStats,
+    Tool, Variable,
     FORMAT, READABLE_VERSIONS, UNKNOWN_MODULE,
 };
 use serde::de::{self, MapAccess, Visitor};
@@ -82,7 +83,11 @@ struct RawSnapshot {
     allocations: Vec<Allocation>,
     callsites: Vec<Callsite<FrameRef>>,
     modules: Option<Vec<String>>,
+    #[serde(default)]
+    module_info: Vec<ModuleInfo>,
     frames: Option<Vec<Frame>>,
+    #[serde(default)]
+    symbols_pending: bool,
     variables: Vec<Variable>,
     #[serde(default)]
     threads: Vec<ThreadStats>,
@@ -191,7 +196,9 @@ impl RawSnapshot {
             summary: self.summary,
             allocations: self.allocations,
             modules,
+            module_info: if v == 1 { Vec::new() } else { self.module_info },
             frames,
+            symbols_pending: v != 1 && self.symbols_pending,
             callsites,
             variables: self.variables,
             threads: self.threads,

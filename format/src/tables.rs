@@ -47,8 +47,10 @@ impl FrameTables {
         i
     }
 
-    /// Moves the tables into `snap`.
+    /// Moves the tables into `snap` (whose `module_info`, describing other
+    /// modules, is dropped).
     pub fn install(self, snap: &mut Snapshot) {
+        snap.module_info.clear();
         snap.modules = self.modules;
         snap.frames = self.frames;
     }
@@ -71,6 +73,12 @@ impl Snapshot {
     /// module past `modules`.
     pub fn check_tables(&self) -> Result<(), String> {
         let modules = self.modules.len();
+        if !self.module_info.is_empty() && self.module_info.len() != modules {
+            return Err(format!(
+                "\"module_info\" has {} entries for {modules} modules",
+                self.module_info.len()
+            ));
+        }
         if let Some((i, f)) = self.frames.iter().enumerate().find(|(_, f)| f.module as usize >= modules) {
             return Err(format!(
                 "frame {i} names module {} but the snapshot has {modules} modules",

@@ -17,11 +17,14 @@ pub fn work(seed: u64, iters: u64) -> u64 {
         let r = next();
         match r % 4 {
             0 => {
-                let mut v: Vec<u32> = Vec::new();
+                // black_box: the optimizer may otherwise remove an
+                // allocation whose contents never escape (and does or does
+                // not, from one build to the next).
+                let mut v: Vec<u32> = std::hint::black_box(Vec::new());
                 for k in 0..(r >> 8) % 64 {
                     v.push(k as u32);
                 }
-                check += v.len() as u64;
+                check += std::hint::black_box(&v).len() as u64;
             }
             1 => {
                 let s = format!("item-{i}-{}", r % 1000);
@@ -29,7 +32,7 @@ pub fn work(seed: u64, iters: u64) -> u64 {
                 map.insert(r % 4096, s);
             }
             2 => {
-                let b = Box::new([i; 8]);
+                let b = std::hint::black_box(Box::new([i; 8]));
                 check += b[7] & 1;
             }
             _ => {

@@ -20,6 +20,7 @@ pub fn command(dir: &Path) -> Command {
         "MEMSCOPE_EXEC_SEQ",
         "MEMSCOPE_LIB",
         "MEMSCOPE_LOG",
+        "MEMSCOPE_SYMBOLIZE",
         "LD_PRELOAD",
     ] {
         c.env_remove(k);

@@ -28,7 +28,9 @@ fn sites_where<'a>(s: &'a Snapshot, pred: impl Fn(&[StackFrame]) -> bool) -> Vec
     s.callsites.iter().filter(|c| pred(&stack(s, c))).collect()
 }
 
-fn run_callsites(test: &str, flags: &[&str]) -> Run {
+/// Builds the call-site program (and its shared library) with `flags`;
+/// returns it with the plugin's path, its argument.
+fn build_callsites(test: &str, flags: &[&str]) -> (std::path::PathBuf, std::path::PathBuf) {
     let lib = gcc(
         &format!("libcs_shared{test}.so"),
         &["cs_shared.c"],
@@ -41,7 +43,12 @@ fn run_callsites(test: &str, flags: &[&str]) -> Run {
         &["callsites.c"],
         &[flags, &[&lib_name, &rpath, "-ldl"]].concat(),
     );
-    let plugin = c_library("plugin");
+    let _ = lib;
+    (prog, c_library("plugin"))
+}
+
+fn run_callsites(test: &str, flags: &[&str]) -> Run {
+    let (prog, plugin) = build_callsites(test, flags);
     let run = traced(
         test,
         &prog,
@@ -49,7 +56,6 @@ fn run_callsites(test: &str, flags: &[&str]) -> Run {
         &[("MEMSCOPE_BACKTRACE", "32")],
     );
     assert!(run.output.status.success(), "{}", run.stderr());
-    let _ = lib;
     run
 }
 
@@ -161,6 +167,58 @@ fn sites_are_named_with_frame_pointers() {
 fn sites_are_named_from_unwind_tables_alone() {
     let run = run_callsites("cs_cfi", &["-O2", "-fno-builtin", "-fomit-frame-pointer"]);
     check_named_sites(run.only());
+}
+
+/// Under `memscope-cli run` the images leave their frames unnamed and `run`
+/// names them afterwards, once per run: the result is the same names,
+/// lines and inlined frames (the dlclose'd plugin included).
+#[test]
+fn sites_are_named_by_run_after_the_fact() {
+    let (prog, plugin) = build_callsites("cs_run", &["-O2", "-fno-builtin", "-fomit-frame-pointer"]);
+    let dir = scratch("cs_run");
+    let out_path = dir.join("cs.json");
+    let out = memscope_tests::cli::cli(
+        &dir,
+        &[
+            "run".as_ref(),
+            "--backtrace".as_ref(),
+            "32".as_ref(),
+            "-o".as_ref(),
+            out_path.as_os_str(),
+            prog.as_os_str(),
+            plugin.as_os_str(),
+        ],
+    );
+    assert!(out.status.success(), "{}", memscope_tests::cli::stderr(&out));
+    let raw: serde_json::Value = serde_json::from_slice(&std::fs::read(&out_path).unwrap()).unwrap();
+    assert!(raw.get("symbols_pending").is_none(), "run named the frames in the file");
+    let s = memscope_format::read_snapshot_file(&out_path).unwrap();
+    assert_eq!(s.module_info.len(), s.modules.len());
+    check_named_sites(&s);
+}
+
+/// A snapshot whose frames were left for later (as under `run`) but that
+/// `run` never named is named by the readers when they load it.
+#[test]
+fn readers_name_pending_frames() {
+    let (prog, plugin) = build_callsites("cs_later", &["-O0", "-fno-builtin", "-fno-omit-frame-pointer"]);
+    let run = traced(
+        "cs_later",
+        &prog,
+        &[plugin.to_str().unwrap()],
+        &[("MEMSCOPE_BACKTRACE", "32"), ("MEMSCOPE_SYMBOLIZE", "later")],
+    );
+    assert!(run.output.status.success(), "{}", run.stderr());
+    let (path, s) = &run.snapshots[0];
+    assert!(s.symbols_pending, "the library left the names for later");
+    assert!(s.frames.iter().all(|f| f.function.is_none()));
+    let mut named = s.clone();
+    assert!(memscope_symbols::name_pending(&mut named, &mut memscope_symbols::Resolver::new()));
+    check_named_sites(&named);
+    // The CLI's readers do the same on load: the summary names main's callees.
+    let summary = memscope_tests::cli::cli(&run.dir, &["summary".as_ref(), path.as_os_str()]);
+    let text = memscope_tests::cli::stdout(&summary);
+    assert!(text.contains("from_a (callsites.c:"), "{text}");
 }
 
 #[test]

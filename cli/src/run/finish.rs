@@ -22,7 +22,7 @@ pub struct Run<'a> {
 }
 
 /// Snapshot paths in the order the images finished, each once.
-fn manifest(path: &Path) -> Vec<PathBuf> {
+pub(super) fn manifest(path: &Path) -> Vec<PathBuf> {
     let text = std::fs::read(path).unwrap_or_default();
     let mut seen = std::collections::HashSet::new();
     text.split(|&b| b == b'\n')

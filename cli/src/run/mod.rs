@@ -7,6 +7,7 @@
 
 mod child;
 mod finish;
+mod names;
 mod target;
 
 use crate::text::term;
@@ -170,6 +171,7 @@ pub fn main(a: Args) -> Outcome {
         .env("MEMSCOPE_MANIFEST", &plan.manifest)
         .env("MEMSCOPE_EXPORT_PATH", &plan.lib_template)
         .env("MEMSCOPE_EXPORT_FORMAT", "json")
+        .env("MEMSCOPE_SYMBOLIZE", "later")
         .env_remove("MEMSCOPE_AUTO_EXPORT")
         .env_remove("MEMSCOPE_ROOT_PID")
         .env_remove("MEMSCOPE_EXEC_SEQ");
@@ -189,6 +191,7 @@ pub fn main(a: Args) -> Outcome {
         eprintln!("memscope: the command has ended; waiting for the processes it left running (Ctrl-C stops waiting)")
     });
     let cmd_name = a.command[0].to_string_lossy().into_owned();
+    names::name_run(&plan.manifest);
     finish::finish(&finish::Run {
         plan: &plan,
         pid: pid as u32,

@@ -1,35 +1,34 @@
-//! Return addresses → function, file and line, when a snapshot is written.
+//! Return addresses → the snapshot's `modules` and `frames` tables, when a
+//! snapshot is written.
 //!
-//! addr2line reads each module's DWARF (inlined frames included) and falls
-//! back to its symbol table; names are demangled (Rust legacy and v0, C++).
 //! Modules are looked up among every module the process ever loaded, so a
-//! library `dlclose`d before the end still gets its names.
+//! library `dlclose`d before the end still gets its names. The names come
+//! from [`memscope_symbols`]; under `memscope-cli run` they are left to
+//! `run` (`MEMSCOPE_SYMBOLIZE=later`), which names every snapshot of the run
+//! with one cache, so a shell loop's 200 `ls` images read `ls` and libc once.
 
 use super::modules::{self, Module};
-use memscope_format::{hex_addr, Frame, FrameTables, UNKNOWN_MODULE};
+use memscope_format::{hex_addr, Frame, FrameTables, ModuleInfo, UNKNOWN_MODULE};
+use memscope_symbols::{ModuleRef, Resolver};
 use std::collections::HashMap;
 
 /// Names addresses into a snapshot's `modules` and `frames` tables (format
 /// version 2): each address is resolved once, each frame stored once.
 pub struct Symbolizer {
     modules: Vec<&'static Module>,
-    loaders: HashMap<String, Option<addr2line::Loader>>,
-    /// Separate debug files, by module path, used for their symbol tables.
-    debug_symbols: HashMap<String, Option<FunctionSymbols>>,
+    /// None: frames are left unnamed for `memscope-cli run` to name.
+    resolver: Option<Resolver>,
     /// Each address's frames (its inlined frames first) in `tables`.
     by_ip: HashMap<u64, Vec<u32>>,
     tables: FrameTables,
+    /// Bias and build id of each module of `tables`, in its order.
+    module_info: Vec<ModuleInfo>,
     exe: String,
 }
 
-impl Default for Symbolizer {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Symbolizer {
-    pub fn new() -> Symbolizer {
+    /// `name_now`: name frames here; otherwise leave them to `run`.
+    pub fn new(name_now: bool) -> Symbolizer {
         let mut mods = modules::all_seen();
         // The currently loaded one wins where a range was reused.
         let current = modules::current().modules.clone();
@@ -40,10 +39,10 @@ impl Symbolizer {
             .unwrap_or_default();
         Symbolizer {
             modules: mods,
-            loaders: HashMap::new(),
-            debug_symbols: HashMap::new(),
+            resolver: name_now.then(Resolver::new),
             by_ip: HashMap::new(),
             tables: FrameTables::new(),
+            module_info: Vec::new(),
             exe,
         }
     }
@@ -54,13 +53,7 @@ impl Symbolizer {
         let mut out = Vec::with_capacity(ips.len());
         for &ip in ips {
             if !self.by_ip.contains_key(&ip) {
-                let frames = self.resolve(ip);
-                let module = self.tables.module(&frames.1);
-                let indices = frames
-                    .0
-                    .into_iter()
-                    .map(|f| self.tables.frame(Frame { module, ..f }))
-                    .collect();
+                let indices = self.resolve(ip);
                 self.by_ip.insert(ip, indices);
             }
             out.extend_from_slice(&self.by_ip[&ip]);
@@ -73,129 +66,69 @@ impl Symbolizer {
         &self.tables.frames
     }
 
-    /// The finished `modules` and `frames` tables.
-    pub fn into_tables(self) -> FrameTables {
-        self.tables
+    /// The finished tables: modules, their bias and build id, frames.
+    pub fn into_tables(self) -> (FrameTables, Vec<ModuleInfo>) {
+        (self.tables, self.module_info)
     }
 
-    /// An address's frames (their `module` not yet set) and its module's path.
-    fn resolve(&mut self, ip: u64) -> (Vec<Frame>, String) {
+    /// Whether the frames were left unnamed.
+    pub fn pending(&self) -> bool {
+        self.resolver.is_none()
+    }
+
+    fn module_index(&mut self, path: &str, bias: u64, build_id: &[u8]) -> u32 {
+        let i = self.tables.module(path);
+        if i as usize == self.module_info.len() {
+            self.module_info.push(ModuleInfo {
+                bias: hex_addr(bias),
+                build_id: memscope_symbols::hex(build_id),
+            });
+        }
+        i
+    }
+
+    /// An address's frames, added to the tables.
+    fn resolve(&mut self, ip: u64) -> Vec<u32> {
+        let unnamed = |module| Frame {
+            ip: hex_addr(ip),
+            module,
+            ..Frame::default()
+        };
         let Some(m) = self.modules.iter().find(|m| m.contains(ip)).copied() else {
-            let unknown = Frame {
-                ip: hex_addr(ip),
-                ..Frame::default()
-            };
-            return (vec![unknown], UNKNOWN_MODULE.to_owned());
+            let module = self.module_index(UNKNOWN_MODULE, 0, &[]);
+            return vec![self.tables.frame(unnamed(module))];
         };
         let path = if m.path.is_empty() {
             self.exe.clone()
         } else {
             m.path.clone()
         };
-        let loader = self
-            .loaders
-            .entry(path.clone())
-            .or_insert_with(|| addr2line::Loader::new(&path).ok());
-        let Some(loader) = loader.as_ref() else {
-            let unnamed = Frame {
-                ip: hex_addr(ip),
-                ..Frame::default()
-            };
-            return (vec![unnamed], path);
+        let module = self.module_index(&path, m.bias, &m.build_id);
+        let Some(resolver) = self.resolver.as_mut() else {
+            return vec![self.tables.frame(unnamed(module))];
         };
-        // A return address points after its call: look up the call itself.
-        let probe = ip
-            .wrapping_sub(m.bias)
-            .wrapping_sub(1)
-            .wrapping_add(loader.relative_address_base());
-        let mut frames = Vec::new();
-        if let Ok(mut iter) = loader.find_frames(probe) {
-            while let Ok(Some(f)) = iter.next() {
-                let function = f
-                    .function
-                    .as_ref()
-                    .and_then(|n| n.demangle().ok())
-                    .map(|n| n.into_owned());
-                let (file, line) = match &f.location {
-                    Some(l) => (l.file.map(str::to_owned), l.line),
-                    None => (None, None),
-                };
-                frames.push(Frame {
+        let named = resolver.resolve(
+            &ModuleRef {
+                path: &path,
+                bias: m.bias,
+                build_id: &m.build_id,
+            },
+            ip,
+        );
+        named
+            .into_iter()
+            .map(|n| {
+                self.tables.frame(Frame {
                     ip: hex_addr(ip),
-                    function,
-                    file,
-                    line,
-                    module: 0,
-                    inlined: true,
-                });
-            }
-        }
-        if let Some(last) = frames.last_mut() {
-            last.inlined = false;
-        }
-        if frames.iter().all(|f| f.function.is_none()) {
-            // No DWARF here (or none naming the function): the symbol table.
-            let demangle = |s: &str| addr2line::demangle_auto(std::borrow::Cow::Borrowed(s), None).into_owned();
-            let mut function = loader.find_symbol(probe).map(demangle);
-            if function.is_none() {
-                // A static function of a stripped library: the separate
-                // debug file's full symbol table names it (its DWARF is
-                // not parsed: for libc that alone costs ~100 ms at exit).
-                let debug = self
-                    .debug_symbols
-                    .entry(path.clone())
-                    .or_insert_with(|| debug_file(&m.build_id).and_then(|d| FunctionSymbols::read(&d)));
-                function = debug.as_ref().and_then(|d| d.find(probe)).map(demangle);
-            }
-            match frames.last_mut() {
-                Some(f) => f.function = function,
-                None => frames.push(Frame {
-                    ip: hex_addr(ip),
-                    function,
-                    ..Frame::default()
-                }),
-            }
-        }
-        (frames, path)
+                    function: n.function,
+                    file: n.file,
+                    line: n.line,
+                    module,
+                    inlined: n.inlined,
+                })
+            })
+            .collect()
     }
-}
-
-/// A file's function symbols, sorted by address: `(start, size, name)`.
-struct FunctionSymbols(Vec<(u64, u64, String)>);
-
-impl FunctionSymbols {
-    fn read(path: &std::path::Path) -> Option<FunctionSymbols> {
-        use object::{Object, ObjectSymbol, SymbolKind};
-        let file = std::fs::File::open(path).ok()?;
-        // SAFETY: a read-only private mapping of a debug file nobody
-        // rewrites while we read it (a truncation would fault, as it would
-        // for addr2line's own mapping).
-        let map = unsafe { memmap2::Mmap::map(&file) }.ok()?;
-        let obj = object::File::parse(&*map).ok()?;
-        let mut syms: Vec<(u64, u64, String)> = obj
-            .symbols()
-            .filter(|s| s.kind() == SymbolKind::Text && s.address() != 0)
-            .filter_map(|s| Some((s.address(), s.size(), s.name().ok()?.to_owned())))
-            .collect();
-        syms.sort_unstable_by_key(|s| s.0);
-        Some(FunctionSymbols(syms))
-    }
-
-    fn find(&self, probe: u64) -> Option<&str> {
-        let i = self.0.partition_point(|s| s.0 <= probe).checked_sub(1)?;
-        let (start, size, name) = &self.0[i];
-        (size == &0 || probe < start + size).then_some(name.as_str())
-    }
-}
-
-/// The separate debug file of a build id, if installed (Debian's `-dbg`
-/// and `-dbgsym` packages put them there): it has the full symbol table
-/// and DWARF that the stripped library lacks.
-fn debug_file(build_id: &[u8]) -> Option<std::path::PathBuf> {
-    let (first, rest) = build_id.split_first()?;
-    let hex: String = rest.iter().map(|b| format!("{b:02x}")).collect();
-    let p = std::path::PathBuf::from(format!("/usr/lib/debug/.build-id/{first:02x}/{hex}.debug"));
-    p.is_file().then_some(p)
 }
 
 /// Source directories of code linked into the program that calls the

@@ -239,7 +239,9 @@ pub fn framed_snapshot() -> Snapshot {
         summary,
         allocations,
         modules: Vec::new(),
+        module_info: Vec::new(),
         frames: Vec::new(),
+        symbols_pending: false,
         callsites: Vec::new(),
         variables: vec![Variable {
             var_name: "config".into(),

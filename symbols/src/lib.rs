@@ -1,0 +1,196 @@
+//! Code addresses → function, file and line.
+//!
+//! addr2line reads a module's DWARF (inlined frames included) and falls back
+//! to its symbol table; names are demangled (Rust legacy and v0, C++). A
+//! stripped library's static functions are named from its separate debug
+//! file's symbol table (by build id).
+//!
+//! Two users: `libmemscope.so` names its frames when it writes a snapshot by
+//! itself, and `memscope-cli run` names every snapshot of a run afterwards
+//! ([`name_pending`]) with one [`Resolver`] for the whole run, so each
+//! module is read once per run rather than once per process image.
+
+mod files;
+mod pending;
+
+pub use pending::name_pending;
+
+use files::{debug_file, FunctionSymbols, ModuleFile};
+use std::collections::HashMap;
+
+/// A loaded module as the process saw it.
+#[derive(Debug, Clone, Copy)]
+pub struct ModuleRef<'a> {
+    /// The file's path.
+    pub path: &'a str,
+    /// Load bias: runtime address = file address + bias.
+    pub bias: u64,
+    /// The GNU build id of the loaded object (empty if it had none): a file
+    /// at `path` with another build id is not the one that was loaded, and
+    /// is not used to name its addresses.
+    pub build_id: &'a [u8],
+}
+
+/// One frame's names; `function`, `file` and `line` are None when unknown.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Named {
+    pub function: Option<String>,
+    pub file: Option<String>,
+    pub line: Option<u32>,
+    /// Inlined into the next (outer) frame of the same address.
+    pub inlined: bool,
+}
+
+/// Names addresses, caching each module file and each address.
+#[derive(Default)]
+pub struct Resolver {
+    /// By path and build id; None when the file cannot be read or is not
+    /// the object that was loaded.
+    files: HashMap<(String, Vec<u8>), Option<ModuleFile>>,
+    /// By path, build id and file-relative address.
+    names: HashMap<(String, Vec<u8>, u64), Vec<Named>>,
+}
+
+impl Resolver {
+    pub fn new() -> Resolver {
+        Resolver::default()
+    }
+
+    /// The frames of return address `ip` in module `m`, innermost (inlined)
+    /// first; always at least one (unnamed when nothing is known).
+    pub fn resolve(&mut self, m: &ModuleRef, ip: u64) -> Vec<Named> {
+        // A return address points after its call: look up the call itself.
+        let rel = ip.wrapping_sub(m.bias).wrapping_sub(1);
+        let key = (m.path.to_owned(), m.build_id.to_vec(), rel);
+        if let Some(n) = self.names.get(&key) {
+            return n.clone();
+        }
+        let file = self
+            .files
+            .entry((key.0.clone(), key.1.clone()))
+            .or_insert_with(|| ModuleFile::open(m.path, m.build_id));
+        let named = match file {
+            Some(f) => f.names(rel, m.build_id),
+            None => vec![Named::default()],
+        };
+        self.names.insert(key, named.clone());
+        named
+    }
+}
+
+impl ModuleFile {
+    fn names(&mut self, rel: u64, build_id: &[u8]) -> Vec<Named> {
+        let probe = rel.wrapping_add(self.loader.relative_address_base());
+        let mut frames = Vec::new();
+        if let Ok(mut iter) = self.loader.find_frames(probe) {
+            while let Ok(Some(f)) = iter.next() {
+                let function = f
+                    .function
+                    .as_ref()
+                    .and_then(|n| n.demangle().ok())
+                    .map(|n| n.into_owned());
+                let (file, line) = match &f.location {
+                    Some(l) => (l.file.map(str::to_owned), l.line),
+                    None => (None, None),
+                };
+                frames.push(Named {
+                    function,
+                    file,
+                    line,
+                    inlined: true,
+                });
+            }
+        }
+        if let Some(last) = frames.last_mut() {
+            last.inlined = false;
+        }
+        if frames.iter().all(|f| f.function.is_none()) {
+            // No DWARF here (or none naming the function): the symbol table.
+            let demangle = |s: &str| addr2line::demangle_auto(std::borrow::Cow::Borrowed(s), None).into_owned();
+            let mut function = self.loader.find_symbol(probe).map(demangle);
+            if function.is_none() {
+                // A static function of a stripped library: the separate
+                // debug file's full symbol table names it (its DWARF is not
+                // parsed: for libc that alone costs ~100 ms).
+                let debug = self
+                    .debug_symbols
+                    .get_or_insert_with(|| debug_file(build_id).and_then(|d| FunctionSymbols::read(&d)));
+                function = debug.as_ref().and_then(|d| d.find(probe)).map(demangle);
+            }
+            match frames.last_mut() {
+                Some(f) => f.function = function,
+                None => frames.push(Named {
+                    function,
+                    ..Named::default()
+                }),
+            }
+        }
+        frames
+    }
+}
+
+/// Lower-case hex of a build id, as snapshots store it.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The bytes of a hex build id (None if it is not hex).
+pub fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trips() {
+        assert_eq!(hex(&[0x0a, 0xff, 0x00]), "0aff00");
+        assert_eq!(unhex("0aff00"), Some(vec![0x0a, 0xff, 0x00]));
+        assert_eq!(unhex(""), Some(vec![]));
+        assert_eq!(unhex("abc"), None);
+        assert_eq!(unhex("zz"), None);
+        assert_eq!(unhex("é1"), None);
+    }
+
+    /// This test binary's own functions are named, through its DWARF.
+    #[test]
+    fn names_a_function_of_this_binary() {
+        let exe = std::fs::read_link("/proc/self/exe").unwrap();
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let exe_s = exe.to_str().unwrap();
+        // The lowest mapping of the executable is its file offset 0.
+        let base = maps
+            .lines()
+            .filter(|l| l.ends_with(exe_s))
+            .filter_map(|l| u64::from_str_radix(l.split('-').next()?, 16).ok())
+            .min()
+            .unwrap();
+        let m = ModuleRef {
+            path: exe_s,
+            bias: base,
+            build_id: &[],
+        };
+        let ip = names_a_function_of_this_binary as *const () as u64 + 1;
+        let mut r = Resolver::new();
+        let named = r.resolve(&m, ip);
+        let f = named.last().unwrap();
+        assert!(
+            f.function.as_deref().is_some_and(|n| n.ends_with("names_a_function_of_this_binary")),
+            "{named:?}"
+        );
+        assert!(f.file.as_deref().is_some_and(|p| p.ends_with("lib.rs")), "{named:?}");
+        // Another build id: not the file that was loaded, so no names.
+        let other = ModuleRef {
+            build_id: &[1, 2, 3],
+            ..m
+        };
+        assert_eq!(r.resolve(&other, ip), vec![Named::default()]);
+    }
+}
