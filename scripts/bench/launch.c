@@ -3,7 +3,9 @@
  * report at least the driver's size; forked from this small launcher it
  * reports its own. The wall time is taken here, from fork to the end of
  * wait4, so the driver's own start-up never counts.
- * usage: launch OUTFILE CMD [ARGS...] -> OUTFILE gets
+ * usage: launch OUTFILE [NAME=VALUE...] -- CMD [ARGS...]: the NAME=VALUE
+ * settings go into CMD's environment only (so an LD_PRELOAD given there
+ * traces CMD, not this launcher). OUTFILE gets
  * "<maxrss KiB> <exit status> <user us> <sys us> <wall ns>"; the launcher
  * exits with the command's code. wait4 reports the child together with every
  * descendant it waited for, so user and sys cover the whole process tree
@@ -11,6 +13,7 @@
  * maxrss is the largest single process of that tree. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -27,12 +30,15 @@ static long long micros(struct timeval t) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 3) return 125;
+    int cmd = 2;
+    while (cmd < argc && strcmp(argv[cmd], "--") != 0) cmd++;
+    if (cmd + 1 >= argc) return 125;
     long long start = now_ns();
     pid_t pid = fork();
     if (pid < 0) return 126;
     if (pid == 0) {
-        execvp(argv[2], argv + 2);
+        for (int i = 2; i < cmd; i++) putenv(argv[i]);
+        execvp(argv[cmd + 1], argv + cmd + 1);
         _exit(127);
     }
     int status;
