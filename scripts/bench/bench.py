@@ -137,11 +137,153 @@ def single_process_workloads(quick):
             ["git", "-C", str(ROOT), "log", "--stat", "-n", "200"],
             skip=absent("git") or (None if (ROOT / ".git").exists() else "not a git checkout"),
         ),
+        Workload(
+            "node",
+            "node (objects, strings, arrays)",
+            ["node", str(BENCH / "node_workload.js")],
+            skip=absent("node"),
+        ),
     ]
 
 
+# The bash loop of issue 13: 200 x (ls, echo, grep), ~800 short process images.
+BASH_LOOP = "for i in $(seq 200); do ls / >/dev/null; echo x | grep -q x; done"
+PYENV_SHIM = Path.home() / ".pyenv" / "shims" / "python3"
+
+
+def multi_process_workloads(scratch):
+    """Workloads of many process images, where the per-image cost shows."""
+    return [
+        Workload(
+            "true",
+            "/bin/true",
+            ["/bin/true"],
+            backtrace_off=False,
+            repeat=20,
+            note="each sample is the median of 20 back-to-back runs; the +ms is what one process image costs",
+        ),
+        Workload(
+            "bash-loop",
+            "bash loop (seq 200: ls, echo | grep)",
+            ["bash", "-c", BASH_LOOP],
+            traced_by=RUN,
+            backtrace_off=False,
+            count_events=False,
+            note=f"{HEAPTRACK_FIRST_IMAGE}, the outer bash",
+        ),
+        cargo_build("cargo-build", "cargo build --release (serde + serde_json)", SERDE_CRATE, scratch),
+        cargo_build("cargo-build-tiny", "cargo build --release (itoa + smallvec)", TINY_CRATE, scratch),
+        Workload(
+            "gcc-run",
+            "gcc -O2 -c alloc_bench.c (run)",
+            ["gcc", "-O2", "-c", "-o", "/dev/null", str(BENCH / "alloc_bench.c")],
+            traced_by=RUN,
+            backtrace_off=False,
+            count_events=False,
+            note=f"the gcc row under memscope-cli run; {HEAPTRACK_FIRST_IMAGE}, the gcc driver",
+        ),
+        Workload(
+            "pyenv",
+            "python3 via pyenv shim",
+            [str(PYENV_SHIM), str(BENCH / "py_workload.py")],
+            traced_by=RUN,
+            backtrace_off=False,
+            count_events=False,
+            skip=None if os.access(PYENV_SHIM, os.X_OK) else f"no pyenv shim at {PYENV_SHIM}",
+            note=f"the shim is a bash script that execs pyenv, which execs python; {HEAPTRACK_FIRST_IMAGE}, the shim's bash",
+        ),
+    ]
+
+
+@dataclass
+class Crate:
+    """A binary crate with two crates.io dependencies, built from clean."""
+
+    dir_name: str
+    dependencies: str  # the [dependencies] section's lines
+    main_rs: str
+
+
+# Two dependencies that pull in ~10 crates and build scripts (serde_derive,
+# syn, proc-macro2...): the shape of issue 13's cargo row, ~100 process images.
+SERDE_CRATE = Crate(
+    "serde-deps",
+    'serde = { version = "1", features = ["derive"] }\nserde_json = "1"\n',
+    """\
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, Debug)]
+struct Point {
+    x: i64,
+    y: i64,
+    label: String,
+}
+
+fn main() {
+    let p = Point { x: 1, y: 2, label: "a".into() };
+    let text = serde_json::to_string(&p).unwrap();
+    let back: Point = serde_json::from_str(&text).unwrap();
+    println!("{text} {back:?}");
+}
+""",
+)
+
+# Two leaf dependencies: a build of a handful of rustc runs, where fixed
+# per-image and per-run costs dominate.
+TINY_CRATE = Crate(
+    "tiny-deps",
+    'itoa = "1"\nsmallvec = "1"\n',
+    """\
+use smallvec::SmallVec;
+
+fn main() {
+    let mut digits: SmallVec<[u8; 32]> = SmallVec::new();
+    let mut buffer = itoa::Buffer::new();
+    for i in 0..1000u64 {
+        digits.extend_from_slice(buffer.format(i * i).as_bytes());
+    }
+    println!("{}", digits.len());
+}
+""",
+)
+
+
+def make_crate(crate, where):
+    """Writes the crate and fetches its dependencies now, so the timed builds
+    run --offline. Returns why it cannot, or None."""
+    (where / "src").mkdir(parents=True, exist_ok=True)
+    manifest = f'[package]\nname = "{crate.dir_name}"\nversion = "0.1.0"\nedition = "2021"\n\n[dependencies]\n'
+    (where / "Cargo.toml").write_text(manifest + crate.dependencies)
+    (where / "src" / "main.rs").write_text(crate.main_rs)
+    fetch = subprocess.run(["cargo", "fetch"], cwd=where, env=clean_env(), capture_output=True, text=True)
+    if fetch.returncode != 0:
+        return "cargo fetch failed: " + (fetch.stderr.strip().splitlines() or ["?"])[-1]
+    return None
+
+
+def cargo_build(key, name, crate, scratch):
+    """`cargo build --release` of crate from clean: a fresh CARGO_TARGET_DIR
+    inside each run's directory (deleted with it)."""
+    where = scratch / crate.dir_name
+    return Workload(
+        key,
+        name,
+        ["cargo", "build", "--release", "--offline"],
+        traced_by=RUN,
+        cwd=where,
+        backtrace_off=False,
+        count_events=False,
+        run_env=lambda run_dir: {"CARGO_TARGET_DIR": str(run_dir / "target")},
+        prepare=lambda: make_crate(crate, where),
+        skip=absent("cargo"),
+        note="from clean (a fresh CARGO_TARGET_DIR per run), dependencies fetched beforehand; run's default "
+        "for a cargo command (SPEC §4: only what cargo runs from the target directory, where implemented; "
+        f"else every process); {HEAPTRACK_FIRST_IMAGE}, cargo (not rustc)",
+    )
+
+
 def all_workloads(quick, scratch):
-    return single_process_workloads(quick)
+    return single_process_workloads(quick) + multi_process_workloads(scratch)
 
 
 def chosen(workloads, only):
