@@ -305,7 +305,7 @@ def clean_env():
     return env
 
 
-def variants(w, build, depth, with_dhat):
+def variants(w, build, depth):
     """name -> function(run dir) -> (argv, env). Each variant writes its
     output inside the run dir: memscope's snapshots in memscope/, heaptrack's
     file in heaptrack/."""
@@ -340,7 +340,7 @@ def variants(w, build, depth, with_dhat):
     v[f"memscope bt={depth}"] = memscope(None)
     if shutil.which("heaptrack"):
         v[HEAPTRACK] = heaptrack
-    if with_dhat and w.dhat and shutil.which("valgrind"):
+    if w.dhat and shutil.which("valgrind"):
         v[DHAT] = dhat
     return v
 
@@ -435,9 +435,9 @@ def medians(samples):
     }
 
 
-def bench_workload(w, build, depth, runs, with_dhat):
+def bench_workload(w, build, depth, runs):
     """Interleaved runs of every variant; the row of medians."""
-    vs = variants(w, build, depth, with_dhat)
+    vs = variants(w, build, depth)
     default = f"memscope bt={depth}"
     samples = {k: [] for k in vs}
     for i in range(runs):
@@ -543,10 +543,9 @@ def run_all(workloads, build, runs, results):
         if why:
             rows.append(skipped_row(w, why))
             print(f"{w.name}: skipped ({why})", file=sys.stderr)
-            continue
-        row = bench_workload(w, build, depth, runs, with_dhat=True)
-        rows.append(row)
-        print(f"{w.name}: " + "  ".join(f"{k} {v['wall']:.3f}s" for k, v in row["variants"].items()), file=sys.stderr)
+        else:
+            rows.append(bench_workload(w, build, depth, runs))
+            print(f"{w.name}: " + "  ".join(f"{k} {v['wall']:.3f}s" for k, v in rows[-1]["variants"].items()), file=sys.stderr)
         raw = {"runs": runs, "depth": depth, "machine": about, "rows": rows}
         raw_results_path(results).write_text(json.dumps(raw, indent=1))
     write_report(rows, runs, depth, about, results)
