@@ -180,6 +180,7 @@ pub fn main(a: Args) -> Outcome {
     }
     child::prepare();
     let started = std::time::Instant::now();
+    let namer = names::Namer::start(&plan.manifest);
     let pid = child::spawn(&mut cmd).map_err(|e| {
         format!(
             "cannot start {}: {}",
@@ -191,7 +192,7 @@ pub fn main(a: Args) -> Outcome {
         eprintln!("memscope: the command has ended; waiting for the processes it left running (Ctrl-C stops waiting)")
     });
     let cmd_name = a.command[0].to_string_lossy().into_owned();
-    names::name_run(&plan.manifest);
+    namer.finish(&plan.manifest);
     finish::finish(&finish::Run {
         plan: &plan,
         pid: pid as u32,

@@ -5,29 +5,84 @@
 //! work. Here one [`Resolver`] names every snapshot of the run, so each
 //! module and each address is read once, and each file is rewritten in
 //! place (atomically, owner-only like the library's own writes).
+//!
+//! The naming runs on a thread of its own while the command runs, taking
+//! each snapshot as soon as its image lists it in the manifest, so little
+//! is left to do when the command ends.
 
 use memscope_symbols::{name_pending, Resolver};
+use std::collections::HashSet;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
-/// Names the pending frames of every snapshot in the manifest. A snapshot
-/// that cannot be read or rewritten is left as it is: readers name pending
-/// frames on load, and `finish` reports unreadable files.
-pub fn name_run(manifest: &Path) {
+/// How often the manifest is looked at while the command runs.
+const POLL: Duration = Duration::from_millis(25);
+
+/// The naming thread of a run.
+pub struct Namer {
+    done: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Namer {
+    /// Starts naming the snapshots listed in `manifest` as they appear.
+    pub fn start(manifest: &Path) -> Namer {
+        let done = Arc::new(AtomicBool::new(false));
+        let (flag, manifest) = (done.clone(), manifest.to_path_buf());
+        let thread = std::thread::Builder::new()
+            .name("memscope-names".into())
+            .spawn(move || name_until(&manifest, &flag))
+            .ok();
+        Namer { done, thread }
+    }
+
+    /// The command has ended: names what is left, then returns.
+    pub fn finish(mut self, manifest: &Path) {
+        self.done.store(true, Ordering::Release);
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(())) => {}
+            // No thread (or it died): name everything here.
+            _ => name_until(manifest, &AtomicBool::new(true)),
+        }
+    }
+}
+
+/// Names new snapshots of the manifest until `done` is set, then once more.
+fn name_until(manifest: &Path, done: &AtomicBool) {
     let mut resolver = Resolver::new();
-    for path in super::finish::manifest(manifest) {
-        let Ok(mut snap) = memscope_format::read_snapshot_file(&path) else {
-            continue;
-        };
-        if name_pending(&mut snap, &mut resolver) {
-            if let Err(e) = rewrite(&path, &snap) {
-                eprintln!(
-                    "memscope: cannot name the frames in {}: {}",
-                    crate::text::term(&path.display().to_string()),
-                    crate::load::io_reason(&e)
-                );
+    let mut seen: HashSet<PathBuf> = HashSet::new();
+    loop {
+        let last_round = done.load(Ordering::Acquire);
+        for path in super::finish::manifest(manifest) {
+            if seen.insert(path.clone()) {
+                name_file(&path, &mut resolver);
             }
+        }
+        if last_round {
+            return;
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Names one snapshot file's pending frames. A snapshot that cannot be read
+/// or rewritten is left as it is: readers name pending frames on load, and
+/// `finish` reports unreadable files.
+fn name_file(path: &Path, resolver: &mut Resolver) {
+    let Ok(mut snap) = memscope_format::read_snapshot_file(path) else {
+        return;
+    };
+    if name_pending(&mut snap, resolver) {
+        if let Err(e) = rewrite(path, &snap) {
+            eprintln!(
+                "memscope: cannot name the frames in {}: {}",
+                crate::text::term(&path.display().to_string()),
+                crate::load::io_reason(&e)
+            );
         }
     }
 }
