@@ -24,11 +24,17 @@ use memscope_format::EndKind;
 use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
+/// The first clock reading of this process lineage: taken by whatever runs
+/// first in an image, and kept by a `fork()` child (its own start is in its
+/// `ProcessInfo`), so that every event a snapshot shows, inherited ones
+/// included, lies between this anchor and the snapshot's (see
+/// [`Calibration`]).
 static START: Locked<Option<Anchor>> = Locked::new(None);
 /// Set once the final snapshot has been taken (or is being taken).
 static FINISHED: AtomicBool = AtomicBool::new(false);
 
-/// The image's first clock reading (taken by whatever runs first).
+/// The first clock reading of this image, or of its parent's when it is a
+/// `fork()` child.
 pub fn start_anchor() -> Anchor {
     START.with(|s| *s.get_or_insert_with(Anchor::take))
 }
@@ -149,17 +155,12 @@ fn take_snapshot(
 ) -> (memscope_format::Snapshot, ProcessInfo) {
     let cfg = config::get();
     let start = start_anchor();
-    clock::wait_for_calibration(&start);
     ENGINE.with(|slot| {
         // The end is read under the lock: a drain that ran before this one
         // (bounded by its own, earlier "now") cannot have applied anything
-        // later than it.
+        // later than it. The end anchor follows it: no event lies outside.
         let end = clock::now();
-        let cal = if clock::name() == "tsc" {
-            Calibration::new(start, Anchor::take())
-        } else {
-            Calibration::identity(start)
-        };
+        let cal = Calibration::until_now(start);
         let st = recorder::state(slot);
         st.drain(Mode::UpTo(end));
         st.refresh_names();
@@ -284,10 +285,11 @@ extern "C" fn fork_child() {
     let tid = sys::gettid();
     PID.store(sys::getpid(), Ordering::Relaxed);
     recorder::reset_collector_in_child();
+    // The lineage's first anchor stays: the child's snapshot shows blocks
+    // born before the fork, which its own start anchor would extrapolate to.
     START.reset_in_child();
     FINAL_REQUEST.store(0, Ordering::Relaxed);
     let now = Anchor::take();
-    START.with(|s| *s = Some(now));
     let own = thread::with(|s| s.ring.get());
     // SAFETY: fork_prepare locked ENGINE on this thread, which is the only
     // thread of the child; rings are never unmapped.

@@ -242,6 +242,8 @@ pub struct EngineState {
     cursors: Vec<Cursor>,
     /// Ticks a hook may take between reserving a slot and reading the clock.
     slack: u64,
+    /// False while windows are sized with [`clock::DEFAULT_NS_PER_TICK`].
+    rate_measured: bool,
     last_maintenance: u64,
     /// In-flight slots of threads that no longer exist (fork child) or that
     /// stayed unpublished too long: counted, never silently lost.
@@ -253,29 +255,41 @@ pub fn state(slot: &mut Option<EngineState>) -> &mut EngineState {
     slot.get_or_insert_with(|| {
         let start = crate::lifecycle::start_anchor();
         let cfg = crate::config::get();
-        let ns_per_tick = estimate_ns_per_tick(&start);
+        let measured = clock::measured_ns_per_tick(&start);
+        let ns_per_tick = measured.unwrap_or(clock::DEFAULT_NS_PER_TICK);
         EngineState {
             collector: Collector::new(start.ticks, ns_per_tick, cfg.max_records as usize),
             process: None,
             cursors: Vec::new(),
-            slack: ((20_000.0 / ns_per_tick) as u64).max(1),
+            slack: slack_ticks(ns_per_tick),
+            rate_measured: measured.is_some(),
             last_maintenance: 0,
             inflight_lost: 0,
         }
     })
 }
 
-/// A rough tick rate for sizing windows (the snapshot calibrates precisely).
-fn estimate_ns_per_tick(start: &clock::Anchor) -> f64 {
-    let mut now = clock::Anchor::take();
-    if now.mono_ns.saturating_sub(start.mono_ns) < 1_000_000 {
-        sys::sleep_ns(1_000_000);
-        now = clock::Anchor::take();
-    }
-    clock::Calibration::new(*start, now).ns_per_tick()
+/// The merge's slack: 20 µs in ticks.
+fn slack_ticks(ns_per_tick: f64) -> u64 {
+    ((20_000.0 / ns_per_tick) as u64).max(1)
 }
 
 impl EngineState {
+    /// Resizes the windows with the measured tick rate once it can be
+    /// measured without waiting (see [`clock::DEFAULT_NS_PER_TICK`]).
+    fn measure_rate(&mut self, now: u64) {
+        let start = crate::lifecycle::start_anchor();
+        let threshold = (clock::RATE_MEASURE_NS as f64 / clock::DEFAULT_NS_PER_TICK) as u64;
+        if now.saturating_sub(start.ticks) < threshold {
+            return;
+        }
+        if let Some(ns_per_tick) = clock::measured_ns_per_tick(&start) {
+            self.slack = slack_ticks(ns_per_tick);
+            self.collector.set_ns_per_tick(ns_per_tick);
+            self.rate_measured = true;
+        }
+    }
+
     /// Adopts new rings and new owners of recycled rings.
     fn sync_cursors(&mut self) {
         if self.cursors.len() < registry::COUNT.load(Ordering::Acquire) as usize {
@@ -328,6 +342,9 @@ impl EngineState {
         // after this instant, so its events are all later than `now` and
         // nothing up to the idle bound can still appear in it.
         let now = clock::now();
+        if !self.rate_measured {
+            self.measure_rate(now);
+        }
         self.sync_cursors();
         // While running, nothing later than the idle bound is applied, even
         // when no known ring is empty or in flight to bound the merge: a

@@ -177,13 +177,13 @@ impl Collector {
     /// `max_records` bounds the freed records kept.
     pub fn new(start_ticks: u64, ns_per_tick: f64, max_records: usize) -> Collector {
         let ticks = |ns: u64| ((ns as f64 / ns_per_tick.max(1e-6)) as u64).max(1);
-        Collector {
+        let mut c = Collector {
             recent: None,
             live: AddrMap::default(),
             displaced: AddrMap::default(),
             orphans: AddrMap::default(),
             newest_orphan: 0,
-            reorder_window: ticks(REORDER_WINDOW_NS),
+            reorder_window: 0,
             totals: Totals::default(),
             live_bytes: 0,
             live_blocks: 0,
@@ -203,7 +203,15 @@ impl Collector {
             // First buckets of ~64 µs; they double as the run goes on.
             timeline: Timeline::new(start_ticks, 63 - ticks(64_000).leading_zeros()),
             first_ts: start_ticks,
-        }
+        };
+        c.set_ns_per_tick(ns_per_tick);
+        c
+    }
+
+    /// Resizes the reorder window for a better known tick rate (the timeline
+    /// keeps its bucket width: it only sets the resolution).
+    pub fn set_ns_per_tick(&mut self, ns_per_tick: f64) {
+        self.reorder_window = ((REORDER_WINDOW_NS as f64 / ns_per_tick.max(1e-6)) as u64).max(1);
     }
 
     /// The dense slot for kernel thread `tid` (created on first use).
