@@ -56,6 +56,11 @@ fn library_path() -> std::ffi::CString {
         std::ffi::CStr::from_ptr(info.dli_fname).to_owned()
     };
     let path = std::path::Path::new(std::ffi::OsStr::from_bytes(name.as_bytes()));
+    if path.is_absolute() {
+        // Good as it is for a later image's LD_PRELOAD (resolving its
+        // symlinks cost a readlink per component at every start-up).
+        return name;
+    }
     match std::fs::canonicalize(path) {
         Ok(p) => std::ffi::CString::new(p.into_os_string().into_encoded_bytes()).unwrap_or(name),
         Err(_) => name,
