@@ -171,11 +171,27 @@ fn inherited_blocks_are_marked() {
     let mut c = new();
     c.alloc(1, 0x1, 10, Kind::Malloc, 0, 0);
     c.alloc(2, 0x2, 20, Kind::Malloc, 0, 0);
-    c.free(3, 0x1, 0);
-    c.mark_inherited();
-    assert_eq!((c.totals.inherited_allocations, c.totals.inherited_bytes), (1, 20));
-    let f = c.finish(5);
-    assert!(f.live_at_end[0].inherited);
+    c.alloc(3, 0x3, 30, Kind::Malloc, 0, 0);
+    c.free(4, 0x1, 0);
+    c.mark_inherited(5);
+    assert_eq!((c.totals.inherited_allocations, c.totals.inherited_bytes), (2, 50));
+    let only = c.inherited_only();
+    assert!(only.inherited_only && only.live_at_end.is_empty() && only.sites.is_empty());
+    assert_eq!(
+        (only.totals.allocations, only.totals.frees, only.live_bytes),
+        (3, 1, 50)
+    );
+    assert_eq!(only.timeline, vec![(3, 60), (5, 50)]);
+    // The child's own block is not inherited; an inherited one it frees is.
+    c.alloc(6, 0x4, 40, Kind::Malloc, 0, 0);
+    c.free(7, 0x2, 0);
+    let f = c.finish(9);
+    assert_eq!(
+        f.freed.iter().map(|r| (r.size, r.inherited)).collect::<Vec<_>>(),
+        vec![(20, true)]
+    );
+    let live: Vec<_> = f.live_at_end.iter().map(|r| (r.size, r.inherited)).collect();
+    assert_eq!(live, vec![(30, true), (40, false)]);
 }
 
 /// A random single-threaded-truth history, shuffled across threads the way
