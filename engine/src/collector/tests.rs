@@ -130,6 +130,26 @@ fn a_free_seen_before_its_cross_thread_allocation_is_matched() {
     check_counts(&c);
 }
 
+/// The engine starts with a default tick rate and resizes the reorder
+/// window once the rate is measured.
+#[test]
+fn the_reorder_window_follows_the_tick_rate() {
+    // 0.25 ns per tick: the window is 4 * 50 µs of ticks.
+    let mut c = Collector::new(0, 0.25, 1000);
+    c.thread_slot(100);
+    c.thread_slot(200);
+    let w = REORDER_WINDOW_NS;
+    c.free(1_000, 0xa00, 1);
+    c.alloc(1_000 + 2 * w, 0xa00, 8, Kind::Malloc, 0, 1);
+    assert_eq!(c.totals.unmatched_frees, 0, "within 4 * 50 µs of ticks");
+    // Measured: 1 ns per tick.
+    c.set_ns_per_tick(1.0);
+    c.free(10 * w, 0xb00, 1);
+    c.alloc(12 * w, 0xb00, 8, Kind::Malloc, 0, 1);
+    assert_eq!(c.totals.unmatched_frees, 1, "2 * 50 µs apart: no reordering");
+    check_counts(&c);
+}
+
 #[test]
 fn a_realloc_seen_before_its_cross_thread_allocation_is_matched() {
     let mut c = new();
