@@ -164,13 +164,19 @@ impl Calibration {
         }
     }
 
-    /// The calibration of an image whose first anchor is `start`, now.
-    pub fn until_now(start: Anchor) -> Calibration {
+    /// The calibration between two anchors of this process's clock (ticks
+    /// are nanoseconds unless it is the TSC).
+    pub fn of_clock(start: Anchor, end: Anchor) -> Calibration {
         if name() == "tsc" {
-            Calibration::new(start, Anchor::take())
+            Calibration::new(start, end)
         } else {
             Calibration::identity(start)
         }
+    }
+
+    /// The calibration of an image whose first anchor is `start`, now.
+    pub fn until_now(start: Anchor) -> Calibration {
+        Calibration::of_clock(start, Anchor::take())
     }
 
     pub fn ns_per_tick(&self) -> f64 {

@@ -71,11 +71,7 @@ pub fn prepare(st: &EngineState, process: &ProcessInfo, start: Anchor, fork: Anc
 
 fn build(st: &EngineState, process: &ProcessInfo, start: Anchor, fork: Anchor, path: String) -> Option<Prepared> {
     let cfg = config::get();
-    let cal = if crate::clock::name() == "tsc" {
-        Calibration::new(start, fork)
-    } else {
-        Calibration::identity(start)
-    };
+    let cal = Calibration::of_clock(start, fork);
     // The ending's fields are set when it comes.
     let ending = snapshot::Ending {
         kind: EndKind::Exit,

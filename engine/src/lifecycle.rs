@@ -10,7 +10,9 @@
 //!   re-raises so the process dies as it would have;
 //! - `exec`: the old image writes its snapshot first ([`before_exec`], called
 //!   by the preload library's exec hooks);
-//! - `fork`: the child keeps the parent's heap and gets its own collector.
+//! - `fork`: the child keeps the parent's heap; it writes only the summary
+//!   it inherited unless it makes events of its own ([`inherited`]), and
+//!   gets its own collector thread at its first one.
 
 use crate::clock::{self, Anchor, Calibration};
 use crate::collector_thread;
