@@ -12,8 +12,10 @@
 pub mod api;
 pub mod clock;
 pub mod collector;
+pub mod collector_thread;
 pub mod config;
 pub mod event;
+pub mod inherited;
 pub mod lifecycle;
 pub mod lock;
 pub mod log;

@@ -10,10 +10,14 @@
 //!   re-raises so the process dies as it would have;
 //! - `exec`: the old image writes its snapshot first ([`before_exec`], called
 //!   by the preload library's exec hooks);
-//! - `fork`: the child keeps the parent's heap and gets its own collector.
+//! - `fork`: the child keeps the parent's heap; it writes only the summary
+//!   it inherited unless it makes events of its own ([`inherited`]), and
+//!   gets its own collector thread at its first one.
 
 use crate::clock::{self, Anchor, Calibration};
+use crate::collector_thread;
 use crate::config::{self, ExportFormat};
+use crate::inherited;
 use crate::lock::Locked;
 use crate::process::ProcessInfo;
 use crate::recorder::{self, Mode, ENABLED, ENGINE, PID};
@@ -24,11 +28,17 @@ use memscope_format::EndKind;
 use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
+/// The first clock reading of this process lineage: taken by whatever runs
+/// first in an image, and kept by a `fork()` child (its own start is in its
+/// `ProcessInfo`), so that every event a snapshot shows, inherited ones
+/// included, lies between this anchor and the snapshot's (see
+/// [`Calibration`]).
 static START: Locked<Option<Anchor>> = Locked::new(None);
 /// Set once the final snapshot has been taken (or is being taken).
 static FINISHED: AtomicBool = AtomicBool::new(false);
 
-/// The image's first clock reading (taken by whatever runs first).
+/// The first clock reading of this image, or of its parent's when it is a
+/// `fork()` child.
 pub fn start_anchor() -> Anchor {
     START.with(|s| *s.get_or_insert_with(Anchor::take))
 }
@@ -84,9 +94,7 @@ pub fn start(host: Host) -> ProcessInfo {
     }
     install_signal_handlers();
     crate::unwind::enable(cfg.backtrace);
-    if !recorder::spawn_collector() {
-        crate::warn!("could not start the collector thread; recording inline");
-    }
+    collector_thread::ensure();
     process
 }
 
@@ -119,9 +127,22 @@ pub fn finish(kind: EndKind, exit_code: Option<i32>, signal: Option<i32>) {
         return;
     }
     let _g = Guard::enter();
+    // No wait for hooks that passed the ENABLED check just before: one that
+    // read the clock before the snapshot's end reserved its slot first, and
+    // the final drain waits for that slot; one that reads it later records
+    // an event after the end, which no snapshot of this image shows.
     ENABLED.store(false, Ordering::SeqCst);
-    // Hooks that passed the ENABLED check just before get to publish.
-    sys::sleep_ns(50_000);
+    let end = inherited::End {
+        kind,
+        exit_code,
+        signal,
+        keep: false,
+        in_signal: signal.is_some(),
+    };
+    if inherited::write_if_inherited_only(end) {
+        recorder::SHUT_DOWN.store(true, Ordering::Release);
+        return;
+    }
     write_snapshot(kind, exit_code, signal, true);
 }
 
@@ -131,7 +152,16 @@ pub fn before_exec() {
         return;
     }
     let _g = Guard::enter();
-    write_snapshot(EndKind::Exec, None, None, false);
+    let end = inherited::End {
+        kind: EndKind::Exec,
+        exit_code: None,
+        signal: None,
+        keep: true,
+        in_signal: false,
+    };
+    if !inherited::write_if_inherited_only(end) {
+        write_snapshot(EndKind::Exec, None, None, false);
+    }
 }
 
 /// The `exec` counter for the next image of this pid.
@@ -149,17 +179,12 @@ fn take_snapshot(
 ) -> (memscope_format::Snapshot, ProcessInfo) {
     let cfg = config::get();
     let start = start_anchor();
-    clock::wait_for_calibration(&start);
     ENGINE.with(|slot| {
         // The end is read under the lock: a drain that ran before this one
         // (bounded by its own, earlier "now") cannot have applied anything
-        // later than it.
+        // later than it. The end anchor follows it: no event lies outside.
         let end = clock::now();
-        let cal = if clock::name() == "tsc" {
-            Calibration::new(start, Anchor::take())
-        } else {
-            Calibration::identity(start)
-        };
+        let cal = Calibration::until_now(start);
         let st = recorder::state(slot);
         st.drain(Mode::UpTo(end));
         st.refresh_names();
@@ -212,11 +237,15 @@ pub fn export_now(path: &str) -> std::io::Result<()> {
 
 fn write_snapshot(kind: EndKind, exit_code: Option<i32>, signal: Option<i32>, last: bool) {
     let cfg = config::get();
-    let t0 = clock::monotonic_ns();
-    let (snap, process) = take_snapshot(kind, exit_code, signal, last);
     if !cfg.auto_export {
+        // Nothing to build: only stop recording for good.
+        if last {
+            recorder::SHUT_DOWN.store(true, Ordering::Release);
+        }
         return;
     }
+    let t0 = clock::monotonic_ns();
+    let (snap, process) = take_snapshot(kind, exit_code, signal, last);
     let built_ms = (clock::monotonic_ns() - t0) as f64 / 1e6;
     let overflowed = crate::unwind::sites::overflowed();
     if overflowed > 0 {
@@ -226,17 +255,7 @@ fn write_snapshot(kind: EndKind, exit_code: Option<i32>, signal: Option<i32>, la
             crate::unwind::sites::MAX_SITES
         );
     }
-    let template = match PROGRAM_PATH.with(|p| p.clone()) {
-        Some(p) if !cfg.export_path_from_env => p,
-        _ => cfg.export_path.clone(),
-    };
-    let image = crate::paths::Image {
-        pid: process.pid,
-        exe_name: process.exe_name(),
-        exec_seq: process.exec_seq,
-        is_root: process.is_root,
-    };
-    let path = crate::paths::absolute(&crate::paths::expand(&template, &image), &process.cwd);
+    let path = snapshot_path(&process);
     let mut written = Vec::new();
     if cfg.format != ExportFormat::Html {
         let t = clock::monotonic_ns();
@@ -256,6 +275,22 @@ fn write_snapshot(kind: EndKind, exit_code: Option<i32>, signal: Option<i32>, la
     }
 }
 
+/// Where this image's snapshot goes (SPEC §2).
+fn snapshot_path(process: &ProcessInfo) -> String {
+    let cfg = config::get();
+    let template = match PROGRAM_PATH.with(|p| p.clone()) {
+        Some(p) if !cfg.export_path_from_env => p,
+        _ => cfg.export_path.clone(),
+    };
+    let image = crate::paths::Image {
+        pid: process.pid,
+        exe_name: process.exe_name(),
+        exec_seq: process.exec_seq,
+        is_root: process.is_root,
+    };
+    crate::paths::absolute(&crate::paths::expand(&template, &image), &process.cwd)
+}
+
 fn note_written(r: std::io::Result<()>, path: &str, built_ms: f64, start: u64, written: &mut Vec<String>) {
     match r {
         Ok(()) => {
@@ -272,37 +307,50 @@ fn note_written(r: std::io::Result<()>, path: &str, built_ms: f64, start: u64, w
 extern "C" fn fork_prepare() {
     thread::with(|s| s.guard.set(s.guard.get() + 1));
     ENGINE.lock_raw();
+    PROGRAM_PATH.lock_raw();
 }
 
 extern "C" fn fork_parent() {
     // SAFETY: locked by fork_prepare on this thread.
-    unsafe { ENGINE.unlock_raw() };
+    unsafe {
+        PROGRAM_PATH.unlock_raw();
+        ENGINE.unlock_raw();
+    }
     thread::with(|s| s.guard.set(s.guard.get().saturating_sub(1)));
 }
 
+/// The child's side of `fork()`: it continues the parent's heap and counts
+/// as they were at the fork, and prepares the small snapshot it writes if
+/// it makes no event of its own (see [`inherited`]). Its collector thread
+/// starts with its first event (see [`collector_thread`]).
 extern "C" fn fork_child() {
-    let tid = sys::gettid();
     PID.store(sys::getpid(), Ordering::Relaxed);
-    recorder::reset_collector_in_child();
+    collector_thread::reset_in_child();
+    // The lineage's first anchor stays: the child's snapshot shows blocks
+    // born before the fork, which its own start anchor would extrapolate to.
     START.reset_in_child();
     FINAL_REQUEST.store(0, Ordering::Relaxed);
     let now = Anchor::take();
-    START.with(|s| *s = Some(now));
-    let own = thread::with(|s| s.ring.get());
-    // SAFETY: fork_prepare locked ENGINE on this thread, which is the only
-    // thread of the child; rings are never unmapped.
+    // Its ring holds the parent's events up to the fork: drained and
+    // released below; the thread claims one at its next event.
+    thread::with(|s| s.ring.set(std::ptr::null()));
+    // SAFETY: fork_prepare locked ENGINE and PROGRAM_PATH on this thread,
+    // which is the only thread of the child; rings are never unmapped.
     unsafe {
+        PROGRAM_PATH.unlock_raw();
         let st = recorder::state(ENGINE.get_locked());
-        st.adopt_after_fork(own.as_ref(), tid);
+        st.adopt_after_fork(now.ticks);
         if let Some(p) = st.process.as_mut() {
             p.after_fork(now);
+        }
+        if !FINISHED.load(Ordering::Relaxed) {
+            if let Some(p) = st.process.as_ref() {
+                inherited::prepare(st, p, start_anchor(), now, snapshot_path(p));
+            }
         }
         ENGINE.unlock_raw();
     }
     thread::with(|s| s.guard.set(s.guard.get().saturating_sub(1)));
-    if !FINISHED.load(Ordering::Relaxed) && !recorder::spawn_collector() {
-        crate::warn!("could not start the collector thread in the child; recording inline");
-    }
 }
 
 // --------------------------------------------------------------- signals
@@ -382,10 +430,10 @@ extern "C" fn on_fatal_signal(sig: c_int, _info: *mut libc::siginfo_t, _ctx: *mu
     let errno = unsafe { *libc::__errno_location() };
     let kind = if sig == libc::SIGABRT { REQ_ABORT } else { REQ_SIGNAL };
     if !recorder::in_foreign_child() {
-        if recorder::collector_running() && !FINISHED.load(Ordering::Acquire) {
+        if collector_thread::running() && !FINISHED.load(Ordering::Acquire) {
             // The collector writes: this thread may be inside malloc.
             FINAL_REQUEST.store((sig as u32) << 8 | kind, Ordering::Release);
-            recorder::kick();
+            collector_thread::wake();
             let deadline = clock::monotonic_ns() + 10_000_000_000;
             while FINAL_DONE.load(Ordering::Acquire) == 0 && clock::monotonic_ns() < deadline {
                 sys::futex_wait(&FINAL_DONE, 0, 50_000_000);

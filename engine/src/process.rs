@@ -3,6 +3,8 @@
 
 use crate::clock::Anchor;
 use crate::sys;
+use std::ffi::c_char;
+use std::sync::atomic::{AtomicPtr, Ordering};
 
 /// Set by a launcher (`memscope-cli run`) to its own pid: the run's first
 /// image is the one whose parent it is (neither forked nor exec'd). Nothing
@@ -13,6 +15,41 @@ pub const RUN_PPID_VAR: &std::ffi::CStr = c"MEMSCOPE_RUN_PPID";
 pub const ROOT_VAR: &std::ffi::CStr = c"MEMSCOPE_ROOT_PID";
 /// `<pid>:<n>`: the image about to be exec'd by `pid` is its n-th.
 pub const EXEC_SEQ_VAR: &std::ffi::CStr = c"MEMSCOPE_EXEC_SEQ";
+
+/// The program's `argv`, as glibc hands it to a library constructor.
+static ARGV: AtomicPtr<*const c_char> = AtomicPtr::new(std::ptr::null_mut());
+
+/// Notes the program's `argv` (a NULL-terminated array that lives as long
+/// as the process): [`ProcessInfo::capture`] then copies it from there
+/// instead of reading /proc/self/cmdline (5 system calls per image).
+///
+/// # Safety
+/// `argv` must be null or the program's NULL-terminated `argv`.
+pub unsafe fn note_argv(argv: *const *const c_char) {
+    ARGV.store(argv as *mut *const c_char, Ordering::Relaxed);
+}
+
+/// A copy of the noted `argv` (empty arguments left out, as the kernel's
+/// cmdline reading would show them split).
+fn startup_argv() -> Option<Vec<String>> {
+    let argv = ARGV.load(Ordering::Relaxed) as *const *const c_char;
+    if argv.is_null() {
+        return None;
+    }
+    let mut out = Vec::new();
+    // SAFETY: `note_argv`'s contract: a NULL-terminated array of C strings.
+    unsafe {
+        let mut i = 0;
+        while !(*argv.add(i)).is_null() {
+            let a = std::ffi::CStr::from_ptr(*argv.add(i)).to_bytes();
+            if !a.is_empty() {
+                out.push(String::from_utf8_lossy(a).into_owned());
+            }
+            i += 1;
+        }
+    }
+    Some(out)
+}
 
 #[derive(Debug, Clone)]
 pub struct ProcessInfo {
@@ -33,14 +70,16 @@ impl ProcessInfo {
         let exe = std::fs::read_link("/proc/self/exe")
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let argv = std::fs::read("/proc/self/cmdline")
-            .map(|b| {
-                b.split(|&c| c == 0)
-                    .filter(|a| !a.is_empty())
-                    .map(|a| String::from_utf8_lossy(a).into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let argv = startup_argv().unwrap_or_else(|| {
+            std::fs::read("/proc/self/cmdline")
+                .map(|b| {
+                    b.split(|&c| c == 0)
+                        .filter(|a| !a.is_empty())
+                        .map(|a| String::from_utf8_lossy(a).into_owned())
+                        .collect()
+                })
+                .unwrap_or_default()
+        });
         let cwd = std::env::current_dir()
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default();

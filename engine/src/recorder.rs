@@ -8,6 +8,7 @@
 
 use crate::clock;
 use crate::collector::Collector;
+use crate::collector_thread;
 use crate::event::Kind;
 use crate::lock::Locked;
 use crate::registry;
@@ -24,11 +25,6 @@ pub static ENABLED: AtomicBool = AtomicBool::new(true);
 pub static SHUT_DOWN: AtomicBool = AtomicBool::new(false);
 /// This image's pid as the engine knows it (updated in a fork child).
 pub static PID: AtomicU32 = AtomicU32::new(0);
-/// Pid of the process whose collector thread is running (0: none).
-static COLLECTOR_PID: AtomicU32 = AtomicU32::new(0);
-/// Futex the collector sleeps on; producers bump it to wake it.
-static WAKE: AtomicU32 = AtomicU32::new(0);
-static COLLECTOR_SLEEPING: AtomicBool = AtomicBool::new(false);
 /// Events that could not be recorded at all (no ring could be mapped).
 pub static UNRECORDABLE: AtomicU64 = AtomicU64::new(0);
 
@@ -105,6 +101,8 @@ fn attach(ts: &thread::ThreadState) -> Option<&'static Ring> {
         Some(r) => {
             ts.ring.set(r);
             note_name_at_exit(r);
+            // A fork child's first event of its own comes this way.
+            collector_thread::ensure();
             Some(r)
         }
         None => {
@@ -162,15 +160,9 @@ fn quarter_checkpoint(r: &Ring, h: u64) {
             return;
         }
     }
-    if COLLECTOR_SLEEPING.load(Ordering::Relaxed) {
-        wake_collector();
+    if collector_thread::sleeping() {
+        collector_thread::wake();
     }
-}
-
-#[cold]
-fn wake_collector() {
-    WAKE.fetch_add(1, Ordering::Release);
-    sys::futex_wake_all_u32(&WAKE);
 }
 
 /// Called while the caller's ring is full: get the consumer to make room.
@@ -186,14 +178,14 @@ fn wait_for_space(ring: &Ring) -> bool {
         ring.want_upgrade(true);
     }
     let _g = thread::Guard::enter();
-    if COLLECTOR_PID.load(Ordering::Acquire) != PID.load(Ordering::Relaxed) {
+    if !collector_thread::running() {
         // No collector thread in this process (yet): drain here.
         if ENGINE.try_with(|st| state(st).drain(Mode::Running)).is_none() {
             sys::sleep_ns(20_000);
         }
         return true;
     }
-    wake_collector();
+    collector_thread::wake();
     ring.waiters.fetch_add(1, Ordering::SeqCst);
     let seen = ring.consumed_word().load(Ordering::SeqCst);
     sys::futex_wait_u64(ring.consumed_word(), seen as u32, 2_000_000);
@@ -242,6 +234,8 @@ pub struct EngineState {
     cursors: Vec<Cursor>,
     /// Ticks a hook may take between reserving a slot and reading the clock.
     slack: u64,
+    /// False while windows are sized with [`clock::DEFAULT_NS_PER_TICK`].
+    rate_measured: bool,
     last_maintenance: u64,
     /// In-flight slots of threads that no longer exist (fork child) or that
     /// stayed unpublished too long: counted, never silently lost.
@@ -253,29 +247,41 @@ pub fn state(slot: &mut Option<EngineState>) -> &mut EngineState {
     slot.get_or_insert_with(|| {
         let start = crate::lifecycle::start_anchor();
         let cfg = crate::config::get();
-        let ns_per_tick = estimate_ns_per_tick(&start);
+        let measured = clock::measured_ns_per_tick(&start);
+        let ns_per_tick = measured.unwrap_or(clock::DEFAULT_NS_PER_TICK);
         EngineState {
             collector: Collector::new(start.ticks, ns_per_tick, cfg.max_records as usize),
             process: None,
             cursors: Vec::new(),
-            slack: ((20_000.0 / ns_per_tick) as u64).max(1),
+            slack: slack_ticks(ns_per_tick),
+            rate_measured: measured.is_some(),
             last_maintenance: 0,
             inflight_lost: 0,
         }
     })
 }
 
-/// A rough tick rate for sizing windows (the snapshot calibrates precisely).
-fn estimate_ns_per_tick(start: &clock::Anchor) -> f64 {
-    let mut now = clock::Anchor::take();
-    if now.mono_ns.saturating_sub(start.mono_ns) < 1_000_000 {
-        sys::sleep_ns(1_000_000);
-        now = clock::Anchor::take();
-    }
-    clock::Calibration::new(*start, now).ns_per_tick()
+/// The merge's slack: 20 µs in ticks.
+fn slack_ticks(ns_per_tick: f64) -> u64 {
+    ((20_000.0 / ns_per_tick) as u64).max(1)
 }
 
 impl EngineState {
+    /// Resizes the windows with the measured tick rate once it can be
+    /// measured without waiting (see [`clock::DEFAULT_NS_PER_TICK`]).
+    fn measure_rate(&mut self, now: u64) {
+        let start = crate::lifecycle::start_anchor();
+        let threshold = (clock::RATE_MEASURE_NS as f64 / clock::DEFAULT_NS_PER_TICK) as u64;
+        if now.saturating_sub(start.ticks) < threshold {
+            return;
+        }
+        if let Some(ns_per_tick) = clock::measured_ns_per_tick(&start) {
+            self.slack = slack_ticks(ns_per_tick);
+            self.collector.set_ns_per_tick(ns_per_tick);
+            self.rate_measured = true;
+        }
+    }
+
     /// Adopts new rings and new owners of recycled rings.
     fn sync_cursors(&mut self) {
         if self.cursors.len() < registry::COUNT.load(Ordering::Acquire) as usize {
@@ -300,7 +306,10 @@ impl EngineState {
             }
         }
         for c in &mut self.cursors {
-            if c.parked && c.ring.state.load(Ordering::Acquire) == OWNED {
+            // A new owner may already have left the ring for a big one
+            // (RETIRED) before this round: its events are still to read.
+            let state = c.ring.state.load(Ordering::Acquire);
+            if c.parked && (state == OWNED || state == RETIRED) {
                 let generation = c.ring.generation.load(Ordering::Relaxed);
                 if generation != c.generation {
                     c.generation = generation;
@@ -328,6 +337,9 @@ impl EngineState {
         // after this instant, so its events are all later than `now` and
         // nothing up to the idle bound can still appear in it.
         let now = clock::now();
+        if !self.rate_measured {
+            self.measure_rate(now);
+        }
         self.sync_cursors();
         // While running, nothing later than the idle bound is applied, even
         // when no known ring is empty or in flight to bound the merge: a
@@ -531,111 +543,18 @@ impl EngineState {
         }
     }
 
-    /// In a fork child: every ring but `own` belonged to a thread that does
-    /// not exist here. Drain them, park them, and re-key `own` to `tid`.
-    pub fn adopt_after_fork(&mut self, own: Option<&'static Ring>, tid: u32) {
+    /// In a fork child, at tick `fork_ts`: every ring belonged to a thread
+    /// of the parent (the forking thread's own included, whose events up to
+    /// the fork are the parent's). Drain them all and release them: the
+    /// child's threads claim rings at their first event, which is also what
+    /// starts the child's collector thread.
+    pub fn adopt_after_fork(&mut self, fork_ts: u64) {
         self.drain(Mode::ForkChild);
         self.collector.forget_thread_ids();
-        for c in &mut self.cursors {
-            let mine = own.is_some_and(|r| std::ptr::eq(r, c.ring));
-            if mine {
-                c.ring.tid.store(tid, Ordering::Relaxed);
-                c.tid = tid;
-                c.thread = self.collector.thread_slot(tid);
-            } else if !c.parked {
-                c.parked = true;
-                registry::release(c.ring);
-            }
+        for c in self.cursors.iter_mut().filter(|c| !c.parked) {
+            c.parked = true;
+            registry::release(c.ring);
         }
-        self.collector.mark_inherited();
+        self.collector.mark_inherited(fork_ts);
     }
-}
-
-// ------------------------------------------------------- collector thread
-
-extern "C" fn collector_main(_: *mut libc::c_void) -> *mut libc::c_void {
-    thread::mark_internal_forever();
-    // SAFETY: blocking every signal in this thread only; process-directed
-    // signals then go to the program's threads, whose handlers expect them.
-    unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
-        libc::prctl(libc::PR_SET_NAME, c"memscope".as_ptr());
-    }
-    crate::thread::verify_static_tls();
-    let pid = PID.load(Ordering::Relaxed);
-    COLLECTOR_PID.store(pid, Ordering::Release);
-    let mut idle_ns = 1_000_000;
-    while ENABLED.load(Ordering::Relaxed) && PID.load(Ordering::Relaxed) == pid {
-        if crate::lifecycle::serve_final_request() {
-            continue;
-        }
-        let ran = std::panic::catch_unwind(|| {
-            ENGINE.with(|slot| {
-                let st = state(slot);
-                st.drain(Mode::Running);
-                st.maintain();
-                st.backlog()
-            })
-        });
-        match ran {
-            // Little left: let events pile up (producers nudge at a quarter
-            // ring) rather than polling their rings and stealing cache lines.
-            Ok(n) if n < 1024 => {
-                let w = WAKE.load(Ordering::Acquire);
-                COLLECTOR_SLEEPING.store(true, Ordering::SeqCst);
-                sys::futex_wait(&WAKE, w, idle_ns);
-                COLLECTOR_SLEEPING.store(false, Ordering::Relaxed);
-                idle_ns = if n == 0 {
-                    (idle_ns * 2).min(20_000_000)
-                } else {
-                    1_000_000
-                };
-            }
-            Ok(_) => idle_ns = 1_000_000,
-            Err(_) => {
-                crate::warn!("internal error in the collector; tracing stops here");
-                ENABLED.store(false, Ordering::Relaxed);
-                break;
-            }
-        }
-    }
-    if COLLECTOR_PID.load(Ordering::Relaxed) == pid {
-        COLLECTOR_PID.store(0, Ordering::Release);
-    }
-    std::ptr::null_mut()
-}
-
-/// Starts the collector thread of this process. False if it could not.
-pub fn spawn_collector() -> bool {
-    let _g = thread::Guard::enter();
-    // SAFETY: plain pthread_create of a detached thread with a C entry point.
-    unsafe {
-        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
-        libc::pthread_attr_init(&mut attr);
-        libc::pthread_attr_setdetachstate(&mut attr, libc::PTHREAD_CREATE_DETACHED);
-        libc::pthread_attr_setstacksize(&mut attr, 1 << 20);
-        let mut t: libc::pthread_t = 0;
-        let ok = libc::pthread_create(&mut t, &attr, collector_main, std::ptr::null_mut()) == 0;
-        libc::pthread_attr_destroy(&mut attr);
-        ok
-    }
-}
-
-/// True when a collector thread of this process runs (and so can be asked
-/// to write the final snapshot from a signal handler).
-pub fn collector_running() -> bool {
-    COLLECTOR_PID.load(Ordering::Acquire) == PID.load(Ordering::Relaxed)
-}
-
-/// Wakes the collector (used to hand it a request).
-pub fn kick() {
-    wake_collector();
-}
-
-/// Forgets the parent's collector thread (fork child).
-pub fn reset_collector_in_child() {
-    COLLECTOR_PID.store(0, Ordering::Release);
-    COLLECTOR_SLEEPING.store(false, Ordering::Relaxed);
 }

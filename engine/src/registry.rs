@@ -65,6 +65,8 @@ pub fn claim(tid: u32, name: &[u8; 16], shift: u32) -> Option<&'static Ring> {
         }
     };
     ring.tid.store(tid, Ordering::Relaxed);
+    // The previous owner's wish to move to a big ring is not the new one's.
+    ring.want_upgrade(false);
     ring.set_name(name);
     ring.generation.fetch_add(1, Ordering::Relaxed);
     // Publishes tid, name and generation to the collector.

@@ -228,6 +228,7 @@ pub fn build(
             inherited_allocations: t.inherited_allocations,
             inherited_bytes: t.inherited_bytes,
             unmatched_frees: t.unmatched_frees,
+            inherited_only: fin.inherited_only,
         },
         allocations,
         modules: tables.modules,
@@ -309,7 +310,9 @@ pub fn write_atomic(
         }
     };
     let result = (|| {
-        let mut w = io::BufWriter::with_capacity(1 << 20, file);
+        // 64 KiB: below malloc's mmap threshold (a bigger buffer cost every
+        // small snapshot an mmap and munmap), already far above a write's cost.
+        let mut w = io::BufWriter::with_capacity(64 << 10, file);
         fill(&mut w)?;
         w.flush()?;
         std::fs::rename(&tmp, path)

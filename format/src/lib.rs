@@ -160,6 +160,11 @@ pub struct Summary {
     /// the library was loaded, or by a path it does not interpose).
     #[serde(default)]
     pub unmatched_frees: u64,
+    /// A `fork()` child that made no allocation event of its own before it
+    /// ended or called `exec` (SPEC §2): the summary is the parent's at the
+    /// fork, and `allocations` and `callsites` are empty.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub inherited_only: bool,
 }
 
 /// One heap block: its birth, its death (or the end of the process) and so

@@ -22,19 +22,19 @@ struct Carry {
 
 static CARRY: OnceLock<Carry> = OnceLock::new();
 
-/// Records what to carry. Called once at start-up, after the root marker is set.
+extern "C" {
+    static environ: *const *const c_char;
+}
+
+/// Records what to carry. Called once at start-up, after the root marker is
+/// set. Reads `environ` in place: only the entries kept are copied.
 pub fn capture(library: CString) {
-    let mut vars = Vec::new();
-    for (k, v) in std::env::vars_os() {
-        let k = k.to_string_lossy();
-        if k.starts_with("MEMSCOPE_") && k != EXEC_SEQ_VAR.to_str().unwrap_or("") {
-            let mut s = format!("{k}=").into_bytes();
-            s.extend_from_slice(v.as_encoded_bytes());
-            if let Ok(c) = CString::new(s) {
-                vars.push(c);
-            }
-        }
-    }
+    // SAFETY: environ is the process's NULL-terminated environment, not
+    // changed by another thread during the library's constructor.
+    let vars = unsafe { entries(environ) }
+        .filter(|e| e.starts_with(b"MEMSCOPE_") && name_of(e) != EXEC_SEQ_VAR.to_bytes())
+        .filter_map(|e| CString::new(e).ok())
+        .collect();
     let _ = CARRY.set(Carry { library, vars });
 }
 

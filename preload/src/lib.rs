@@ -15,6 +15,9 @@ pub mod exec;
 pub mod hooks;
 pub mod real;
 
+#[cfg(not(test))]
+use std::ffi::{c_char, c_int};
+
 // The hooks, the constructor and the allocator only exist in the library
 // itself: the unit-test binary must keep glibc's malloc.
 #[cfg(not(test))]
@@ -24,9 +27,18 @@ mod ffi;
 #[global_allocator]
 static ALLOCATOR: alloc::RealAllocator = alloc::RealAllocator;
 
+/// The library constructor, in `.init_array` itself: glibc calls those
+/// with the program's `argc`, `argv` and `envp`, and `argv` is all of the
+/// command line memscope records.
 #[cfg(not(test))]
-#[ctor::ctor(unsafe)]
-fn memscope_init() {
+#[used]
+#[link_section = ".init_array"]
+static MEMSCOPE_INIT: unsafe extern "C" fn(c_int, *const *const c_char, *const *const c_char) = memscope_init;
+
+#[cfg(not(test))]
+unsafe extern "C" fn memscope_init(_argc: c_int, argv: *const *const c_char, _envp: *const *const c_char) {
+    // SAFETY: glibc's dynamic loader passes the program's argv.
+    memscope_engine::process::note_argv(argv);
     init();
 }
 
@@ -56,6 +68,11 @@ fn library_path() -> std::ffi::CString {
         std::ffi::CStr::from_ptr(info.dli_fname).to_owned()
     };
     let path = std::path::Path::new(std::ffi::OsStr::from_bytes(name.as_bytes()));
+    if path.is_absolute() {
+        // Good as it is for a later image's LD_PRELOAD (resolving its
+        // symlinks cost a readlink per component at every start-up).
+        return name;
+    }
     match std::fs::canonicalize(path) {
         Ok(p) => std::ffi::CString::new(p.into_os_string().into_encoded_bytes()).unwrap_or(name),
         Err(_) => name,

@@ -341,6 +341,13 @@ pub fn check_invariants(s: &Snapshot) {
         m.total_allocations + m.reallocs,
         "records listed + omitted = blocks"
     );
+    if m.inherited_only {
+        // SPEC §2: a fork child without events of its own shows its
+        // parent's summary at the fork and nothing of its heap.
+        assert!(s.process.forked && s.allocations.is_empty() && s.callsites.is_empty());
+        assert!(s.timeline.iter().any(|&(_, b)| b == m.peak_live_bytes));
+        return;
+    }
     for a in &s.allocations {
         assert!(a.timestamp_dealloc >= a.timestamp_alloc, "{a:?}");
         assert_eq!(a.lifetime_ns, a.timestamp_dealloc - a.timestamp_alloc, "{a:?}");

@@ -64,7 +64,6 @@ pub struct Block {
     pub site: u32,
     pub thread: u32,
     pub kind: Kind,
-    pub inherited: bool,
 }
 
 /// Per call-site aggregates.
@@ -170,6 +169,9 @@ pub struct Collector {
     named_freed: Vec<Record>,
     /// Tick of the first event (timeline origin).
     pub first_ts: u64,
+    /// In a `fork()` child, the tick of the fork: blocks born before it are
+    /// the parent's (0: none are).
+    inherited_before: u64,
 }
 
 impl Collector {
@@ -177,13 +179,13 @@ impl Collector {
     /// `max_records` bounds the freed records kept.
     pub fn new(start_ticks: u64, ns_per_tick: f64, max_records: usize) -> Collector {
         let ticks = |ns: u64| ((ns as f64 / ns_per_tick.max(1e-6)) as u64).max(1);
-        Collector {
+        let mut c = Collector {
             recent: None,
             live: AddrMap::default(),
             displaced: AddrMap::default(),
             orphans: AddrMap::default(),
             newest_orphan: 0,
-            reorder_window: ticks(REORDER_WINDOW_NS),
+            reorder_window: 0,
             totals: Totals::default(),
             live_bytes: 0,
             live_blocks: 0,
@@ -203,7 +205,16 @@ impl Collector {
             // First buckets of ~64 µs; they double as the run goes on.
             timeline: Timeline::new(start_ticks, 63 - ticks(64_000).leading_zeros()),
             first_ts: start_ticks,
-        }
+            inherited_before: 0,
+        };
+        c.set_ns_per_tick(ns_per_tick);
+        c
+    }
+
+    /// Resizes the reorder window for a better known tick rate (the timeline
+    /// keeps its bucket width: it only sets the resolution).
+    pub fn set_ns_per_tick(&mut self, ns_per_tick: f64) {
+        self.reorder_window = ((REORDER_WINDOW_NS as f64 / ns_per_tick.max(1e-6)) as u64).max(1);
     }
 
     /// The dense slot for kernel thread `tid` (created on first use).
@@ -284,7 +295,6 @@ impl Collector {
             site,
             thread,
             kind,
-            inherited: false,
         };
         if let Some((p, b)) = self.recent.replace((ptr, block)) {
             self.insert_live(ts, p, b);
@@ -414,7 +424,7 @@ impl Collector {
             site,
             birth: born,
             death: died,
-            inherited: false,
+            inherited: born < self.inherited_before,
             var: 0,
         });
     }
@@ -543,7 +553,7 @@ impl Collector {
             site: block.site,
             birth: block.birth,
             death: ts,
-            inherited: block.inherited,
+            inherited: block.birth < self.inherited_before,
             var,
         };
         if var == 0 {
@@ -611,18 +621,45 @@ impl Collector {
         self.release(&block, ts.max(block.birth));
     }
 
-    /// Becomes a `fork()` child's state: every live block is inherited, and
-    /// the parent's freed-block records stay the parent's (the counts and
-    /// aggregates continue, as DHAT counts a child).
-    pub fn mark_inherited(&mut self) {
+    /// Becomes the state of a `fork()` child at tick `fork_ts`: every live
+    /// block is inherited, and the parent's freed-block records stay the
+    /// parent's (the counts and aggregates continue, as DHAT counts a child).
+    /// No block is touched: which ones are inherited follows from their
+    /// birth, so a child does not copy the pages of its parent's heap table
+    /// (copy-on-write) just to mark them.
+    pub fn mark_inherited(&mut self, fork_ts: u64) {
         self.freed = FreedRecords::new(self.freed.capacity());
         self.named_freed.clear();
-        self.flush_recent();
-        for b in self.live.values_mut().chain(self.displaced.values_mut()) {
-            b.inherited = true;
-        }
-        self.totals.inherited_allocations = self.live.len() as u64 + self.displaced.len() as u64;
+        self.inherited_before = fork_ts;
+        self.totals.inherited_allocations = self.live_count() as u64;
         self.totals.inherited_bytes = self.live_bytes;
+    }
+
+    /// What the snapshot of a `fork()` child that made no event of its own
+    /// shows (SPEC §2 `inherited_only`): the inherited totals and peak, and
+    /// the moment of the fork on the timeline; no records, sites, threads or
+    /// histograms, and nothing of the parent's heap is copied.
+    pub fn inherited_only(&self) -> Finished {
+        let mut timeline = Vec::with_capacity(3);
+        if self.peak.bytes > 0 {
+            timeline.push((self.peak.ts, self.peak.bytes));
+        }
+        timeline.push((self.inherited_before, self.live_bytes));
+        Finished {
+            totals: self.totals,
+            peak: self.peak,
+            live_at_end: Vec::new(),
+            live_bytes: self.live_bytes,
+            freed: Vec::new(),
+            sites: Vec::new(),
+            threads: Vec::new(),
+            lifetime_counts: Vec::new(),
+            lifetime_bytes: Vec::new(),
+            timeline,
+            vars: Vec::new(),
+            named_freed: Vec::new(),
+            inherited_only: true,
+        }
     }
 
     pub fn live_count(&self) -> usize {
@@ -659,7 +696,7 @@ impl Collector {
                 site: b.site,
                 birth: b.birth,
                 death,
-                inherited: b.inherited,
+                inherited: b.birth < self.inherited_before,
                 var: self.named_blocks.get(&ptr).copied().unwrap_or(0),
             });
         }
@@ -678,6 +715,7 @@ impl Collector {
             timeline: self.timeline.points(),
             vars: self.vars,
             named_freed: self.named_freed,
+            inherited_only: false,
         }
     }
 }
@@ -706,6 +744,8 @@ pub struct Finished {
     pub vars: Vec<VarState>,
     /// Freed blocks a variable owned (live ones are in `live_at_end`).
     pub named_freed: Vec<Record>,
+    /// A fork child's summary only (see [`Collector::inherited_only`]).
+    pub inherited_only: bool,
 }
 
 #[cfg(test)]

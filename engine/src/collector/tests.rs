@@ -130,6 +130,26 @@ fn a_free_seen_before_its_cross_thread_allocation_is_matched() {
     check_counts(&c);
 }
 
+/// The engine starts with a default tick rate and resizes the reorder
+/// window once the rate is measured.
+#[test]
+fn the_reorder_window_follows_the_tick_rate() {
+    // 0.25 ns per tick: the window is 4 * 50 µs of ticks.
+    let mut c = Collector::new(0, 0.25, 1000);
+    c.thread_slot(100);
+    c.thread_slot(200);
+    let w = REORDER_WINDOW_NS;
+    c.free(1_000, 0xa00, 1);
+    c.alloc(1_000 + 2 * w, 0xa00, 8, Kind::Malloc, 0, 1);
+    assert_eq!(c.totals.unmatched_frees, 0, "within 4 * 50 µs of ticks");
+    // Measured: 1 ns per tick.
+    c.set_ns_per_tick(1.0);
+    c.free(10 * w, 0xb00, 1);
+    c.alloc(12 * w, 0xb00, 8, Kind::Malloc, 0, 1);
+    assert_eq!(c.totals.unmatched_frees, 1, "2 * 50 µs apart: no reordering");
+    check_counts(&c);
+}
+
 #[test]
 fn a_realloc_seen_before_its_cross_thread_allocation_is_matched() {
     let mut c = new();
@@ -171,11 +191,27 @@ fn inherited_blocks_are_marked() {
     let mut c = new();
     c.alloc(1, 0x1, 10, Kind::Malloc, 0, 0);
     c.alloc(2, 0x2, 20, Kind::Malloc, 0, 0);
-    c.free(3, 0x1, 0);
-    c.mark_inherited();
-    assert_eq!((c.totals.inherited_allocations, c.totals.inherited_bytes), (1, 20));
-    let f = c.finish(5);
-    assert!(f.live_at_end[0].inherited);
+    c.alloc(3, 0x3, 30, Kind::Malloc, 0, 0);
+    c.free(4, 0x1, 0);
+    c.mark_inherited(5);
+    assert_eq!((c.totals.inherited_allocations, c.totals.inherited_bytes), (2, 50));
+    let only = c.inherited_only();
+    assert!(only.inherited_only && only.live_at_end.is_empty() && only.sites.is_empty());
+    assert_eq!(
+        (only.totals.allocations, only.totals.frees, only.live_bytes),
+        (3, 1, 50)
+    );
+    assert_eq!(only.timeline, vec![(3, 60), (5, 50)]);
+    // The child's own block is not inherited; an inherited one it frees is.
+    c.alloc(6, 0x4, 40, Kind::Malloc, 0, 0);
+    c.free(7, 0x2, 0);
+    let f = c.finish(9);
+    assert_eq!(
+        f.freed.iter().map(|r| (r.size, r.inherited)).collect::<Vec<_>>(),
+        vec![(20, true)]
+    );
+    let live: Vec<_> = f.live_at_end.iter().map(|r| (r.size, r.inherited)).collect();
+    assert_eq!(live, vec![(30, true), (40, false)]);
 }
 
 /// A random single-threaded-truth history, shuffled across threads the way

@@ -208,26 +208,39 @@ fn walk(
 static MAIN_LO: AtomicU64 = AtomicU64::new(0);
 static MAIN_HI: AtomicU64 = AtomicU64::new(0);
 
-/// Notes the stack of the calling (main) thread. Called at start-up, never
-/// from a malloc hook: `pthread_getattr_np` takes a lock it also holds while
-/// it allocates, so calling it from inside malloc can deadlock.
+extern "C" {
+    /// Set by ld.so before any code runs: the stack pointer at the process
+    /// entry, on the main thread's stack above every frame.
+    static __libc_stack_end: *mut libc::c_void;
+}
+
+/// Notes the main thread's stack, without system calls beyond one
+/// `getrlimit` (`pthread_getattr_np` reads all of /proc/self/maps for it:
+/// ~60 µs at every start-up): its top is the end of the page that holds
+/// `__libc_stack_end`, and it may grow down by `RLIMIT_STACK`, a range the
+/// kernel keeps free of other mappings (its mmap base lies below the stack
+/// top by at least that limit plus the stack's random offset). An unlimited
+/// stack is taken as 1 GiB: deeper frames get no call site, never a bad read.
 pub fn note_main_stack() {
-    let _g = thread::Guard::enter();
-    // SAFETY: attr is initialized by pthread_getattr_np before use and
-    // destroyed after.
-    unsafe {
-        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
-        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
-            return;
-        }
-        let mut addr: *mut libc::c_void = std::ptr::null_mut();
-        let mut size = 0usize;
-        if libc::pthread_attr_getstack(&attr, &mut addr, &mut size) == 0 && size != 0 {
-            MAIN_LO.store(addr as u64, Ordering::Relaxed);
-            MAIN_HI.store(addr as u64 + size as u64, Ordering::Relaxed);
-        }
-        libc::pthread_attr_destroy(&mut attr);
+    const MAX: u64 = 1 << 30;
+    // SAFETY: a plain read of a pointer ld.so set before any code ran.
+    let end = unsafe { __libc_stack_end } as u64;
+    if end == 0 {
+        return;
     }
+    // SAFETY: sysconf has no preconditions; getrlimit writes `rl`.
+    let (page, limit) = unsafe {
+        let mut rl: libc::rlimit = std::mem::zeroed();
+        let limit = if libc::getrlimit(libc::RLIMIT_STACK, &mut rl) == 0 && rl.rlim_cur != libc::RLIM_INFINITY {
+            (rl.rlim_cur as u64).min(MAX)
+        } else {
+            MAX
+        };
+        (libc::sysconf(libc::_SC_PAGESIZE) as u64, limit)
+    };
+    let hi = (end | (page - 1)) + 1;
+    MAIN_LO.store(hi.saturating_sub(limit), Ordering::Relaxed);
+    MAIN_HI.store(hi, Ordering::Relaxed);
 }
 
 /// The readable stack above `sp`: `[sp, hi)`, or `None` for a stack
@@ -245,4 +258,29 @@ fn stack_top(sp: u64) -> Option<u64> {
     }
     let tp = thread::thread_pointer() as u64;
     (sp < tp && tp - sp < 1 << 30).then_some(tp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_main_stack_is_found_without_proc_maps() {
+        note_main_stack();
+        let (lo, hi) = (MAIN_LO.load(Ordering::Relaxed), MAIN_HI.load(Ordering::Relaxed));
+        // SAFETY: reads a pointer ld.so set at start-up.
+        let entry = unsafe { __libc_stack_end } as u64;
+        assert!(
+            lo < entry && entry < hi && hi - entry <= 4096,
+            "{lo:#x} {entry:#x} {hi:#x}"
+        );
+        // SAFETY: the word below the top is on the main stack's last page.
+        let _ = unsafe { std::ptr::read_volatile((hi - 8) as *const u64) };
+        // A test runs on a thread of its own: its stack is not the main one.
+        let here = &lo as *const u64 as u64;
+        if std::thread::current().name() != Some("main") {
+            assert!(!(lo..hi).contains(&here));
+            assert!(stack_top(here).is_some_and(|top| top > here));
+        }
+    }
 }

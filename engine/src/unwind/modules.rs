@@ -5,17 +5,22 @@
 //! the unwinder meets an address no module covers, e.g. in a library just
 //! `dlopen`ed) builds a new one and swaps a pointer, so the hot path reads
 //! it without a lock. Old lists and modules are never freed, so a reader can
-//! never see one vanish; a module's CFI is copied out of the mapping when
-//! first seen, so a later `dlclose` cannot pull memory from under an unwind,
-//! and its path stays known for symbolizing addresses of libraries since
-//! closed. Nothing here takes a lock of memscope's, so a `fork` at any
-//! moment leaves the child nothing to untangle.
+//! never see one vanish, and a module's path stays known for symbolizing
+//! addresses of libraries since closed. A module's CFI is copied out of its
+//! mapping the first time the unwinder needs it ([`Module::cfi`]), inside
+//! `dl_iterate_phdr`, whose lock keeps the module loaded during the copy: a
+//! later `dlclose` cannot pull memory from under an unwind, and an image
+//! pays only for the modules its allocations come through (copying every
+//! module's CFI at start-up cost ~175 µs per image, most of it page faults).
+//! Nothing here takes a lock of memscope's, so a `fork` at any moment leaves
+//! the child nothing to untangle.
 //!
 //! `dlopen` itself is not hooked: glibc resolves a relative library name
 //! against the *calling* object's RUNPATH, which a hook would change.
 
 use crate::thread::Guard;
 use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::OnceLock;
 
 /// One loaded object.
 #[derive(Debug)]
@@ -30,8 +35,10 @@ pub struct Module {
     /// Runtime range of its executable segment(s).
     pub text_start: u64,
     pub text_end: u64,
-    /// `.eh_frame_hdr` and `.eh_frame` copies and their runtime addresses.
-    pub cfi: Option<Cfi>,
+    /// Runtime address and size of `.eh_frame_hdr` (`None`: no unwind info).
+    pub eh_frame_hdr: Option<(u64, usize)>,
+    /// Its copy with `.eh_frame`'s, made on first use (see [`Module::cfi`]).
+    cfi: OnceLock<Option<Cfi>>,
     /// The GNU build id: finds separate debug info
     /// (`/usr/lib/debug/.build-id/…`) when symbolizing.
     pub build_id: Vec<u8>,
@@ -49,6 +56,57 @@ impl Module {
     pub fn contains(&self, addr: u64) -> bool {
         (self.start..self.end).contains(&addr)
     }
+
+    /// The module's unwind info, copied on first use while the loader's
+    /// lock keeps the module mapped. `Err(())` while the module is not
+    /// loaded (closed since the list was made; it may come back at the same
+    /// place, so nothing is remembered); `Ok(None)` when it has no usable
+    /// unwind info.
+    #[allow(clippy::result_unit_err)]
+    pub fn cfi(&'static self) -> Result<Option<&'static Cfi>, ()> {
+        if let Some(c) = self.cfi.get() {
+            return Ok(c.as_ref());
+        }
+        if self.eh_frame_hdr.is_none() {
+            return Ok(self.cfi.get_or_init(|| None).as_ref());
+        }
+        let _g = Guard::enter();
+        let mut job = CopyJob {
+            module: self,
+            copied: None,
+        };
+        // SAFETY: the callback only reads the program headers it is given,
+        // and copies from this module only while the loader lists it.
+        unsafe {
+            libc::dl_iterate_phdr(Some(copy_if_loaded), &mut job as *mut CopyJob as *mut libc::c_void);
+        }
+        match job.copied {
+            // Two threads may both have copied: the first copy stays.
+            Some(copy) => Ok(self.cfi.get_or_init(|| copy).as_ref()),
+            None => Err(()),
+        }
+    }
+}
+
+/// What [`copy_if_loaded`] looks for, and what it found.
+struct CopyJob {
+    module: &'static Module,
+    /// `None`: not loaded; `Some(copy)`: loaded, and its CFI copy (`None`
+    /// when unusable).
+    copied: Option<Option<Cfi>>,
+}
+
+/// `dl_iterate_phdr` callback: copies the CFI of `CopyJob::module` if it is
+/// one of the loaded objects (the loader's lock is held meanwhile).
+unsafe extern "C" fn copy_if_loaded(info: *mut libc::dl_phdr_info, _: usize, data: *mut libc::c_void) -> libc::c_int {
+    let job = &mut *(data as *mut CopyJob);
+    let m = job.module;
+    let info = &*info;
+    if info.dlpi_addr as u64 != m.bias || load_range(info) != Some((m.start, m.end)) || name(info) != m.path {
+        return 0;
+    }
+    job.copied = Some(m.eh_frame_hdr.and_then(|(addr, len)| copy_cfi(addr, len, m.end)));
+    1
 }
 
 /// Modules sorted by start address.
@@ -153,53 +211,74 @@ pub fn refresh_for_unknown_address() -> bool {
 unsafe extern "C" fn collect(info: *mut libc::dl_phdr_info, _: usize, data: *mut libc::c_void) -> libc::c_int {
     let out = &mut *(data as *mut Vec<&'static Module>);
     let info = &*info;
+    let Some((start, end)) = load_range(info) else { return 0 };
+    let path = name(info);
+    if let Some(known) = seen().find(|m| m.start == start && m.end == end && m.path == path) {
+        out.push(known);
+        return 0;
+    }
     let bias = info.dlpi_addr as u64;
-    let phdrs = std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize);
-    let (mut start, mut end, mut text_start, mut text_end) = (u64::MAX, 0, u64::MAX, 0);
-    let mut eh_hdr = None;
+    let (mut text_start, mut text_end) = (u64::MAX, 0);
+    let mut eh_frame_hdr = None;
     let mut build_id = Vec::new();
-    for p in phdrs {
+    for p in phdrs(info) {
         if p.p_type == libc::PT_NOTE && build_id.is_empty() {
             build_id = find_build_id((bias + p.p_vaddr) as *const u8, p.p_memsz as usize);
         }
-        if p.p_type == libc::PT_LOAD {
-            start = start.min(bias + p.p_vaddr);
-            end = end.max(bias + p.p_vaddr + p.p_memsz);
-            if p.p_flags & libc::PF_X != 0 {
-                text_start = text_start.min(bias + p.p_vaddr);
-                text_end = text_end.max(bias + p.p_vaddr + p.p_memsz);
-            }
+        if p.p_type == libc::PT_LOAD && p.p_flags & libc::PF_X != 0 {
+            text_start = text_start.min(bias + p.p_vaddr);
+            text_end = text_end.max(bias + p.p_vaddr + p.p_memsz);
         }
         if p.p_type == libc::PT_GNU_EH_FRAME {
-            eh_hdr = Some((bias + p.p_vaddr, p.p_memsz as usize));
+            eh_frame_hdr = Some((bias + p.p_vaddr, p.p_memsz as usize));
         }
     }
-    if start >= end {
-        return 0;
-    }
-    let path = if info.dlpi_name.is_null() {
-        String::new()
-    } else {
-        std::ffi::CStr::from_ptr(info.dlpi_name).to_string_lossy().into_owned()
-    };
-    let known = seen().find(|m| m.start == start && m.end == end && m.path == path);
-    let module = known.unwrap_or_else(|| {
-        let cfi = eh_hdr.and_then(|(a, n)| copy_cfi(a, n, end));
-        let m: &'static Module = Box::leak(Box::new(Module {
-            path,
-            bias,
-            start,
-            end,
-            text_start,
-            text_end,
-            cfi,
-            build_id,
-        }));
-        remember(m);
-        m
-    });
-    out.push(module);
+    let m: &'static Module = Box::leak(Box::new(Module {
+        path: path.into_owned(),
+        bias,
+        start,
+        end,
+        text_start,
+        text_end,
+        eh_frame_hdr,
+        cfi: OnceLock::new(),
+        build_id,
+    }));
+    remember(m);
+    out.push(m);
     0
+}
+
+/// # Safety
+/// `info` must come from `dl_iterate_phdr` (valid for the callback).
+unsafe fn phdrs(info: &libc::dl_phdr_info) -> &[libc::Elf64_Phdr] {
+    std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize)
+}
+
+/// Runtime address range of an object's loadable segments.
+///
+/// # Safety
+/// As [`phdrs`].
+unsafe fn load_range(info: &libc::dl_phdr_info) -> Option<(u64, u64)> {
+    let bias = info.dlpi_addr as u64;
+    let (mut start, mut end) = (u64::MAX, 0);
+    for p in phdrs(info).iter().filter(|p| p.p_type == libc::PT_LOAD) {
+        start = start.min(bias + p.p_vaddr);
+        end = end.max(bias + p.p_vaddr + p.p_memsz);
+    }
+    (start < end).then_some((start, end))
+}
+
+/// The object's path as the loader reports it.
+///
+/// # Safety
+/// As [`phdrs`].
+unsafe fn name(info: &libc::dl_phdr_info) -> std::borrow::Cow<'_, str> {
+    if info.dlpi_name.is_null() {
+        std::borrow::Cow::Borrowed("")
+    } else {
+        std::ffi::CStr::from_ptr(info.dlpi_name).to_string_lossy()
+    }
 }
 
 /// Copies `.eh_frame_hdr` and the `.eh_frame` it points to (up to its

@@ -1,0 +1,134 @@
+//! The collector thread: merges the rings into the collector in the
+//! background, and writes the final snapshot when a fatal signal arrives
+//! (the signalled thread may be inside `malloc`).
+//!
+//! An image that starts with `lifecycle::start` gets one at once. A `fork()`
+//! child gets one at its first event of its own ([`ensure`], from the slow
+//! path that gives a thread its ring), not at the fork: the usual child of
+//! a launcher makes no event before it calls `exec` (or `_exit`), and then
+//! needs no thread — creating one cost every such child ~30 µs, and the
+//! `exec` then had to kill it. Until it runs, nothing is lost: a producer
+//! whose ring is full drains it itself, and the snapshot's own drain reads
+//! whatever is left. A child with no event of its own ends without needing
+//! the collector at all (see `inherited`).
+
+use crate::recorder::{state, Mode, ENABLED, ENGINE, PID};
+use crate::sys;
+use crate::thread;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+/// Pid of the process whose collector thread is running (0: none).
+static RUNNING_FOR: AtomicU32 = AtomicU32::new(0);
+/// Pid of the process for which a collector thread was started (or tried).
+static STARTED_FOR: AtomicU32 = AtomicU32::new(0);
+/// Futex the collector sleeps on; producers bump it to wake it.
+static WAKE: AtomicU32 = AtomicU32::new(0);
+static SLEEPING: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn collector_main(_: *mut libc::c_void) -> *mut libc::c_void {
+    thread::mark_internal_forever();
+    // SAFETY: blocking every signal in this thread only; process-directed
+    // signals then go to the program's threads, whose handlers expect them.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
+        libc::prctl(libc::PR_SET_NAME, c"memscope".as_ptr());
+    }
+    crate::thread::verify_static_tls();
+    let pid = PID.load(Ordering::Relaxed);
+    RUNNING_FOR.store(pid, Ordering::Release);
+    let mut idle_ns = 1_000_000;
+    while ENABLED.load(Ordering::Relaxed) && PID.load(Ordering::Relaxed) == pid {
+        if crate::lifecycle::serve_final_request() {
+            continue;
+        }
+        let ran = std::panic::catch_unwind(|| {
+            ENGINE.with(|slot| {
+                let st = state(slot);
+                st.drain(Mode::Running);
+                st.maintain();
+                st.backlog()
+            })
+        });
+        match ran {
+            // Little left: let events pile up (producers nudge at a quarter
+            // ring) rather than polling their rings and stealing cache lines.
+            Ok(n) if n < 1024 => {
+                let w = WAKE.load(Ordering::Acquire);
+                SLEEPING.store(true, Ordering::SeqCst);
+                sys::futex_wait(&WAKE, w, idle_ns);
+                SLEEPING.store(false, Ordering::Relaxed);
+                idle_ns = if n == 0 {
+                    (idle_ns * 2).min(20_000_000)
+                } else {
+                    1_000_000
+                };
+            }
+            Ok(_) => idle_ns = 1_000_000,
+            Err(_) => {
+                crate::warn!("internal error in the collector; tracing stops here");
+                ENABLED.store(false, Ordering::Relaxed);
+                break;
+            }
+        }
+    }
+    if RUNNING_FOR.load(Ordering::Relaxed) == pid {
+        RUNNING_FOR.store(0, Ordering::Release);
+    }
+    std::ptr::null_mut()
+}
+
+/// Starts this process's collector thread unless one was started (or
+/// tried) already. Called at start-up and by a thread's first event; the
+/// caller holds no lock of memscope's or of `malloc`'s.
+pub fn ensure() {
+    let pid = PID.load(Ordering::Relaxed);
+    if STARTED_FOR.load(Ordering::Relaxed) == pid || STARTED_FOR.swap(pid, Ordering::AcqRel) == pid {
+        return;
+    }
+    if !spawn() {
+        crate::warn!("could not start the collector thread; recording inline");
+    }
+}
+
+fn spawn() -> bool {
+    let _g = thread::Guard::enter();
+    // SAFETY: plain pthread_create of a detached thread with a C entry point.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        libc::pthread_attr_init(&mut attr);
+        libc::pthread_attr_setdetachstate(&mut attr, libc::PTHREAD_CREATE_DETACHED);
+        libc::pthread_attr_setstacksize(&mut attr, 1 << 20);
+        let mut t: libc::pthread_t = 0;
+        let ok = libc::pthread_create(&mut t, &attr, collector_main, std::ptr::null_mut()) == 0;
+        libc::pthread_attr_destroy(&mut attr);
+        ok
+    }
+}
+
+/// True when a collector thread of this process runs (and so can be asked
+/// to write the final snapshot from a signal handler).
+pub fn running() -> bool {
+    RUNNING_FOR.load(Ordering::Acquire) == PID.load(Ordering::Relaxed)
+}
+
+/// True while the collector sleeps between rounds.
+#[inline]
+pub fn sleeping() -> bool {
+    SLEEPING.load(Ordering::Relaxed)
+}
+
+/// Wakes the collector (to drain, or to hand it a request).
+#[cold]
+pub fn wake() {
+    WAKE.fetch_add(1, Ordering::Release);
+    sys::futex_wake_all_u32(&WAKE);
+}
+
+/// Forgets the parent's collector thread (fork child); the child's starts
+/// with its first event ([`ensure`]).
+pub fn reset_in_child() {
+    RUNNING_FOR.store(0, Ordering::Release);
+    SLEEPING.store(false, Ordering::Relaxed);
+}

@@ -1,0 +1,252 @@
+//! The snapshot of a `fork()` child that made no event of its own before it
+//! ended or called `exec` (SPEC §2, `"inherited_only": true`): the usual
+//! child of a launcher (a shell, cargo, make) between `fork` and `exec`.
+//!
+//! Its summary is the parent's at the fork, so it is built once, at the
+//! fork, from the collector's totals alone — no record, call site or name
+//! of the parent's heap is copied, symbolized or serialized — together with
+//! its file names and a buffer big enough for its JSON. At the ending only
+//! the ending's fields change, and it is written without allocating: the
+//! ending may be a fatal signal that interrupted the child's first `malloc`
+//! (before its event was recorded), and such a child has no collector
+//! thread to hand the work to (see `collector_thread`).
+
+use crate::clock::{Anchor, Calibration};
+use crate::config::{self, ExportFormat};
+use crate::process::ProcessInfo;
+use crate::recorder::{EngineState, UNRECORDABLE};
+use crate::{paths, registry, snapshot, sys};
+use memscope_format::{EndKind, Snapshot};
+use std::ffi::CString;
+use std::sync::atomic::{AtomicPtr, Ordering};
+
+/// Everything the snapshot of a child without events of its own needs.
+pub struct Prepared {
+    snap: Snapshot,
+    /// Room for the JSON, with margin for the ending's fields.
+    buf: Box<[u8]>,
+    /// The JSON's path and temporary file: the snapshot's path, or beside
+    /// it when only HTML is asked for (written then only from a signal
+    /// handler, where the report cannot be rendered).
+    json: CString,
+    tmp: CString,
+    /// The report's path when one is asked for.
+    html: Option<String>,
+    manifest: Option<CString>,
+    /// Ring slots reserved and unrecordable events at the fork: the child
+    /// has had no event of its own while both are unchanged.
+    reserved: u64,
+    unrecordable: u64,
+}
+
+/// The prepared snapshot of this child (null when there is none).
+static PREPARED: AtomicPtr<Prepared> = AtomicPtr::new(std::ptr::null_mut());
+
+/// Slots reserved so far in every ring: a lock-free count of every event
+/// recorded or being recorded.
+fn reserved_total() -> u64 {
+    registry::rings().map(|r| r.reserved()).sum()
+}
+
+/// Prepares the snapshot of a child forked at `fork` (called by the fork
+/// handler with the engine state adopted; `start` is the lineage's first
+/// anchor, `path` the snapshot's path).
+pub fn prepare(st: &EngineState, process: &ProcessInfo, start: Anchor, fork: Anchor, path: String) {
+    let cfg = config::get();
+    let old = if cfg.auto_export {
+        let p = build(st, process, start, fork, path);
+        PREPARED.swap(
+            p.map_or(std::ptr::null_mut(), |p| Box::into_raw(Box::new(p))),
+            Ordering::AcqRel,
+        )
+    } else {
+        PREPARED.swap(std::ptr::null_mut(), Ordering::AcqRel)
+    };
+    if !old.is_null() {
+        // SAFETY: made by Box::into_raw below (in this process's parent),
+        // and no longer reachable from PREPARED.
+        drop(unsafe { Box::from_raw(old) });
+    }
+}
+
+fn build(st: &EngineState, process: &ProcessInfo, start: Anchor, fork: Anchor, path: String) -> Option<Prepared> {
+    let cfg = config::get();
+    let cal = Calibration::of_clock(start, fork);
+    // The ending's fields are set when it comes.
+    let ending = snapshot::Ending {
+        kind: EndKind::Exit,
+        end_ticks: fork.ticks,
+        exit_code: None,
+        signal: None,
+    };
+    let counts = snapshot::EngineCounts {
+        events_dropped: st.inflight_lost + UNRECORDABLE.load(Ordering::Relaxed),
+    };
+    let mut snap = snapshot::build(st.collector.inherited_only(), process, ending, &cal, cfg, counts);
+    snap.summary.live_at_exit_allocations = st.collector.live_count() as u64;
+    // JSON escapes a byte into at most 6; the rest (keys, numbers) is small.
+    let text: usize = process.argv.iter().map(String::len).sum::<usize>() + process.exe.len() + process.cwd.len();
+    let html = (cfg.format != ExportFormat::Json).then(|| paths::with_extension(&path, "html"));
+    let json = match cfg.format {
+        ExportFormat::Html => paths::with_extension(&path, "json"),
+        _ => path,
+    };
+    let (dir, name) = json.rsplit_once('/')?;
+    let tmp = format!("{dir}/.{name}.{}.0.tmp", process.pid);
+    let manifest = cfg.manifest.as_ref().and_then(|m| CString::new(m.as_str()).ok());
+    Some(Prepared {
+        snap,
+        buf: vec![0u8; 16_384 + 6 * text].into_boxed_slice(),
+        json: CString::new(json).ok()?,
+        tmp: CString::new(tmp).ok()?,
+        html,
+        manifest,
+        reserved: reserved_total(),
+        unrecordable: UNRECORDABLE.load(Ordering::Relaxed),
+    })
+}
+
+/// How the image ended.
+#[derive(Clone, Copy)]
+pub struct End {
+    pub kind: EndKind,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    /// Not the final ending (`exec`, which may fail): keep what was prepared.
+    pub keep: bool,
+    /// In a fatal signal's handler: write nothing that allocates.
+    pub in_signal: bool,
+}
+
+/// Writes this image's snapshot if it is a fork child that has made no
+/// event of its own, and says so (else the caller writes the full one).
+pub fn write_if_inherited_only(end: End) -> bool {
+    let p = PREPARED.swap(std::ptr::null_mut(), Ordering::AcqRel);
+    // SAFETY: PREPARED held the only pointer to it, and now this call does.
+    let Some(prep) = (unsafe { p.as_mut() }) else {
+        return false;
+    };
+    let unchanged = reserved_total() == prep.reserved && UNRECORDABLE.load(Ordering::Relaxed) == prep.unrecordable;
+    if !unchanged {
+        // The child had events: its full snapshot is written instead. Not
+        // freed in a signal handler (free could deadlock there), else freed.
+        if !end.in_signal {
+            // SAFETY: from Box::into_raw in `prepare`, reachable nowhere else.
+            drop(unsafe { Box::from_raw(p) });
+        }
+        return false;
+    }
+    write(prep, end);
+    if end.keep {
+        PREPARED.store(p, Ordering::Release);
+    }
+    true
+}
+
+fn write(prep: &mut Prepared, end: End) {
+    let t0 = crate::clock::monotonic_ns();
+    let s = &mut prep.snap;
+    let end_unix = Anchor::take().unix_ns.max(s.process.start_unix_ns);
+    s.process.end = end.kind;
+    s.process.exit_code = end.exit_code;
+    s.process.signal = end.signal;
+    s.process.end_unix_ns = end_unix;
+    if let Some(last) = s.timeline.last_mut() {
+        last.0 = end_unix;
+    }
+    let json = prep.json.to_str().unwrap_or("");
+    if prep.html.is_none() || end.in_signal {
+        let mut w: &mut [u8] = &mut prep.buf;
+        let room = w.len();
+        let r = match s.write_json(&mut w).map(|()| room - w.len()) {
+            Ok(len) => write_atomic(&prep.json, &prep.tmp, &prep.buf[..len]),
+            Err(e) => Err(std::io::Error::from(e)),
+        };
+        note(r, json, prep.manifest.as_deref(), t0, end.in_signal);
+    }
+    if let Some(html) = prep.html.as_deref().filter(|_| !end.in_signal) {
+        let r = snapshot::write_atomic(html, |w| {
+            memscope_report::write_html(std::slice::from_ref(&prep.snap), w)
+        });
+        note(r, html, prep.manifest.as_deref(), t0, false);
+    }
+}
+
+fn note(r: std::io::Result<()>, path: &str, manifest: Option<&std::ffi::CStr>, t0: u64, in_signal: bool) {
+    match r {
+        Ok(()) => {
+            let us = (crate::clock::monotonic_ns() - t0) / 1000;
+            crate::info!("wrote {path} (inherited only) in {us} µs");
+            if let Some(m) = manifest {
+                append_line(m, path.as_bytes());
+            }
+        }
+        // An OS error's text is built in a String: not in a signal handler.
+        Err(e) => match e.raw_os_error().filter(|_| in_signal) {
+            Some(code) => crate::warn!("cannot write the snapshot to {path}: os error {code}"),
+            None => crate::warn!("cannot write the snapshot to {path}: {e}"),
+        },
+    }
+}
+
+/// `snapshot::write_atomic` with system calls only: the same temporary file
+/// (0600, never through a symlink) renamed over the target, which must not
+/// be a device, fifo or directory. A temporary file left by a dead process
+/// with this pid is removed first.
+fn write_atomic(path: &std::ffi::CStr, tmp: &std::ffi::CStr, bytes: &[u8]) -> std::io::Result<()> {
+    let err = std::io::Error::last_os_error;
+    // SAFETY: NUL-terminated paths, a stat buffer on the stack, a
+    // descriptor this function opens and closes.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        if libc::lstat(path.as_ptr(), &mut st) == 0 {
+            let t = st.st_mode & libc::S_IFMT;
+            if t != libc::S_IFREG && t != libc::S_IFLNK {
+                return Err(std::io::Error::from_raw_os_error(libc::EISDIR));
+            }
+        }
+        let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        let mut fd = libc::open(tmp.as_ptr(), flags, 0o600);
+        if fd < 0 && err().raw_os_error() == Some(libc::EEXIST) {
+            libc::unlink(tmp.as_ptr());
+            fd = libc::open(tmp.as_ptr(), flags, 0o600);
+        }
+        if fd < 0 {
+            return Err(err());
+        }
+        let mut r = sys::write_all(fd, bytes);
+        if libc::close(fd) != 0 && r.is_ok() {
+            r = Err(err());
+        }
+        if r.is_ok() && libc::rename(tmp.as_ptr(), path.as_ptr()) != 0 {
+            r = Err(err());
+        }
+        if r.is_err() {
+            libc::unlink(tmp.as_ptr());
+        }
+        r
+    }
+}
+
+/// Appends `line` and a newline to `file` in one `write` (as
+/// `snapshot::append_manifest` does), from a buffer on the stack.
+fn append_line(file: &std::ffi::CStr, line: &[u8]) {
+    let mut buf = [0u8; 4096];
+    if line.len() >= buf.len() {
+        return;
+    }
+    buf[..line.len()].copy_from_slice(line);
+    buf[line.len()] = b'\n';
+    // SAFETY: a NUL-terminated path; the descriptor is closed right after.
+    unsafe {
+        let fd = libc::open(
+            file.as_ptr(),
+            libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_CLOEXEC,
+            0o600,
+        );
+        if fd >= 0 {
+            let _ = sys::write_all(fd, &buf[..=line.len()]);
+            libc::close(fd);
+        }
+    }
+}

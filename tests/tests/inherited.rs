@@ -1,0 +1,96 @@
+//! Fork children without an allocation event of their own write the small
+//! `inherited_only` snapshot (SPEC §2); a child that allocates writes the
+//! full one.
+
+use memscope_format::{EndKind, Snapshot};
+use memscope_tests::*;
+
+fn run(test: &str) -> Run {
+    let prog = c_program("inherited", &[]);
+    let run = traced(test, &prog, &["/bin/true"], &[]);
+    assert!(run.output.status.success(), "{}", run.stderr());
+    assert_eq!(run.stderr(), "");
+    for (_, s) in &run.snapshots {
+        check_invariants(s);
+    }
+    run
+}
+
+/// The parent's counters at every fork: a, b, c allocated, b freed.
+fn at_fork(s: &Snapshot) -> [u64; 9] {
+    let m = &s.summary;
+    [
+        m.total_allocations,
+        m.total_frees,
+        m.total_allocated_bytes,
+        m.total_freed_bytes,
+        m.reallocs,
+        m.peak_live_bytes,
+        m.peak_live_allocations,
+        m.live_at_exit_allocations,
+        m.live_at_exit_bytes,
+    ]
+}
+
+fn child(run: &Run, end: EndKind) -> &Snapshot {
+    let found = run.find(|s| s.process.forked && s.process.end == end);
+    assert_eq!(found.len(), 1, "one child ending in {end:?}: {:?}", run.paths());
+    found[0]
+}
+
+#[test]
+fn children_without_events_of_their_own_write_only_the_inherited_summary() {
+    let run = run("inherited_only");
+    // Parent, 4 children, and the image the first one exec'd.
+    assert_eq!(run.snapshots.len(), 6, "{:?}", run.paths());
+    let parent = run.find(|s| !s.process.forked && s.process.exe.ends_with("/inherited"));
+    assert_eq!(parent.len(), 1);
+    let parent = parent[0];
+    assert_eq!((parent.summary.total_allocations, parent.summary.total_frees), (3, 2));
+    let only = [
+        (child(&run, EndKind::Exec), None, None),
+        (child(&run, EndKind::UnderscoreExit), Some(5), None),
+        (child(&run, EndKind::Signal), None, Some(libc::SIGTERM)),
+    ];
+    for (s, code, signal) in only {
+        let what = format!("{:?}", s.process.end);
+        assert!(s.summary.inherited_only, "{what}");
+        assert_eq!(at_fork(s), [3, 1, 600, 200, 0, 600, 3, 2, 400], "{what}");
+        let m = &s.summary;
+        assert_eq!((m.inherited_allocations, m.inherited_bytes), (2, 400), "{what}");
+        assert_eq!((m.events_dropped, m.records_omitted), (0, 3), "{what}");
+        assert!(s.allocations.is_empty() && s.callsites.is_empty(), "{what}");
+        assert_eq!((s.process.exit_code, s.process.signal), (code, signal), "{what}");
+        assert_eq!(s.process.ppid, parent.process.pid);
+        // The peak is the parent's, at the same instant.
+        let drift = s.summary.peak_unix_ns.abs_diff(parent.summary.peak_unix_ns);
+        assert!(drift < 1_000, "{what}: peak moved by {drift} ns");
+        assert!(s.process.start_unix_ns <= s.process.end_unix_ns);
+    }
+    // What the exec'd child became is an image of its own.
+    let exec_pid = child(&run, EndKind::Exec).process.pid;
+    let after = run.find(|s| s.process.pid == exec_pid && s.process.exec_seq == 1);
+    assert_eq!(after.len(), 1);
+    assert!(!after[0].summary.inherited_only && after[0].process.exe.ends_with("true"));
+}
+
+#[test]
+fn a_child_that_allocates_writes_a_full_snapshot() {
+    let run = run("inherited_full");
+    let s = child(&run, EndKind::Exit);
+    assert!(!s.summary.inherited_only);
+    assert_eq!(s.process.exit_code, Some(7));
+    // The parent's 3 blocks and 1 free, then d allocated and a freed.
+    assert_eq!(at_fork(s), [4, 2, 650, 300, 0, 600, 3, 2, 350]);
+    let m = &s.summary;
+    assert_eq!((m.inherited_allocations, m.inherited_bytes), (2, 400));
+    // a (freed here) and c (live) are the parent's; d is the child's.
+    let mut recs: Vec<_> = s
+        .allocations
+        .iter()
+        .map(|a| (a.size, a.inherited, a.is_leaked))
+        .collect();
+    recs.sort();
+    assert_eq!(recs, vec![(50, false, true), (100, true, false), (300, true, true)]);
+    assert!(!s.callsites.is_empty());
+}
