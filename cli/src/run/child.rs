@@ -12,7 +12,7 @@
 //! `run`'s children, so it can wait for them (they write snapshots too).
 
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 
 /// The traced command's pid (0 before it starts).
 static CHILD: AtomicI32 = AtomicI32::new(0);
@@ -20,6 +20,10 @@ static CHILD: AtomicI32 = AtomicI32::new(0);
 static DRAINING: AtomicBool = AtomicBool::new(false);
 /// A signal arrived while draining: stop waiting.
 static STOP: AtomicBool = AtomicBool::new(false);
+/// Signals (bit N for signal N) that arrived after the command started but
+/// before `spawn` returned its pid: the command can exec, print and be
+/// signalled through `run` before `Command::spawn` returns here.
+static PENDING: AtomicU64 = AtomicU64::new(0);
 
 const FORWARDED: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
 
@@ -31,11 +35,18 @@ extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut li
     }
     // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
     let from_terminal = !info.is_null() && unsafe { (*info).si_code } == libc::SI_KERNEL;
-    let child = CHILD.load(Ordering::Relaxed);
-    if child > 0 && !from_terminal {
+    if from_terminal {
+        return;
+    }
+    let child = CHILD.load(Ordering::SeqCst);
+    if child > 0 {
         // SAFETY: kill is async-signal-safe; the pid is our own child and
         // not yet reaped (`wait` clears CHILD before reaping it).
         unsafe { libc::kill(child, sig) };
+    } else if (0..64).contains(&sig) {
+        // Not started yet, or started but its pid not known yet: `spawn`
+        // forwards it.
+        PENDING.fetch_or(1 << sig, Ordering::SeqCst);
     }
 }
 
@@ -80,7 +91,14 @@ impl Ended {
 pub fn spawn(cmd: &mut Command) -> std::io::Result<i32> {
     let child = cmd.spawn()?;
     let pid = child.id() as i32;
-    CHILD.store(pid, Ordering::Relaxed);
+    CHILD.store(pid, Ordering::SeqCst);
+    // `run` has one thread here, so a handler either ran before the store
+    // (and left its signal in PENDING) or sees the pid.
+    let pending = PENDING.swap(0, Ordering::SeqCst);
+    for sig in FORWARDED.into_iter().filter(|&s| pending & (1 << s) != 0) {
+        // SAFETY: our own child, not yet reaped.
+        unsafe { libc::kill(pid, sig) };
+    }
     // Reaped with waitpid below; dropping `Child` neither waits nor kills.
     drop(child);
     Ok(pid)
