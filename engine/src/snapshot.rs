@@ -223,6 +223,7 @@ pub fn build(
             inherited_allocations: t.inherited_allocations,
             inherited_bytes: t.inherited_bytes,
             unmatched_frees: t.unmatched_frees,
+            inherited_only: false,
         },
         allocations,
         modules: tables.modules,

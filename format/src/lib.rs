@@ -149,6 +149,10 @@ pub struct Summary {
     /// the library was loaded, or by a path it does not interpose).
     #[serde(default)]
     pub unmatched_frees: u64,
+    /// A forked child that made no allocation event of its own before it
+    /// ended or exec'd (SPEC §2): its totals are all its parent's.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub inherited_only: bool,
 }
 
 /// One heap block: its birth, its death (or the end of the process) and so
