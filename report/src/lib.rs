@@ -7,13 +7,22 @@
 //! symbols) is escaped: the data travels as JSON inside a `<script>` element
 //! with `<`, `>`, `&` and the line separators escaped, and is only ever put on
 //! the page through `textContent`.
+//!
+//! A run of hundreds of processes is rendered without holding them all:
+//! the caller keeps a [`ProcessRow`] per process (a few hundred bytes),
+//! renders a [`Section`] for each of the [`detailed`] ones — re-reading
+//! their snapshots one at a time — and assembles the page with
+//! [`write_page`]. [`write_html`] does the same from snapshots in memory.
 
 mod flame;
 mod fmt;
+pub mod groups;
+mod index;
 mod model;
 mod page;
 mod tables;
 
+pub use groups::ProcessRow;
 use memscope_format::Snapshot;
 use std::io::{self, Write};
 
@@ -25,27 +34,85 @@ const SCRIPTS: [&str; 4] = [
     include_str!("../assets/report.js"),
 ];
 
+/// Processes that get a full section (charts, flamegraph, tables). Each one
+/// costs the browser tens of milliseconds to draw, so a run of hundreds
+/// shows its heaviest in full and the rest as rows of the index.
+pub const MAX_DETAILED: usize = 20;
+
+/// Which of `rows` get a full section: the [`MAX_DETAILED`] heaviest
+/// ([`groups::heavier_first`]), in the order of `rows`.
+pub fn detailed(rows: &[ProcessRow]) -> Vec<usize> {
+    let mut chosen = groups::ranked(rows);
+    chosen.truncate(MAX_DETAILED);
+    chosen.sort_unstable();
+    chosen
+}
+
+/// One process image's full section, rendered: its HTML and its entry of
+/// the view model, ready to be put on the page.
+pub struct Section {
+    /// The process's position in the rows of the page (anchor `proc-{index}`).
+    pub index: usize,
+    html: String,
+    /// [`model::process`] as JSON, already escaped for `<script>`.
+    model: String,
+}
+
+impl Section {
+    /// Renders the section of `s`, which is row `index` of a page that will
+    /// hold `sections` sections (they share a budget of markup, so that
+    /// the page opens at once).
+    pub fn render(s: &Snapshot, index: usize, sections: usize) -> Section {
+        let mut html = String::new();
+        page::section(s, index, sections, &mut html);
+        let model = serde_json::to_string(&model::process(s, index)).unwrap_or_else(|_| "null".into());
+        Section {
+            index,
+            html,
+            model: escape_script_json(&model),
+        }
+    }
+}
+
 /// The data the page's scripts draw from (see [`model`]): one entry per
-/// process image, in the order given. Public so tests can compare it with
-/// a blessed copy.
+/// detailed process image, in the order given. Public so tests can compare
+/// it with a blessed copy.
 pub fn view_model(snapshots: &[Snapshot]) -> serde_json::Value {
-    let processes: Vec<_> = snapshots
-        .iter()
-        .enumerate()
-        .map(|(i, s)| model::process(s, i))
+    let rows: Vec<ProcessRow> = snapshots.iter().map(ProcessRow::of).collect();
+    let processes: Vec<_> = detailed(&rows)
+        .into_iter()
+        .map(|i| model::process(&snapshots[i], i))
         .collect();
     serde_json::json!({ "view_model_version": 1, "processes": processes })
 }
 
 /// Writes the report for one or more process images of a run.
 pub fn write_html(snapshots: &[Snapshot], out: &mut dyn Write) -> io::Result<()> {
-    let data = serde_json::to_string(&view_model(snapshots)).map_err(io::Error::other)?;
-    let title = snapshots.first().map_or_else(
+    let rows: Vec<ProcessRow> = snapshots.iter().map(ProcessRow::of).collect();
+    let chosen = detailed(&rows);
+    let sections: Vec<Section> = chosen
+        .iter()
+        .map(|&i| Section::render(&snapshots[i], i, chosen.len()))
+        .collect();
+    write_page(&rows, &sections, out)
+}
+
+/// Writes the page over a run: the index of every row and the given
+/// sections (each [`Section::index`] a position in `rows`), in their order.
+pub fn write_page(rows: &[ProcessRow], sections: &[Section], out: &mut dyn Write) -> io::Result<()> {
+    if let Some(s) = sections.iter().find(|s| s.index >= rows.len()) {
+        return Err(io::Error::other(format!(
+            "section {} of a report over {} processes",
+            s.index,
+            rows.len()
+        )));
+    }
+    let title = rows.first().map_or_else(
         || "memscope report".to_string(),
-        |s| format!("memscope · {}", page::basename(&s.process.exe)),
+        |r| format!("memscope · {}", groups::basename(&r.exe)),
     );
     let mut body = String::new();
-    page::body(snapshots, &mut body);
+    page::body(rows, sections, &mut body);
     write!(
         out,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n\
@@ -55,9 +122,14 @@ pub fn write_html(snapshots: &[Snapshot], out: &mut dyn Write) -> io::Result<()>
     out.write_all(include_str!("../assets/report.css").as_bytes())?;
     out.write_all(b"</style></head><body>\n")?;
     out.write_all(body.as_bytes())?;
-    out.write_all(b"<script id=\"memscope-data\" type=\"application/json\">")?;
-    out.write_all(escape_script_json(&data).as_bytes())?;
-    out.write_all(b"</script>\n")?;
+    out.write_all(b"<script id=\"memscope-data\" type=\"application/json\">{\"view_model_version\":1,\"processes\":[")?;
+    for (k, s) in sections.iter().enumerate() {
+        if k > 0 {
+            out.write_all(b",")?;
+        }
+        out.write_all(s.model.as_bytes())?;
+    }
+    out.write_all(b"]}</script>\n")?;
     for js in SCRIPTS {
         out.write_all(b"<script>")?;
         out.write_all(js.as_bytes())?;

@@ -145,7 +145,7 @@ fn flamegraph_of_real_frames_and_hostile_names_in_the_browser() {
         .map(text)
         .collect();
     assert_eq!(names, ["tree_insert", "node_new", "strdup", "[no stack]", HOSTILE_FN]);
-    let index = all(&doc, "#process-index tbody tr a");
+    let index = all(&doc, "#processes .process-index tbody tr a");
     assert_eq!(index.len(), 2);
 }
 
