@@ -10,9 +10,9 @@
 //!
 //! A run of hundreds of processes is rendered without holding them all:
 //! the caller keeps a [`ProcessRow`] per process (a few hundred bytes),
-//! renders a [`Section`] for each of the [`detailed`] ones — re-reading
-//! their snapshots one at a time — and assembles the page with
-//! [`write_page`]. [`write_html`] does the same from snapshots in memory.
+//! [`render_sections`] reads the snapshots of the heaviest again, one at a
+//! time, and [`write_page`] assembles the page. [`write_html`] does the
+//! same from snapshots in memory.
 
 mod flame;
 mod fmt;
@@ -24,6 +24,7 @@ mod tables;
 
 pub use groups::ProcessRow;
 use memscope_format::Snapshot;
+use std::borrow::Borrow;
 use std::io::{self, Write};
 
 /// The page's scripts, in load order: helpers, charts, flamegraph, start-up.
@@ -39,14 +40,11 @@ const SCRIPTS: [&str; 4] = [
 /// shows its heaviest in full and the rest as rows of the index.
 pub const MAX_DETAILED: usize = 20;
 
-/// Which of `rows` get a full section: the [`MAX_DETAILED`] heaviest
-/// ([`groups::heavier_first`]), in the order of `rows`.
-pub fn detailed(rows: &[ProcessRow]) -> Vec<usize> {
-    let mut chosen = groups::ranked(rows);
-    chosen.truncate(MAX_DETAILED);
-    chosen.sort_unstable();
-    chosen
-}
+/// Bytes of markup and data the sections of one page may hold together (the
+/// browser parses all of it before it shows anything): sections stop once
+/// it is reached, however few. 20 sections of 1,500 sites each are ~18 MB
+/// and show their first screen in ~0.7 s on this project's 2-core machine.
+const SECTIONS_BUDGET: usize = 32 << 20;
 
 /// One process image's full section, rendered: its HTML and its entry of
 /// the view model, ready to be put on the page.
@@ -72,6 +70,36 @@ impl Section {
             model: escape_script_json(&model),
         }
     }
+
+    fn size(&self) -> usize {
+        self.html.len() + self.model.len()
+    }
+}
+
+/// The full sections of a page over `rows`: the heaviest processes
+/// ([`groups::heavier_first`]), at most [`MAX_DETAILED`] and within the
+/// page's budget, returned in the order of `rows`. `load(i)` gives row
+/// `i`'s snapshot, read only now (None: it is left out), and it is dropped
+/// before the next is asked for.
+pub fn render_sections<S: Borrow<Snapshot>>(
+    rows: &[ProcessRow],
+    mut load: impl FnMut(usize) -> Option<S>,
+) -> Vec<Section> {
+    let planned = rows.len().min(MAX_DETAILED);
+    let mut sections = Vec::with_capacity(planned);
+    let mut size = 0;
+    for i in groups::ranked(rows).into_iter().take(MAX_DETAILED) {
+        if size >= SECTIONS_BUDGET {
+            break;
+        }
+        if let Some(s) = load(i) {
+            let section = Section::render(s.borrow(), i, planned);
+            size += section.size();
+            sections.push(section);
+        }
+    }
+    sections.sort_by_key(|s| s.index);
+    sections
 }
 
 /// The data the page's scripts draw from (see [`model`]): one entry per
@@ -79,9 +107,9 @@ impl Section {
 /// it with a blessed copy.
 pub fn view_model(snapshots: &[Snapshot]) -> serde_json::Value {
     let rows: Vec<ProcessRow> = snapshots.iter().map(ProcessRow::of).collect();
-    let processes: Vec<_> = detailed(&rows)
-        .into_iter()
-        .map(|i| model::process(&snapshots[i], i))
+    let processes: Vec<serde_json::Value> = render_sections(&rows, |i| Some(&snapshots[i]))
+        .iter()
+        .map(|s| serde_json::from_str(&s.model).unwrap_or_default())
         .collect();
     serde_json::json!({ "view_model_version": 1, "processes": processes })
 }
@@ -89,11 +117,7 @@ pub fn view_model(snapshots: &[Snapshot]) -> serde_json::Value {
 /// Writes the report for one or more process images of a run.
 pub fn write_html(snapshots: &[Snapshot], out: &mut dyn Write) -> io::Result<()> {
     let rows: Vec<ProcessRow> = snapshots.iter().map(ProcessRow::of).collect();
-    let chosen = detailed(&rows);
-    let sections: Vec<Section> = chosen
-        .iter()
-        .map(|&i| Section::render(&snapshots[i], i, chosen.len()))
-        .collect();
+    let sections = render_sections(&rows, |i| Some(&snapshots[i]));
     write_page(&rows, &sections, out)
 }
 

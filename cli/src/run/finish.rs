@@ -11,7 +11,7 @@ use super::{Export, Plan};
 use crate::summary::{ending, who};
 use crate::text::{duration, signal_name, term};
 use memscope_format::EndKind;
-use memscope_report::{ProcessRow, Section};
+use memscope_report::ProcessRow;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -104,14 +104,11 @@ fn report_path(plan: &Plan, root_snapshot: &Path) -> PathBuf {
 /// their rows): the index from the digests, and a full section for each of
 /// the heaviest, whose snapshots are read again one at a time.
 fn write_report(all: &[Digest], rows: &[ProcessRow], path: &Path) -> Result<(), String> {
-    let mut sections = Vec::new();
-    let chosen = memscope_report::detailed(rows);
-    for &i in &chosen {
-        match crate::load::snapshot(&all[i].path) {
-            Ok(s) => sections.push(Section::render(&s, i, chosen.len())),
-            Err(e) => say(&format!("the report has no details of a process: {e}")),
-        }
-    }
+    let sections = memscope_report::render_sections(rows, |i| {
+        crate::load::snapshot(&all[i].path)
+            .map_err(|e| say(&format!("the report has no details of a process: {e}")))
+            .ok()
+    });
     let mut w = crate::create_output(path)?;
     memscope_report::write_page(rows, &sections, &mut w).map_err(|e| {
         format!(
