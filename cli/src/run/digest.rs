@@ -144,3 +144,44 @@ fn lead(s: &Snapshot) -> Lead {
         sites,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes a snapshot of process `pid` with these totals to `dir`.
+    fn write(dir: &std::path::Path, pid: u32, bytes: u64, inherited_only: bool) -> PathBuf {
+        let mut s = memscope_format::read_snapshot(crate::export::tests::MINIMAL.as_bytes()).unwrap();
+        s.process.pid = pid;
+        s.summary.total_allocated_bytes = bytes;
+        s.summary.total_allocations = bytes / 8;
+        s.summary.inherited_only = inherited_only;
+        let path = dir.join(format!("s.{pid}.json"));
+        s.write_json(std::fs::File::create(&path).unwrap()).unwrap();
+        path
+    }
+
+    #[test]
+    fn reads_side_by_side_and_leads_with_the_heaviest_that_allocated() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut paths: Vec<PathBuf> = (0..20)
+            .map(|i| write(dir.path(), 100 + i, 800 + 8 * u64::from(i), false))
+            .collect();
+        // A fork child that only inherited its parent's much bigger totals.
+        paths.insert(3, write(dir.path(), 7, 1 << 30, true));
+        let broken = dir.path().join("broken.json");
+        std::fs::write(&broken, "{\"format\":").unwrap();
+        paths.insert(5, broken);
+        let d = read_all(paths);
+        assert_eq!(d.all.len(), 21);
+        assert_eq!(d.errors.len(), 1, "{:?}", d.errors);
+        assert!(d.errors[0].contains("broken.json"), "{}", d.errors[0]);
+        let pids: Vec<u32> = d.all.iter().map(|x| x.process.pid).collect();
+        assert_eq!(pids[..3], [119, 118, 117], "heaviest first");
+        assert_eq!(pids[20], 7, "the inherited-only fork last");
+        let lead = d.lead.unwrap();
+        assert!(lead.heap[1].contains("952 B in 119 allocations"), "{:?}", lead.heap);
+        assert!(lead.sites.is_empty(), "no backtraces, no site lines");
+        assert_eq!(d.all[0].process.argv, ["prog"], "argv cut to its first word");
+    }
+}
