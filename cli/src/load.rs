@@ -1,6 +1,6 @@
-//! Reading snapshots: streamed (one pass, no second copy in memory), with a
-//! progress bar when the file is big and stderr is a terminal, and one clear
-//! line naming the file for every way it can be bad.
+//! Reading snapshots: a big one streamed (one pass, no second copy in
+//! memory) with a progress bar when stderr is a terminal, a small one from
+//! memory, and one clear line naming the file for every way it can be bad.
 
 use crate::text;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -29,11 +29,21 @@ pub fn snapshot(path: &Path) -> Result<Snapshot, String> {
         bar.set_message(text::tail(&shown, 40));
         bar
     });
-    let reader = Progress {
-        inner: file,
-        bar: bar.clone(),
+    let mut result = if bar.is_none() && meta.len() < PROGRESS_MIN_BYTES {
+        // Parsing from memory is about twice as fast as through a reader
+        // (`run` reads hundreds of these); a small file is read whole first.
+        let mut bytes = Vec::with_capacity(meta.len() as usize + 1);
+        (&file)
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("cannot read {shown}: {}", io_reason(&e)))?;
+        memscope_format::read_snapshot(bytes.as_slice())
+    } else {
+        let reader = Progress {
+            inner: file,
+            bar: bar.clone(),
+        };
+        memscope_format::read_snapshot(io::BufReader::with_capacity(1 << 20, reader))
     };
-    let mut result = memscope_format::read_snapshot(io::BufReader::with_capacity(1 << 20, reader));
     if let Some(b) = bar {
         b.finish_and_clear();
     }

@@ -156,8 +156,13 @@ const selftest = () => {
     };
   });
   const redraws = [];
-  for (const sec of document.querySelectorAll("section.process")) {
-    const p = data.processes[Number(sec.dataset.proc)];
+  // Sections exist for the detailed processes only; each finds its data
+  // by its anchor.
+  const byAnchor = new Map(data.processes.map((p) => [p.anchor, p]));
+  const draw = (sec) => {
+    if (sec.dataset.drawn) return;
+    sec.dataset.drawn = "1";
+    const p = byAnchor.get(sec.id);
     const q = (s) => sec.querySelector(s);
     redraws.push(MS.timeline(q("[data-chart=timeline]"), p));
     redraws.push(MS.rate(q("[data-chart=rate]"), p, q("[data-caption=rate]")));
@@ -174,13 +179,31 @@ const selftest = () => {
     q("[data-ctl=search]").oninput = (e) => flame.search(e.target.value);
     q("[data-ctl=reset]").onclick = () => flame.reset();
     q("[data-ctl=filter]").oninput = (e) => table.filter(e.target.value);
+  };
+  // A section costs tens of milliseconds to draw: those on or near the
+  // screen are drawn now, the others when they scroll near it, so a run
+  // of many processes opens as fast as one. #selftest draws everything.
+  const sections = [...document.querySelectorAll("section.process")];
+  const near = 800;
+  if (location.hash === "#selftest" || !("IntersectionObserver" in window)) {
+    sections.forEach(draw);
+  } else {
+    sections.filter((sec) => sec.getBoundingClientRect().top < window.innerHeight + near).forEach(draw);
+    const watch = new IntersectionObserver((seen) => {
+      for (const e of seen) {
+        if (!e.isIntersecting) continue;
+        watch.unobserve(e.target);
+        draw(e.target);
+      }
+    }, { rootMargin: `${near}px 0px` });
+    sections.filter((sec) => !sec.dataset.drawn).forEach((sec) => watch.observe(sec));
   }
   let pending = 0;
   window.addEventListener("resize", () => {
     clearTimeout(pending);
     pending = setTimeout(() => redraws.forEach((f) => f()), 150);
   });
-  // Milliseconds from navigation start to a fully drawn page.
+  // Milliseconds from navigation start to the first screen drawn.
   document.documentElement.dataset.renderMs = String(Math.round(performance.now()));
   // With #selftest in the address each canvas states how many pixels it
   // painted (data-ink): the browser test's proof that charts are drawn.

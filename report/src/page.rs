@@ -5,106 +5,62 @@
 //! [`esc`].
 
 use crate::fmt::{bytes, count, duration, esc, utc};
-use crate::tables;
-use memscope_format::{EndKind, Snapshot};
+use crate::groups::{basename, ProcessRow};
+use crate::index::ending;
+use crate::{tables, Section};
+use memscope_format::Snapshot;
 use std::fmt::Write;
 
-/// The `<body>` content: top bar, index (several processes), sections.
-pub fn body(snaps: &[Snapshot], o: &mut String) {
-    let title = snaps
-        .first()
-        .map_or("memscope report".into(), |s| basename(&s.process.exe).to_string());
+/// The `<body>` content: top bar, index (several processes), the detailed
+/// sections (already rendered, in the order given).
+pub fn body(rows: &[ProcessRow], sections: &[Section], o: &mut String) {
+    let title = rows.first().map_or("memscope report", |r| basename(&r.exe));
     let _ = write!(
         o,
         "<header class=\"topbar\"><span class=\"brand\">memscope</span><span class=\"prog\">{}</span>\
          <span class=\"grow\"></span><nav>",
-        esc(&title),
+        esc(title),
     );
-    if snaps.len() > 1 {
+    if rows.len() > 1 {
         o.push_str("<a href=\"#processes\">processes</a>");
     }
-    for (anchor, name) in [
-        ("heap", "heap"),
-        ("sites", "sites"),
-        ("lifetimes", "lifetimes"),
-        ("leaks", "live at exit"),
-        ("variables", "variables"),
-        ("threads", "threads"),
-    ] {
-        let _ = write!(o, "<a href=\"#proc-0-{anchor}\">{name}</a>");
+    if let Some(first) = sections.first() {
+        for (anchor, name) in [
+            ("heap", "heap"),
+            ("sites", "sites"),
+            ("lifetimes", "lifetimes"),
+            ("leaks", "live at exit"),
+            ("variables", "variables"),
+            ("threads", "threads"),
+        ] {
+            let _ = write!(o, "<a href=\"#proc-{}-{anchor}\">{name}</a>", first.index);
+        }
     }
     let _ = write!(
         o,
         "</nav><span class=\"meta\">{} process{}</span></header>\n<main id=\"report\">",
-        snaps.len(),
-        if snaps.len() == 1 { "" } else { "es" }
+        count(rows.len() as u64),
+        if rows.len() == 1 { "" } else { "es" }
     );
-    if snaps.len() > 1 {
-        index(snaps, o);
+    if rows.len() > 1 {
+        let mut detailed = vec![false; rows.len()];
+        for s in sections {
+            detailed[s.index] = true;
+        }
+        crate::index::index(rows, &detailed, o);
     }
-    for (i, s) in snaps.iter().enumerate() {
-        section(s, i, o);
+    for s in sections {
+        o.push_str(&s.html);
     }
     o.push_str("</main>\n<div id=\"tooltip\" hidden></div>\n");
 }
 
-pub fn basename(path: &str) -> &str {
-    path.rsplit('/').next().filter(|b| !b.is_empty()).unwrap_or(path)
-}
-
-/// `exit 0`, `signal 11`, `panic`, … and the badge class that colours it.
-pub fn ending(s: &Snapshot) -> (String, &'static str) {
-    let p = &s.process;
-    let text = match (p.exit_code, p.signal) {
-        (_, Some(sig)) => format!("{} {sig}", p.end.as_str()),
-        (Some(code), None) => format!("{} {code}", p.end.as_str()),
-        (None, None) => p.end.as_str().to_string(),
-    };
-    let ok = matches!(p.end, EndKind::Exit | EndKind::UnderscoreExit) && p.exit_code == Some(0);
-    let neutral = matches!(p.end, EndKind::Exec | EndKind::Running);
-    (
-        text,
-        if ok {
-            "ok"
-        } else if neutral {
-            "neutral"
-        } else {
-            "bad"
-        },
-    )
-}
-
-fn index(snaps: &[Snapshot], o: &mut String) {
-    o.push_str(
-        "<section class=\"card\" id=\"processes\"><h2>Processes</h2>\
-         <table class=\"sortable\" id=\"process-index\"><thead><tr><th data-type=\"num\">pid</th>\
-         <th data-type=\"num\">ppid</th><th>executable</th><th>end</th><th data-type=\"num\">allocations</th>\
-         <th data-type=\"num\">peak live</th><th data-type=\"num\">live at exit</th></tr></thead><tbody>",
-    );
-    for (i, s) in snaps.iter().enumerate() {
-        let (end, class) = ending(s);
-        let p = &s.process;
-        let _ = write!(
-            o,
-            "<tr><td class=\"num\" data-v=\"{pid}\"><a href=\"#proc-{i}\">{pid}</a></td>\
-             <td class=\"num\" data-v=\"{ppid}\">{ppid}</td><td class=\"path\" title=\"{exe}\">{exe}</td>\
-             <td><span class=\"badge {class}\">{end}</span></td>{}{}{}</tr>",
-            tables::num_cell(s.summary.total_allocations, &count(s.summary.total_allocations)),
-            tables::num_cell(s.summary.peak_live_bytes, &bytes(s.summary.peak_live_bytes)),
-            tables::num_cell(s.summary.live_at_exit_bytes, &bytes(s.summary.live_at_exit_bytes)),
-            pid = p.pid,
-            ppid = p.ppid,
-            exe = esc(&p.exe),
-            end = esc(&end),
-        );
-    }
-    o.push_str("</tbody></table></section>\n");
-}
-
-fn section(s: &Snapshot, i: usize, o: &mut String) {
+/// The full section of process image `s`, anchored `proc-{i}`, on a page
+/// of `sections` sections.
+pub fn section(s: &Snapshot, i: usize, sections: usize, o: &mut String) {
     let p = &s.process;
     let m = &s.summary;
-    let (end, class) = ending(s);
+    let (end, class) = ending(p.end, p.exit_code, p.signal);
     let _ = write!(
         o,
         "<section class=\"process\" id=\"proc-{i}\" data-proc=\"{i}\">\n<div class=\"card head\">\
@@ -171,7 +127,7 @@ fn section(s: &Snapshot, i: usize, o: &mut String) {
     }
     o.push_str("</div>\n");
     charts(i, o);
-    tables::leaks(s, i, o);
+    tables::leaks(s, i, tables::leak_sites_per_section(sections), o);
     tables::variables(s, i, o);
     tables::threads(s, i, o);
     o.push_str("</section>\n");

@@ -8,7 +8,19 @@ use memscope_format::{Allocation, Callsite, Snapshot};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 
+/// Leak sites listed (each with its stack and samples) in a page's only
+/// section; with several sections they share [`LEAK_SITES_PER_PAGE`].
 const MAX_LEAK_SITES: usize = 200;
+/// Leak sites all the sections of one page list together: each is a few
+/// kilobytes of markup the browser must parse before it shows anything.
+const LEAK_SITES_PER_PAGE: usize = 500;
+/// Leak sites a section lists however many share the page.
+const MIN_LEAK_SITES: usize = 25;
+
+/// Leak sites each section lists when `sections` share the page.
+pub fn leak_sites_per_section(sections: usize) -> usize {
+    (LEAK_SITES_PER_PAGE / sections.max(1)).clamp(MIN_LEAK_SITES, MAX_LEAK_SITES)
+}
 const MAX_LEAK_SAMPLES: usize = 8;
 const MAX_VARIABLES: usize = 5000;
 const MAX_THREADS: usize = 1000;
@@ -43,7 +55,11 @@ pub fn stack(s: &Snapshot, site: &Callsite, o: &mut String) {
         }
         let module = s.module_of(f);
         if module != memscope_format::UNKNOWN_MODULE {
-            let _ = write!(o, " <span class=\"mod\">{}</span>", esc(crate::page::basename(module)));
+            let _ = write!(
+                o,
+                " <span class=\"mod\">{}</span>",
+                esc(crate::groups::basename(module))
+            );
         }
         let _ = write!(o, " <span class=\"ip\">{}</span></li>", esc(&f.ip));
     }
@@ -51,8 +67,8 @@ pub fn stack(s: &Snapshot, site: &Callsite, o: &mut String) {
 }
 
 /// Live-at-exit blocks grouped by site: exact totals from the site, sizes
-/// and samples from the listed records.
-pub fn leaks(s: &Snapshot, i: usize, o: &mut String) {
+/// and samples from the listed records; the first `max_sites` sites.
+pub fn leaks(s: &Snapshot, i: usize, max_sites: usize, o: &mut String) {
     let _ = write!(o, "<div class=\"card\" id=\"proc-{i}-leaks\"><h3>Live at exit</h3>");
     let mut records: HashMap<Option<u64>, Vec<&Allocation>> = HashMap::new();
     for a in s.allocations.iter().filter(|a| a.is_leaked) {
@@ -83,7 +99,7 @@ pub fn leaks(s: &Snapshot, i: usize, o: &mut String) {
         if sites.len() == 1 { "" } else { "s" }
     );
     let t0 = origin(s);
-    for c in sites.iter().take(MAX_LEAK_SITES) {
+    for c in sites.iter().take(max_sites) {
         let recs = records.get(&Some(c.id)).map_or(&[][..], |v| v.as_slice());
         let top = s.frames_of(c).find(|f| f.function.is_some()).or(s.frames_of(c).next());
         let label = top.map_or("(no stack)".to_string(), |f| {
@@ -138,7 +154,7 @@ pub fn leaks(s: &Snapshot, i: usize, o: &mut String) {
         o.push_str("</details>");
     }
     o.push_str("</div>");
-    more(o, sites.len().min(MAX_LEAK_SITES), sites.len(), "sites");
+    more(o, sites.len().min(max_sites), sites.len(), "sites");
     o.push_str("</div>\n");
 }
 

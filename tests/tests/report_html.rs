@@ -227,19 +227,31 @@ fn a_multi_process_run_gets_an_index_linking_each_section() {
     let snaps: Vec<_> = run.snapshots.iter().map(|(_, s)| s.clone()).collect();
     assert!(snaps.len() >= 3, "{:?}", run.paths());
     let doc = Html::parse_document(&render(&snaps));
-    let rows = all(&doc, "#process-index tbody tr");
-    assert_eq!(rows.len(), snaps.len());
-    for (i, (row, s)) in rows.iter().zip(&snaps).enumerate() {
-        let cells: Vec<_> = row.select(&sel("td")).collect();
-        let link = cells[0].select(&sel("a")).next().expect("a link to the section");
-        assert_eq!(link.value().attr("href"), Some(format!("#proc-{i}").as_str()));
-        assert_eq!(
-            (v(cells[0]), v(cells[1])),
-            (u64::from(s.process.pid), u64::from(s.process.ppid))
-        );
-        assert_eq!(text(cells[2]), s.process.exe);
-        assert!(text(cells[3]).starts_with(s.process.end.as_str()), "{}", text(cells[3]));
-        assert_eq!(v(cells[4]), s.summary.total_allocations);
+    // One group per executable; every process is a row of its group and
+    // links to its section.
+    let mut seen = vec![false; snaps.len()];
+    for group in all(&doc, "#processes details.group") {
+        let exe = group.value().attr("data-exe").unwrap();
+        for row in group.select(&sel(".process-index tbody tr")) {
+            let cells: Vec<_> = row.select(&sel("td")).collect();
+            let link = cells[0].select(&sel("a")).next().expect("a link to the section");
+            let href = link.value().attr("href").unwrap();
+            let i: usize = href.strip_prefix("#proc-").unwrap().parse().unwrap();
+            let s = &snaps[i];
+            assert!(!std::mem::replace(&mut seen[i], true), "{href} listed twice");
+            assert_eq!(exe, s.process.exe);
+            assert_eq!(
+                (v(cells[0]), v(cells[1])),
+                (u64::from(s.process.pid), u64::from(s.process.ppid))
+            );
+            assert!(text(cells[2]).starts_with(s.process.end.as_str()), "{}", text(cells[2]));
+            assert_eq!(v(cells[3]), s.summary.total_allocations);
+            assert_eq!(v(cells[4]), s.summary.total_allocated_bytes);
+            assert_eq!(text(cells[7]), s.process.argv.join(" "));
+        }
+    }
+    assert!(seen.iter().all(|&s| s), "every process has a row");
+    for (i, s) in snaps.iter().enumerate() {
         assert_eq!(
             text(one(&doc, &format!("section#proc-{i} .pid"))),
             format!("pid {}", s.process.pid)

@@ -1,15 +1,17 @@
 //! After the command: find every snapshot of the run (each process image
-//! appends its path to the manifest), write the report over all of them,
-//! and print the short summary — leading with the process that allocated
-//! most, since under `cargo run` or `make` the interesting image is rarely
-//! the first one — or say plainly why there is nothing to show.
+//! appends its path to the manifest), read them one at a time into digests
+//! ([`digest`]), print the short summary — leading with the process that
+//! allocated most, since under `cargo run` or `make` the interesting image
+//! is rarely the first one, then one line per executable — and write the
+//! report over all of them; or say plainly why there is nothing to show.
 
 use super::child::Ended;
+use super::digest::{self, Digest, Digests};
 use super::{Export, Plan};
-use crate::sites::site_label;
-use crate::summary::{ending, heap_lines, sorted_sites, who};
-use crate::text::{bytes, count, duration, signal_name, term};
-use memscope_format::{EndKind, Snapshot};
+use crate::summary::{ending, who};
+use crate::text::{duration, signal_name, term};
+use memscope_format::EndKind;
+use memscope_report::ProcessRow;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -37,52 +39,31 @@ fn say(line: &str) {
 }
 
 pub fn finish(r: &Run) {
-    let html = r.plan.export != Export::Json;
-    let mut snaps: Vec<(PathBuf, Snapshot)> = Vec::new();
-    for p in manifest(&r.plan.manifest) {
-        match crate::load::snapshot(&p) {
-            Ok(mut s) => {
-                if !html {
-                    // The summary needs aggregates only; drop the big part.
-                    s.allocations = Vec::new();
-                }
-                snaps.push((p, s));
-            }
-            Err(e) => say(&format!("skipping a snapshot of this run: {e}")),
-        }
+    let paths = manifest(&r.plan.manifest);
+    // Every pass that rewrites the run's snapshots goes here, before they
+    // are read.
+    let Digests { all, lead, errors } = digest::read_all(paths);
+    for e in errors {
+        say(&format!("skipping a snapshot of this run: {e}"));
     }
-    let root_final = snaps
+    let root_final = all
         .iter()
-        .any(|(_, s)| s.process.pid == r.pid && s.process.end != EndKind::Exec && !s.process.forked);
-    let cmd = term(r.cmd_name);
+        .any(|d| d.process.pid == r.pid && d.process.end != EndKind::Exec && !d.process.forked);
     if !root_final {
-        explain_missing(r, &cmd, snaps.len());
+        explain_missing(r, &term(r.cmd_name), all.len());
     }
-    if snaps.is_empty() {
-        return;
-    }
-    // Lead with the process that allocated most.
-    snaps.sort_by(|a, b| {
-        b.1.summary
-            .total_allocated_bytes
-            .cmp(&a.1.summary.total_allocated_bytes)
-            .then(a.1.process.start_unix_ns.cmp(&b.1.process.start_unix_ns))
-    });
-    print_summary(r, &snaps);
-    let root_path = snaps
+    let Some(lead) = lead else { return };
+    let rows: Vec<ProcessRow> = all.iter().map(|d| d.row.clone()).collect();
+    print_summary(r, &all, &rows, &lead);
+    let root_path = all
         .iter()
-        .find(|(_, s)| s.process.pid == r.pid && s.process.exec_seq == 0 && !s.process.forked)
-        .map(|(p, _)| p.clone())
-        .unwrap_or_else(|| snaps[0].0.clone());
-    if html {
-        let name = root_path
-            .file_name()
-            .map(PathBuf::from)
-            .unwrap_or_else(|| "memscope.json".into());
-        let dir = r.plan.template.parent().unwrap_or(Path::new("/"));
-        let report = dir.join(name).with_extension("html");
-        let all: Vec<Snapshot> = snaps.iter().map(|(_, s)| s.clone()).collect();
-        match crate::analyze::write_report(&all, &report) {
+        .find(|d| d.process.pid == r.pid && d.process.exec_seq == 0 && !d.process.forked)
+        .unwrap_or(&all[0])
+        .path
+        .clone();
+    if r.plan.export != Export::Json {
+        let report = report_path(r.plan, &root_path);
+        match write_report(&all, &rows, &report) {
             Ok(()) => say(&format!(
                 "wrote {} (report over {} process{})",
                 term(&report.display().to_string()),
@@ -93,7 +74,7 @@ pub fn finish(r: &Run) {
         }
     }
     if r.plan.export != Export::Html {
-        let extra = snaps.len() - 1;
+        let extra = all.len() - 1;
         say(&format!(
             "wrote {}{}",
             term(&root_path.display().to_string()),
@@ -107,6 +88,36 @@ pub fn finish(r: &Run) {
             }
         ));
     }
+}
+
+/// The report goes beside the first snapshot, named after it.
+fn report_path(plan: &Plan, root_snapshot: &Path) -> PathBuf {
+    let name = root_snapshot
+        .file_name()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "memscope.json".into());
+    let dir = plan.template.parent().unwrap_or(Path::new("/"));
+    dir.join(name).with_extension("html")
+}
+
+/// Writes the report over every process of `all` (heaviest first; `rows`
+/// their rows): the index from the digests, and a full section for each of
+/// the heaviest, whose snapshots are read again one at a time.
+fn write_report(all: &[Digest], rows: &[ProcessRow], path: &Path) -> Result<(), String> {
+    let sections = memscope_report::render_sections(rows, |i| {
+        crate::load::snapshot(&all[i].path)
+            .map_err(|e| say(&format!("the report has no details of a process: {e}")))
+            .ok()
+    });
+    let mut w = crate::create_output(path)?;
+    memscope_report::write_page(rows, &sections, &mut w).map_err(|e| {
+        format!(
+            "cannot write {}: {}",
+            term(&path.display().to_string()),
+            crate::load::io_reason(&e)
+        )
+    })?;
+    crate::finish_output(w, path)
 }
 
 /// Why the command's own (last) image left no snapshot.
@@ -134,9 +145,9 @@ fn explain_missing(r: &Run, cmd: &str, others: usize) {
     }
 }
 
-fn print_summary(r: &Run, snaps: &[(PathBuf, Snapshot)]) {
-    let (_, top) = &snaps[0];
-    let n = snaps.len();
+fn print_summary(r: &Run, all: &[Digest], rows: &[ProcessRow], lead: &digest::Lead) {
+    let top = &all[0];
+    let n = all.len();
     let how = match r.ended {
         Ended::Code(c) => format!("exited with code {c}"),
         Ended::Signal(s) => format!("was killed by {} (signal {s})", signal_name(s)),
@@ -155,41 +166,19 @@ fn print_summary(r: &Run, snaps: &[(PathBuf, Snapshot)]) {
             ending(&top.process)
         ));
     }
-    for l in heap_lines(top) {
+    for l in &lead.heap {
         say(&format!("  {l}"));
     }
-    let sites = sorted_sites(top, |c| c.bytes);
-    if sites.iter().any(|c| !c.frames.is_empty()) {
+    if !lead.sites.is_empty() {
         say("  top sites by bytes:");
-        for c in sites.iter().take(5) {
-            // A site that only reallocates (a growing buffer) counts its
-            // reallocations: "0 allocs" would hide it.
-            let (n, what) = if c.allocations == 0 && c.reallocs > 0 {
-                (c.reallocs, "reallocs")
-            } else {
-                (c.allocations, "allocs")
-            };
-            say(&format!(
-                "    {:>10} {:>9} {what:<8}  {}",
-                bytes(c.bytes),
-                count(n),
-                term(&site_label(top, c))
-            ));
+        for l in &lead.sites {
+            say(&format!("    {l}"));
         }
     }
     if n > 1 {
-        say("  other processes:");
-        for (_, s) in snaps.iter().skip(1).take(5) {
-            say(&format!(
-                "    {}: {} in {} allocations, peak {}",
-                who(&s.process),
-                bytes(s.summary.total_allocated_bytes),
-                count(s.summary.total_allocations),
-                bytes(s.summary.peak_live_bytes)
-            ));
-        }
-        if n > 6 {
-            say(&format!("    … and {} more", n - 6));
+        say("  processes by executable, most bytes allocated first:");
+        for l in super::groups::group_lines(rows) {
+            say(&format!("    {l}"));
         }
     }
 }

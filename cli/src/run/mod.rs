@@ -6,7 +6,9 @@
 //! Options after CMD belong to CMD (`memscope-cli run cargo run --release`).
 
 mod child;
+mod digest;
 mod finish;
+mod groups;
 mod names;
 mod target;
 

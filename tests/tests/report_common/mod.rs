@@ -3,6 +3,8 @@
 //! frames from the engine), a synthetic huge one, and headless Chromium.
 #![allow(dead_code)]
 
+pub mod many;
+
 use memscope_format::*;
 use scraper::{ElementRef, Html, Selector};
 use std::path::{Path, PathBuf};
@@ -447,13 +449,19 @@ fn chromium_cmd(bin: &Path, profile: &Path) -> Command {
     c
 }
 
-/// The DOM after the page's scripts ran, and what Chromium logged.
+/// The DOM after the page's scripts ran (with `#selftest`: every section
+/// drawn, every control driven), and what Chromium logged.
 pub fn dump_dom(bin: &Path, page: &Path, width: u32) -> (String, String) {
+    dump_dom_at(bin, page, width, "#selftest")
+}
+
+/// [`dump_dom`] of the page opened at `fragment` (`""`: as a reader opens it).
+pub fn dump_dom_at(bin: &Path, page: &Path, width: u32, fragment: &str) -> (String, String) {
     let profile = page.with_extension("profile");
     let out = chromium_cmd(bin, &profile)
         .arg(format!("--window-size={width},1000"))
         .arg("--dump-dom")
-        .arg(format!("file://{}#selftest", page.display()))
+        .arg(format!("file://{}{fragment}", page.display()))
         .output()
         .expect("run chromium");
     assert!(
