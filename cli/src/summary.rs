@@ -134,11 +134,35 @@ fn heap(o: &mut String, s: &Snapshot) {
             count(m.inherited_allocations)
         );
     }
-    if m.records_omitted > 0 {
+    // A fork child's records and sites are its own; what it inherited
+    // untouched is the parent's (listed in the parent's snapshot).
+    let parents = m.at_fork.map_or(0, |f| f.total_allocations + f.reallocs);
+    if let Some(f) = m.at_fork {
+        let _ = writeln!(
+            o,
+            "  before fork:  {} in {} allocations made by the parent are in the counts above; \
+             the sites below are this process's own",
+            bytes(f.total_allocated_bytes),
+            count(f.total_allocations)
+        );
+    }
+    if m.inherited_live_at_exit_allocations > 0 {
+        let _ = writeln!(
+            o,
+            "  of the live:  {} in {} blocks are the parent's, untouched since fork() (listed in its snapshot)",
+            bytes(m.inherited_live_at_exit_bytes),
+            count(m.inherited_live_at_exit_allocations)
+        );
+    }
+    // Blocks the parent made before the fork are its records, except those
+    // the child itself freed (listed here).
+    let parents_listed = s.allocations.iter().filter(|a| a.inherited).count() as u64;
+    let omitted = m.records_omitted.saturating_sub(parents.saturating_sub(parents_listed));
+    if omitted > 0 {
         let _ = writeln!(
             o,
             "  records:      {} blocks not listed individually (MEMSCOPE_MAX_RECORDS); every total is exact",
-            count(m.records_omitted)
+            count(omitted)
         );
     }
     let _ = writeln!(o);

@@ -221,7 +221,7 @@ pub fn build(
             } else {
                 unix(fin.peak.ts).clamp(history_start, end_unix)
             },
-            live_at_exit_allocations: fin.live_at_end.len() as u64,
+            live_at_exit_allocations: fin.live_at_end.len() as u64 + fin.inherited_live_at_end.0,
             live_at_exit_bytes: fin.live_bytes,
             events_dropped: counts.events_dropped,
             records_omitted,
@@ -229,6 +229,15 @@ pub fn build(
             inherited_bytes: t.inherited_bytes,
             unmatched_frees: t.unmatched_frees,
             inherited_only: fin.inherited_only,
+            at_fork: fin.at_fork.map(|f| fmt::ForkCounters {
+                total_allocations: f.allocations,
+                total_frees: f.frees,
+                total_allocated_bytes: f.allocated_bytes,
+                total_freed_bytes: f.freed_bytes,
+                reallocs: f.reallocs,
+            }),
+            inherited_live_at_exit_allocations: fin.inherited_live_at_end.0,
+            inherited_live_at_exit_bytes: fin.inherited_live_at_end.1,
         },
         allocations,
         modules: tables.modules,

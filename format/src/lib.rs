@@ -165,6 +165,32 @@ pub struct Summary {
     /// fork, and `allocations` and `callsites` are empty.
     #[serde(default, skip_serializing_if = "is_false")]
     pub inherited_only: bool,
+    /// A `fork()` child's counters as they were at the fork (memscope
+    /// extension). The counters above continue them (as DHAT counts a
+    /// child); `callsites`, `lifetime_histogram` and `allocations` cover what
+    /// the child did itself: its sites sum to the counters minus these.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_fork: Option<ForkCounters>,
+    /// Of the blocks live at exit, those a `fork()` child inherited and never
+    /// touched: counted above, listed in the parent's snapshot, not here.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub inherited_live_at_exit_allocations: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub inherited_live_at_exit_bytes: u64,
+}
+
+/// The SPEC §3 counters of a parent at the moment it forked.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ForkCounters {
+    pub total_allocations: u64,
+    pub total_frees: u64,
+    pub total_allocated_bytes: u64,
+    pub total_freed_bytes: u64,
+    pub reallocs: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// One heap block: its birth, its death (or the end of the process) and so

@@ -115,7 +115,18 @@ pub fn section(s: &Snapshot, i: usize, sections: usize, o: &mut String) {
         );
     }
     cards(s, o);
-    if m.records_omitted > 0 {
+    if let Some(f) = m.at_fork {
+        let _ = write!(
+            o,
+            "<p class=\"note\" data-field=\"at_fork\">A fork() child: the totals include {} allocations ({}) its \
+             parent made before the fork; the sites, lifetimes and listed blocks are the child's own. {} blocks \
+             ({}) live at exit are the parent's, untouched since the fork (the parent's snapshot lists them).</p>",
+            count(f.total_allocations),
+            bytes(f.total_allocated_bytes),
+            count(m.inherited_live_at_exit_allocations),
+            bytes(m.inherited_live_at_exit_bytes)
+        );
+    } else if m.records_omitted > 0 {
         let _ = write!(
             o,
             "<p class=\"note\">{} of {} blocks are listed individually (MEMSCOPE_MAX_RECORDS); totals, sites, \

@@ -360,14 +360,23 @@ pub fn check_invariants(s: &Snapshot) {
             );
         }
     }
+    // A fork child lists and aggregates what it did itself; the blocks it
+    // inherited and never touched are counted, not listed.
+    assert_eq!(s.process.forked, m.at_fork.is_some(), "fork children say what they inherited");
+    let at_fork = m.at_fork.unwrap_or_default();
     let live_listed = s.allocations.iter().filter(|a| a.is_leaked).count() as u64;
-    assert!(live_listed == m.live_at_exit_allocations || listed == s.tool.max_records);
+    assert!(
+        live_listed + m.inherited_live_at_exit_allocations == m.live_at_exit_allocations
+            || listed == s.tool.max_records
+    );
+    assert!(s.allocations.iter().all(|a| !(a.inherited && a.is_leaked)), "untouched inherited blocks are the parent's");
     let site_allocs: u64 = s.callsites.iter().map(|c| c.allocations).sum();
     let site_bytes: u64 = s.callsites.iter().map(|c| c.bytes).sum();
-    assert_eq!(site_allocs, m.total_allocations);
-    assert_eq!(site_bytes, m.total_allocated_bytes);
+    assert_eq!(site_allocs, m.total_allocations - at_fork.total_allocations);
+    assert_eq!(site_bytes, m.total_allocated_bytes - at_fork.total_allocated_bytes);
     let hist: u64 = s.lifetime_histogram.iter().map(|b| b.count).sum();
-    assert_eq!(hist, m.total_allocations + m.reallocs, "every block has a lifetime");
+    let own_blocks = m.total_allocations + m.reallocs - at_fork.total_allocations - at_fork.reallocs;
+    assert_eq!(hist, own_blocks, "every block of the image has a lifetime");
     assert!(
         s.timeline.iter().any(|&(_, b)| b == m.peak_live_bytes),
         "the timeline keeps the peak"

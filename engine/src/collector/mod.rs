@@ -169,6 +169,10 @@ pub struct Collector {
     named_freed: Vec<Record>,
     /// Tick of the first event (timeline origin).
     pub first_ts: u64,
+    /// In a `fork()` child, the counters as they were at the fork: the
+    /// child's call sites and lifetime histogram cover only what it did
+    /// itself (its counters continue the parent's).
+    at_fork: Option<Totals>,
     /// In a `fork()` child, the tick of the fork: blocks born before it are
     /// the parent's (0: none are).
     inherited_before: u64,
@@ -206,6 +210,7 @@ impl Collector {
             timeline: Timeline::new(start_ticks, 63 - ticks(64_000).leading_zeros()),
             first_ts: start_ticks,
             inherited_before: 0,
+            at_fork: None,
         };
         c.set_ns_per_tick(ns_per_tick);
         c
@@ -599,6 +604,13 @@ impl Collector {
         self.leaving_peak();
         let owner = &mut self.threads[block.thread as usize];
         owner.live_bytes = owner.live_bytes.saturating_sub(block.size);
+        if block.birth < self.inherited_before {
+            // The parent's block: the child's sites and histogram count
+            // only the child's own blocks.
+            self.live_bytes = self.live_bytes.saturating_sub(block.size);
+            self.timeline.record(ts, self.live_bytes);
+            return;
+        }
         let life = ts - block.birth;
         let bucket = hist::bucket_of(life);
         let epoch = self.peak_epoch;
@@ -627,9 +639,20 @@ impl Collector {
     /// No block is touched: which ones are inherited follows from their
     /// birth, so a child does not copy the pages of its parent's heap table
     /// (copy-on-write) just to mark them.
+    ///
+    /// The call sites and the lifetime histogram start empty: a child's
+    /// show what it did itself, as memray and heaptrack show a child, while
+    /// its counters, peak and timeline continue the parent's. A shell's
+    /// children (hundreds in a script) would otherwise each repeat the
+    /// shell's sites. The parent's site table is left where it is, not
+    /// freed: freeing it would copy the pages that hold it.
     pub fn mark_inherited(&mut self, fork_ts: u64) {
         self.freed = FreedRecords::new(self.freed.capacity());
         self.named_freed.clear();
+        std::mem::forget(std::mem::replace(&mut self.sites, vec![Site::default()]));
+        self.lifetime_counts = vec![0; hist::BUCKETS];
+        self.lifetime_bytes = vec![0; hist::BUCKETS];
+        self.at_fork = Some(self.totals);
         self.inherited_before = fork_ts;
         self.totals.inherited_allocations = self.live_count() as u64;
         self.totals.inherited_bytes = self.live_bytes;
@@ -647,6 +670,8 @@ impl Collector {
         timeline.push((self.inherited_before, self.live_bytes));
         Finished {
             totals: self.totals,
+            at_fork: self.at_fork,
+            inherited_live_at_end: (self.live_count() as u64, self.live_bytes),
             peak: self.peak,
             live_at_end: Vec::new(),
             live_bytes: self.live_bytes,
@@ -681,7 +706,13 @@ impl Collector {
         }
         let mut live: Vec<Record> = Vec::with_capacity(self.live_count());
         let blocks: Vec<(u64, Block)> = self.live.drain().chain(self.displaced.drain()).collect();
+        let mut inherited_live = (0, 0);
         for (ptr, b) in blocks {
+            if b.birth < self.inherited_before {
+                // Still as the parent left it: listed in its snapshot.
+                inherited_live = (inherited_live.0 + 1, inherited_live.1 + b.size);
+                continue;
+            }
             let death = end.max(b.birth);
             let life = death - b.birth;
             let bucket = hist::bucket_of(life);
@@ -701,9 +732,11 @@ impl Collector {
             });
         }
         live.sort_by_key(|r| (r.birth, r.ptr));
-        let live_bytes: u64 = live.iter().map(|r| r.size).sum();
+        let live_bytes: u64 = live.iter().map(|r| r.size).sum::<u64>() + inherited_live.1;
         Finished {
             totals: self.totals,
+            at_fork: self.at_fork,
+            inherited_live_at_end: inherited_live,
             peak: self.peak,
             live_at_end: live,
             live_bytes,
@@ -729,6 +762,11 @@ enum Death {
 /// Everything a snapshot is built from.
 pub struct Finished {
     pub totals: Totals,
+    /// A fork child's counters at the fork (see `Collector::mark_inherited`).
+    pub at_fork: Option<Totals>,
+    /// Inherited blocks still live at the end, and their bytes: counted in
+    /// the totals, not listed (the parent's snapshot lists them).
+    pub inherited_live_at_end: (u64, u64),
     pub peak: Peak,
     /// Blocks live at the end, oldest first.
     pub live_at_end: Vec<Record>,

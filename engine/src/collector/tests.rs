@@ -210,8 +210,17 @@ fn inherited_blocks_are_marked() {
         f.freed.iter().map(|r| (r.size, r.inherited)).collect::<Vec<_>>(),
         vec![(20, true)]
     );
+    // The untouched inherited block is counted, not listed; the child's
+    // sites and histogram hold only its own block.
     let live: Vec<_> = f.live_at_end.iter().map(|r| (r.size, r.inherited)).collect();
-    assert_eq!(live, vec![(30, true), (40, false)]);
+    assert_eq!(live, vec![(40, false)]);
+    assert_eq!(f.inherited_live_at_end, (1, 30));
+    assert_eq!(f.live_bytes, 70);
+    assert_eq!(f.at_fork.map(|t| (t.allocations, t.frees)), Some((3, 1)));
+    assert_eq!((f.totals.allocations, f.totals.frees), (4, 2));
+    let sites: Vec<(u64, u64, u64)> = f.sites.iter().map(|s| (s.allocations, s.bytes, s.live_bytes)).collect();
+    assert_eq!(sites, vec![(1, 40, 40)]);
+    assert_eq!(f.lifetime_counts.iter().sum::<u64>(), 1);
 }
 
 /// A random single-threaded-truth history, shuffled across threads the way
