@@ -36,7 +36,7 @@ pub fn snapshot(path: &Path) -> Result<Snapshot, String> {
         (&file)
             .read_to_end(&mut bytes)
             .map_err(|e| format!("cannot read {shown}: {}", io_reason(&e)))?;
-        memscope_format::read_snapshot(bytes.as_slice())
+        memscope_format::read_snapshot_bytes(&bytes)
     } else {
         let reader = Progress {
             inner: file,

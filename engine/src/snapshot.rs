@@ -97,7 +97,8 @@ pub fn build(
     // Under `memscope-cli run` (MEMSCOPE_SYMBOLIZE=later), a JSON snapshot
     // written at the end of an image leaves its frames for `run` to name;
     // one asked for while the program runs, or an HTML report, is named here.
-    let name_now = !cfg.symbolize_later || cfg.format != crate::config::ExportFormat::Json || ending.kind == fmt::EndKind::Running;
+    let name_now =
+        !cfg.symbolize_later || cfg.format != crate::config::ExportFormat::Json || ending.kind == fmt::EndKind::Running;
     let mut symbols = crate::unwind::symbolize::Symbolizer::new(name_now);
     let in_process = crate::lifecycle::host() == crate::lifecycle::Host::InProcess;
     let callsites = fin

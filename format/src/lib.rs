@@ -14,7 +14,7 @@ pub mod human;
 mod read;
 mod tables;
 
-pub use read::{read_snapshot, read_snapshot_file, ReadError};
+pub use read::{read_snapshot, read_snapshot_bytes, read_snapshot_file, ReadError};
 pub use tables::{FrameTables, UNKNOWN_MODULE};
 
 use serde::{Deserialize, Serialize};

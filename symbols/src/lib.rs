@@ -182,7 +182,9 @@ mod tests {
         let named = r.resolve(&m, ip);
         let f = named.last().unwrap();
         assert!(
-            f.function.as_deref().is_some_and(|n| n.ends_with("names_a_function_of_this_binary")),
+            f.function
+                .as_deref()
+                .is_some_and(|n| n.ends_with("names_a_function_of_this_binary")),
             "{named:?}"
         );
         assert!(f.file.as_deref().is_some_and(|p| p.ends_with("lib.rs")), "{named:?}");

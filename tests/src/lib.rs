@@ -292,7 +292,11 @@ pub fn stack(s: &Snapshot, site: &memscope_format::Callsite) -> Vec<StackFrame> 
 
 /// Sets a snapshot's call sites, each given with its frames (whose `module`
 /// indexes `modules`), and builds the version-2 tables.
-pub fn install_sites(s: &mut Snapshot, modules: &[&str], sites: Vec<(memscope_format::Callsite, Vec<memscope_format::Frame>)>) {
+pub fn install_sites(
+    s: &mut Snapshot,
+    modules: &[&str],
+    sites: Vec<(memscope_format::Callsite, Vec<memscope_format::Frame>)>,
+) {
     let mut t = memscope_format::FrameTables::new();
     for m in modules {
         t.module(m);
@@ -362,14 +366,21 @@ pub fn check_invariants(s: &Snapshot) {
     }
     // A fork child lists and aggregates what it did itself; the blocks it
     // inherited and never touched are counted, not listed.
-    assert_eq!(s.process.forked, m.at_fork.is_some(), "fork children say what they inherited");
+    assert_eq!(
+        s.process.forked,
+        m.at_fork.is_some(),
+        "fork children say what they inherited"
+    );
     let at_fork = m.at_fork.unwrap_or_default();
     let live_listed = s.allocations.iter().filter(|a| a.is_leaked).count() as u64;
     assert!(
         live_listed + m.inherited_live_at_exit_allocations == m.live_at_exit_allocations
             || listed == s.tool.max_records
     );
-    assert!(s.allocations.iter().all(|a| !(a.inherited && a.is_leaked)), "untouched inherited blocks are the parent's");
+    assert!(
+        s.allocations.iter().all(|a| !(a.inherited && a.is_leaked)),
+        "untouched inherited blocks are the parent's"
+    );
     let site_allocs: u64 = s.callsites.iter().map(|c| c.allocations).sum();
     let site_bytes: u64 = s.callsites.iter().map(|c| c.bytes).sum();
     assert_eq!(site_allocs, m.total_allocations - at_fork.total_allocations);

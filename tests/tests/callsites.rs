@@ -145,10 +145,7 @@ fn check_named_sites(s: &Snapshot) {
     for c in &s.callsites {
         assert!(!c.frames.is_empty(), "site {} has no frames", c.id);
         for f in stack(s, c) {
-            assert!(
-                !f.module.contains("libmemscope"),
-                "memscope frame in {c:#?}"
-            );
+            assert!(!f.module.contains("libmemscope"), "memscope frame in {c:#?}");
         }
     }
     let total: u64 = s.callsites.iter().map(|c| c.allocations + c.reallocs).sum();
@@ -213,7 +210,10 @@ fn readers_name_pending_frames() {
     assert!(s.symbols_pending, "the library left the names for later");
     assert!(s.frames.iter().all(|f| f.function.is_none()));
     let mut named = s.clone();
-    assert!(memscope_symbols::name_pending(&mut named, &mut memscope_symbols::Resolver::new()));
+    assert!(memscope_symbols::name_pending(
+        &mut named,
+        &mut memscope_symbols::Resolver::new()
+    ));
     check_named_sites(&named);
     // The CLI's readers do the same on load: the summary names main's callees.
     let summary = memscope_tests::cli::cli(&run.dir, &["summary".as_ref(), path.as_os_str()]);

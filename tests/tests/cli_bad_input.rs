@@ -100,14 +100,26 @@ fn broken_frame_tables() {
     };
     let mut v = good.clone();
     v["callsites"][site]["frames"][0] = frames.into();
-    every_reader_rejects(&dir, &write("frame.json", &v), &format!("but the snapshot has {frames} frames"));
+    every_reader_rejects(
+        &dir,
+        &write("frame.json", &v),
+        &format!("but the snapshot has {frames} frames"),
+    );
     let mut v = good.clone();
     v["frames"][0]["module"] = modules.into();
-    every_reader_rejects(&dir, &write("module.json", &v), &format!("but the snapshot has {modules} modules"));
+    every_reader_rejects(
+        &dir,
+        &write("module.json", &v),
+        &format!("but the snapshot has {modules} modules"),
+    );
     for table in ["frames", "modules"] {
         let mut v = good.clone();
         v.as_object_mut().unwrap().remove(table);
-        every_reader_rejects(&dir, &write(&format!("no-{table}.json"), &v), &format!("no \"{table}\" table"));
+        every_reader_rejects(
+            &dir,
+            &write(&format!("no-{table}.json"), &v),
+            &format!("no \"{table}\" table"),
+        );
     }
 }
 

@@ -519,7 +519,12 @@ fn version_1_snapshots_read_the_same() {
     assert_eq!(v1.format_version, 1);
     assert_eq!((v1.frames.len(), v1.modules.len()), (s.frames.len(), s.modules.len()));
     for (a, b) in v1.callsites.iter().zip(&s.callsites) {
-        let names = |s: &Snapshot, c: &Callsite| stack(s, c).into_iter().map(|f| (f.ip, f.function, f.module)).collect::<Vec<_>>();
+        let names = |s: &Snapshot, c: &Callsite| {
+            stack(s, c)
+                .into_iter()
+                .map(|f| (f.ip, f.function, f.module))
+                .collect::<Vec<_>>()
+        };
         assert_eq!(names(&v1, a), names(&s, b));
     }
     let (p1, p2) = (v1_path.to_str().unwrap(), v2_path.to_str().unwrap());

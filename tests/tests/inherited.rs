@@ -93,9 +93,15 @@ fn a_child_that_allocates_writes_a_full_snapshot() {
         .collect();
     recs.sort();
     assert_eq!(recs, vec![(50, false, true), (100, true, false)]);
-    assert_eq!((m.inherited_live_at_exit_allocations, m.inherited_live_at_exit_bytes), (1, 300));
+    assert_eq!(
+        (m.inherited_live_at_exit_allocations, m.inherited_live_at_exit_bytes),
+        (1, 300)
+    );
     let f = m.at_fork.expect("counters at the fork");
-    assert_eq!((f.total_allocations, f.total_frees, f.total_allocated_bytes), (3, 1, 600));
+    assert_eq!(
+        (f.total_allocations, f.total_frees, f.total_allocated_bytes),
+        (3, 1, 600)
+    );
     // The child's sites: d alone.
     let sites: Vec<(u64, u64, u64)> = s
         .callsites

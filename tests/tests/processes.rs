@@ -40,7 +40,10 @@ fn check_child(s: &Snapshot, parent: &Snapshot) {
     assert_eq!((m.inherited_allocations, m.inherited_bytes), (2, 300));
     // The counters continue the parent's at the fork (as DHAT counts it)…
     let f = m.at_fork.expect("the counters at the fork");
-    assert_eq!((f.total_allocations, f.total_frees, f.total_allocated_bytes), (2, 0, 300));
+    assert_eq!(
+        (f.total_allocations, f.total_frees, f.total_allocated_bytes),
+        (2, 0, 300)
+    );
     assert_eq!(
         (m.total_allocations, m.total_frees, m.total_allocated_bytes),
         (3, 1, 600)
@@ -49,13 +52,21 @@ fn check_child(s: &Snapshot, parent: &Snapshot) {
     // …while the records and sites are the child's own: c, and a, which it
     // freed (born before the child started). b, untouched, is counted, not
     // listed: the parent's snapshot lists it.
-    assert_eq!((m.inherited_live_at_exit_allocations, m.inherited_live_at_exit_bytes), (1, 200));
+    assert_eq!(
+        (m.inherited_live_at_exit_allocations, m.inherited_live_at_exit_bytes),
+        (1, 200)
+    );
     assert!(s.allocations.iter().all(|r| r.size != 200), "b is the parent's");
     let a = s.allocations.iter().find(|r| r.size == 100).expect("a");
     assert!(a.inherited && !a.is_leaked && a.timestamp_alloc < s.process.start_unix_ns);
     let c = s.allocations.iter().find(|r| r.size == 300).expect("c");
     assert!(!c.inherited && c.is_leaked);
-    let sites: Vec<(u64, u64)> = s.callsites.iter().filter(|c| c.allocations > 0).map(|c| (c.allocations, c.bytes)).collect();
+    let sites: Vec<(u64, u64)> = s
+        .callsites
+        .iter()
+        .filter(|c| c.allocations > 0)
+        .map(|c| (c.allocations, c.bytes))
+        .collect();
     assert_eq!(sites, [(1, 300)], "the child's one allocation");
 }
 
@@ -77,8 +88,14 @@ fn fork_child_continues_the_parents_heap() {
     // The summary says which part is the parent's.
     let out = memscope_tests::cli::cli(&run.dir, &["summary".as_ref(), cpath.as_os_str()]);
     let text = memscope_tests::cli::stdout(&out);
-    assert!(text.contains("before fork:  300 B in 2 allocations made by the parent"), "{text}");
-    assert!(text.contains("of the live:  200 B in 1 blocks are the parent's"), "{text}");
+    assert!(
+        text.contains("before fork:  300 B in 2 allocations made by the parent"),
+        "{text}"
+    );
+    assert!(
+        text.contains("of the live:  200 B in 1 blocks are the parent's"),
+        "{text}"
+    );
     assert!(!text.contains("not listed individually"), "{text}");
 }
 

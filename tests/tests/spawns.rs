@@ -34,8 +34,16 @@ fn a_fork_storm_writes_one_snapshot_per_image() {
     assert!(parent[0].allocations.iter().any(|a| a.size == 77));
     for (_, s) in run.snapshots.iter().filter(|(_, s)| s.process.forked) {
         let m = &s.summary;
-        assert!(m.inherited_allocations >= 1 && m.inherited_bytes >= 77, "{}", s.process.pid);
-        assert!(s.allocations.iter().all(|a| !(a.inherited && a.is_leaked)), "{}", s.process.pid);
+        assert!(
+            m.inherited_allocations >= 1 && m.inherited_bytes >= 77,
+            "{}",
+            s.process.pid
+        );
+        assert!(
+            s.allocations.iter().all(|a| !(a.inherited && a.is_leaked)),
+            "{}",
+            s.process.pid
+        );
     }
 }
 

@@ -34,7 +34,11 @@ pub fn lines(s: &Snapshot, w: Weight) -> BTreeMap<String, u64> {
         let stack = if c.frames.is_empty() {
             "[no backtrace]".to_string()
         } else {
-            let names: Vec<String> = s.frames_of(c).rev().map(|f| clean(&frame_label(f, s.module_of(f)))).collect();
+            let names: Vec<String> = s
+                .frames_of(c)
+                .rev()
+                .map(|f| clean(&frame_label(f, s.module_of(f))))
+                .collect();
             names.join(";")
         };
         *out.entry(stack).or_insert(0) += v;

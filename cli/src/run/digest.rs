@@ -50,8 +50,35 @@ pub struct Digests {
     pub errors: Vec<String>,
 }
 
-/// Reads the snapshots at `paths` (on up to [`MAX_READERS`] threads).
-pub fn read_all(paths: Vec<PathBuf>) -> Digests {
+/// Digests made while each snapshot was in hand anyway (the naming pass
+/// reads and rewrites every snapshot of a run: reading it again here would
+/// parse every file twice).
+#[derive(Default)]
+pub struct Collected {
+    digests: Vec<Digest>,
+    best: Option<(ProcessRow, Lead)>,
+}
+
+impl Collected {
+    pub fn add(&mut self, path: PathBuf, s: &Snapshot) {
+        let d = digest(path, s);
+        if self
+            .best
+            .as_ref()
+            .map_or(true, |(b, _)| heavier_first(&d.row, b).is_lt())
+        {
+            self.best = Some((d.row.clone(), lead(s)));
+        }
+        self.digests.push(d);
+    }
+}
+
+/// Reads the snapshots at `paths` that `done` does not hold yet (on up to
+/// [`MAX_READERS`] threads), and returns them with `done`'s.
+pub fn read_all(paths: Vec<PathBuf>, done: Collected) -> Digests {
+    let known: std::collections::HashSet<&PathBuf> = done.digests.iter().map(|d| &d.path).collect();
+    let paths: Vec<PathBuf> = paths.into_iter().filter(|p| !known.contains(p)).collect();
+    drop(known);
     let n = paths.len();
     let readers = if n < PARALLEL_FROM {
         1
@@ -62,7 +89,7 @@ pub fn read_all(paths: Vec<PathBuf>) -> Digests {
     };
     let next = AtomicUsize::new(0);
     let slots: Vec<Mutex<Option<Result<Digest, String>>>> = (0..n).map(|_| Mutex::new(None)).collect();
-    let leads: Mutex<Vec<(ProcessRow, Lead)>> = Mutex::new(Vec::new());
+    let leads: Mutex<Vec<(ProcessRow, Lead)>> = Mutex::new(done.best.into_iter().collect());
     let work = || {
         let mut best: Option<(ProcessRow, Lead)> = None;
         loop {
@@ -89,7 +116,8 @@ pub fn read_all(paths: Vec<PathBuf>) -> Digests {
         }
         work();
     });
-    let mut all = Vec::with_capacity(n);
+    let mut all = done.digests;
+    all.reserve(n);
     let mut errors = Vec::new();
     for slot in slots {
         match slot.into_inner().unwrap_or_else(|e| e.into_inner()) {
@@ -172,7 +200,7 @@ mod tests {
         let broken = dir.path().join("broken.json");
         std::fs::write(&broken, "{\"format\":").unwrap();
         paths.insert(5, broken);
-        let d = read_all(paths);
+        let d = read_all(paths, Collected::default());
         assert_eq!(d.all.len(), 21);
         assert_eq!(d.errors.len(), 1, "{:?}", d.errors);
         assert!(d.errors[0].contains("broken.json"), "{}", d.errors[0]);

@@ -38,11 +38,10 @@ fn say(line: &str) {
     eprintln!("memscope: {line}");
 }
 
-pub fn finish(r: &Run) {
+/// `named`: what the naming pass kept of the snapshots it rewrote.
+pub fn finish(r: &Run, named: digest::Collected) {
     let paths = manifest(&r.plan.manifest);
-    // Every pass that rewrites the run's snapshots goes here, before they
-    // are read.
-    let Digests { all, lead, errors } = digest::read_all(paths);
+    let Digests { all, lead, errors } = digest::read_all(paths, named);
     for e in errors {
         say(&format!("skipping a snapshot of this run: {e}"));
     }

@@ -194,14 +194,17 @@ pub fn main(a: Args) -> Outcome {
         eprintln!("memscope: the command has ended; waiting for the processes it left running (Ctrl-C stops waiting)")
     });
     let cmd_name = a.command[0].to_string_lossy().into_owned();
-    namer.finish(&plan.manifest);
-    finish::finish(&finish::Run {
-        plan: &plan,
-        pid: pid as u32,
-        ended,
-        cmd_name: &cmd_name,
-        elapsed: when.duration_since(started),
-    });
+    let named = namer.finish(&plan.manifest);
+    finish::finish(
+        &finish::Run {
+            plan: &plan,
+            pid: pid as u32,
+            ended,
+            cmd_name: &cmd_name,
+            elapsed: when.duration_since(started),
+        },
+        named,
+    );
     drop(tmp);
     Ok(ExitCode::from(ended.exit_code()))
 }

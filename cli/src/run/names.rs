@@ -8,8 +8,11 @@
 //!
 //! The naming runs on a thread of its own while the command runs, taking
 //! each snapshot as soon as its image lists it in the manifest, so little
-//! is left to do when the command ends.
+//! is left to do when the command ends; with each snapshot in hand it also
+//! keeps what the summary needs of it ([`Collected`]), so `finish` does not
+//! parse it again.
 
+use super::digest::Collected;
 use memscope_symbols::{name_pending, Resolver};
 use std::collections::HashSet;
 use std::io::Write;
@@ -25,7 +28,7 @@ const POLL: Duration = Duration::from_millis(25);
 /// The naming thread of a run.
 pub struct Namer {
     done: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    thread: Option<std::thread::JoinHandle<Collected>>,
 }
 
 impl Namer {
@@ -40,11 +43,12 @@ impl Namer {
         Namer { done, thread }
     }
 
-    /// The command has ended: names what is left, then returns.
-    pub fn finish(mut self, manifest: &Path) {
+    /// The command has ended: names what is left, then returns what it
+    /// kept of every snapshot it read.
+    pub fn finish(mut self, manifest: &Path) -> Collected {
         self.done.store(true, Ordering::Release);
         match self.thread.take().map(|t| t.join()) {
-            Some(Ok(())) => {}
+            Some(Ok(kept)) => kept,
             // No thread (or it died): name everything here.
             _ => name_until(manifest, &AtomicBool::new(true)),
         }
@@ -52,27 +56,29 @@ impl Namer {
 }
 
 /// Names new snapshots of the manifest until `done` is set, then once more.
-fn name_until(manifest: &Path, done: &AtomicBool) {
+fn name_until(manifest: &Path, done: &AtomicBool) -> Collected {
     let mut resolver = Resolver::new();
     let mut seen: HashSet<PathBuf> = HashSet::new();
+    let mut kept = Collected::default();
     loop {
         let last_round = done.load(Ordering::Acquire);
         for path in super::finish::manifest(manifest) {
             if seen.insert(path.clone()) {
-                name_file(&path, &mut resolver);
+                name_file(&path, &mut resolver, &mut kept);
             }
         }
         if last_round {
-            return;
+            return kept;
         }
         std::thread::sleep(POLL);
     }
 }
 
-/// Names one snapshot file's pending frames. A snapshot that cannot be read
-/// or rewritten is left as it is: readers name pending frames on load, and
-/// `finish` reports unreadable files.
-fn name_file(path: &Path, resolver: &mut Resolver) {
+/// Names one snapshot file's pending frames, and keeps its digest. A
+/// snapshot that cannot be read or rewritten is left as it is (and not
+/// kept): readers name pending frames on load, and `finish` reads it again
+/// and reports it if it is unreadable.
+fn name_file(path: &Path, resolver: &mut Resolver, kept: &mut Collected) {
     let Ok(mut snap) = memscope_format::read_snapshot_file(path) else {
         return;
     };
@@ -85,12 +91,16 @@ fn name_file(path: &Path, resolver: &mut Resolver) {
             );
         }
     }
+    kept.add(path.to_path_buf(), &snap);
 }
 
 /// Replaces `path` with `snap`: a temporary file beside it (0600), then a
 /// rename, so a reader never sees half a file.
 fn rewrite(path: &Path, snap: &memscope_format::Snapshot) -> std::io::Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new().prefix(".memscope-").tempfile_in(dir)?;
     tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o600))?;
     {

@@ -166,6 +166,9 @@ pub fn is_memscope_frame(f: &Frame) -> bool {
 /// Drops memscope's own frames from the top of a stack (`stack` indexes
 /// `frames`).
 pub fn strip_own_frames(stack: &mut Vec<u32>, frames: &[Frame]) {
-    let own = stack.iter().take_while(|&&i| is_memscope_frame(&frames[i as usize])).count();
+    let own = stack
+        .iter()
+        .take_while(|&&i| is_memscope_frame(&frames[i as usize]))
+        .count();
     stack.drain(..own);
 }

@@ -71,8 +71,6 @@ fn frame(ip: u64, function: &str, file: &str, line: u32, module: &str, inlined: 
     }
 }
 
-
-
 fn alloc_rec(ptr: u64, size: u64, site: u64, born: u64, died: u64, leaked: bool) -> Allocation {
     Allocation {
         ptr: hex_addr(ptr),
