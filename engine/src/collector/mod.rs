@@ -602,15 +602,15 @@ impl Collector {
     #[inline]
     fn release(&mut self, block: &Block, ts: u64) {
         self.leaving_peak();
-        let owner = &mut self.threads[block.thread as usize];
-        owner.live_bytes = owner.live_bytes.saturating_sub(block.size);
         if block.birth < self.inherited_before {
-            // The parent's block: the child's sites and histogram count
-            // only the child's own blocks.
+            // The parent's block: the child's sites, threads and histogram
+            // count only the child's own blocks.
             self.live_bytes = self.live_bytes.saturating_sub(block.size);
             self.timeline.record(ts, self.live_bytes);
             return;
         }
+        let owner = &mut self.threads[block.thread as usize];
+        owner.live_bytes = owner.live_bytes.saturating_sub(block.size);
         let life = ts - block.birth;
         let bucket = hist::bucket_of(life);
         let epoch = self.peak_epoch;
@@ -635,14 +635,15 @@ impl Collector {
 
     /// Becomes the state of a `fork()` child at tick `fork_ts`: every live
     /// block is inherited, and the parent's freed-block records stay the
-    /// parent's (the counts and aggregates continue, as DHAT counts a child).
+    /// parent's (the counters, peak and timeline continue, as DHAT counts a
+    /// child).
     /// No block is touched: which ones are inherited follows from their
     /// birth, so a child does not copy the pages of its parent's heap table
     /// (copy-on-write) just to mark them.
     ///
-    /// The call sites and the lifetime histogram start empty: a child's
-    /// show what it did itself, as memray and heaptrack show a child, while
-    /// its counters, peak and timeline continue the parent's. A shell's
+    /// The call sites, the per-thread figures and the lifetime histogram
+    /// start empty: a child's show what it did itself, as memray shows a
+    /// child, while its counters, peak and timeline continue the parent's. A shell's
     /// children (hundreds in a script) would otherwise each repeat the
     /// shell's sites. The parent's site table is left where it is, not
     /// freed: freeing it would copy the pages that hold it.
@@ -652,6 +653,13 @@ impl Collector {
         std::mem::forget(std::mem::replace(&mut self.sites, vec![Site::default()]));
         self.lifetime_counts = vec![0; hist::BUCKETS];
         self.lifetime_bytes = vec![0; hist::BUCKETS];
+        for t in &mut self.threads {
+            *t = ThreadAgg {
+                tid: t.tid,
+                name: std::mem::take(&mut t.name),
+                ..ThreadAgg::default()
+            };
+        }
         self.at_fork = Some(self.totals);
         self.inherited_before = fork_ts;
         self.totals.inherited_allocations = self.live_count() as u64;

@@ -221,6 +221,8 @@ fn inherited_blocks_are_marked() {
     let sites: Vec<(u64, u64, u64)> = f.sites.iter().map(|s| (s.allocations, s.bytes, s.live_bytes)).collect();
     assert_eq!(sites, vec![(1, 40, 40)]);
     assert_eq!(f.lifetime_counts.iter().sum::<u64>(), 1);
+    let t = &f.threads[0];
+    assert_eq!((t.allocations, t.bytes, t.frees, t.live_bytes), (1, 40, 1, 40));
 }
 
 /// A random single-threaded-truth history, shuffled across threads the way
