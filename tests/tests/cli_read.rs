@@ -544,6 +544,15 @@ fn version_1_snapshots_read_the_same() {
         std::fs::read_to_string(folded("1.folded")).unwrap(),
         std::fs::read_to_string(folded("2.folded")).unwrap()
     );
+    // The other readers take it too: the report and DHAT's format.
+    for (args, out) in [
+        (vec!["analyze", p1], dir.join("v1.html")),
+        (vec!["export", p1, "--to", "dhat"], dir.join("v1.dhat.json")),
+    ] {
+        let o = cli(&dir, &[args, vec![out.to_str().unwrap()]].concat());
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert!(std::fs::metadata(&out).unwrap().len() > 0);
+    }
     let (d, _) = same(&|p| vec!["diff".into(), p1.into(), p.into(), "--format".into(), "json".into()]);
     let d: serde_json::Value = serde_json::from_str(&d).unwrap();
     assert_eq!(d["ok"], true, "{d}");
