@@ -80,6 +80,19 @@ impl ProcessRow {
     pub fn inherited_only(&self) -> bool {
         self.summary.inherited_only
     }
+
+    /// Bytes this image allocated itself: a fork child's counters continue
+    /// its parent's (`summary.at_fork`), which its parent's row counts.
+    pub fn own_allocated_bytes(&self) -> u64 {
+        let before = self.summary.at_fork.map_or(0, |f| f.total_allocated_bytes);
+        self.summary.total_allocated_bytes.saturating_sub(before)
+    }
+
+    /// Allocations this image made itself (see [`Self::own_allocated_bytes`]).
+    pub fn own_allocations(&self) -> u64 {
+        let before = self.summary.at_fork.map_or(0, |f| f.total_allocations);
+        self.summary.total_allocations.saturating_sub(before)
+    }
 }
 
 /// Heaviest first: processes that allocated anything before those that
@@ -88,7 +101,7 @@ impl ProcessRow {
 pub fn heavier_first(a: &ProcessRow, b: &ProcessRow) -> Ordering {
     a.inherited_only()
         .cmp(&b.inherited_only())
-        .then(b.summary.total_allocated_bytes.cmp(&a.summary.total_allocated_bytes))
+        .then(b.own_allocated_bytes().cmp(&a.own_allocated_bytes()))
         .then(a.start_unix_ns.cmp(&b.start_unix_ns))
         .then(a.pid.cmp(&b.pid))
 }
@@ -107,7 +120,8 @@ pub struct Group {
     pub exe: String,
     /// Indices into the rows, heaviest first (see [`heavier_first`]).
     pub members: Vec<usize>,
-    /// Bytes allocated by the members that allocated anything.
+    /// Bytes the members allocated themselves (a fork child's share of its
+    /// parent's history is the parent's).
     pub total_allocated_bytes: u64,
     pub total_allocations: u64,
     /// The largest peak of a member, and that member (inherited-only
@@ -141,8 +155,8 @@ pub fn by_executable(rows: &[ProcessRow]) -> Vec<Group> {
         if r.inherited_only() {
             g.inherited_only += 1;
         } else {
-            g.total_allocated_bytes += r.summary.total_allocated_bytes;
-            g.total_allocations += r.summary.total_allocations;
+            g.total_allocated_bytes += r.own_allocated_bytes();
+            g.total_allocations += r.own_allocations();
         }
         g.members.push(i);
     }

@@ -74,8 +74,16 @@ fn expected_groups(snaps: &[Snapshot]) -> Vec<Expected> {
                 exe: exe.to_string(),
                 name: exe.rsplit('/').next().unwrap().to_string(),
                 processes: members.len(),
-                bytes: own.iter().map(|s| s.summary.total_allocated_bytes).sum(),
-                allocations: own.iter().map(|s| s.summary.total_allocations).sum(),
+                // A fork child's counters continue its parent's: the group
+                // counts what each image allocated itself.
+                bytes: own
+                    .iter()
+                    .map(|s| s.summary.total_allocated_bytes - s.summary.at_fork.map_or(0, |f| f.total_allocated_bytes))
+                    .sum(),
+                allocations: own
+                    .iter()
+                    .map(|s| s.summary.total_allocations - s.summary.at_fork.map_or(0, |f| f.total_allocations))
+                    .sum(),
                 peak,
                 peak_pids: own
                     .iter()
