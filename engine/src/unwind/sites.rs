@@ -53,36 +53,33 @@ static OVERFLOWED: AtomicU64 = AtomicU64::new(0);
 #[inline(always)]
 pub fn intern(hash: u64, frames: &[u64]) -> u32 {
     let hash = hash | 1; // 0 marks a free slot
-    let mut i = (hash >> (64 - SMALL_BITS)) as usize;
-    for _ in 0..SMALL_PROBES {
-        let slot = &SMALL[i];
-        let h = slot.hash.load(Ordering::Acquire);
-        if h == hash {
-            return wait_for_id(slot);
-        }
-        if h == 0 {
-            return insert(slot, hash, frames).unwrap_or_else(|| intern_after_race(hash, frames, slot));
-        }
-        i = (i + 1) & (SMALL_SLOTS - 1);
-    }
-    intern_big(hash, frames)
+    probe(&SMALL, SMALL_BITS, SMALL_PROBES, hash, frames).unwrap_or_else(|| intern_big(hash, frames))
 }
 
-/// The big table: for a stack whose small slots all hold other stacks.
+/// The big table: for a stack whose small slots all hold other stacks (it
+/// never fills: ids stop at 75 % of its slots).
 #[inline(never)]
 fn intern_big(hash: u64, frames: &[u64]) -> u32 {
-    let mut i = (hash >> (64 - TABLE_BITS)) as usize;
-    loop {
-        let slot = &TABLE[i];
+    probe(&TABLE, TABLE_BITS, usize::MAX, hash, frames).unwrap_or(0)
+}
+
+/// Looks for `hash` in `table` from its home slot on, claiming the first
+/// free slot for it; None when `probes` slots all hold other stacks.
+#[inline(always)]
+fn probe(table: &'static [Slot], bits: u32, probes: usize, hash: u64, frames: &[u64]) -> Option<u32> {
+    let mut i = (hash >> (64 - bits)) as usize;
+    for _ in 0..probes {
+        let slot = &table[i];
         let h = slot.hash.load(Ordering::Acquire);
         if h == hash {
-            return wait_for_id(slot);
+            return Some(wait_for_id(slot));
         }
         if h == 0 {
-            return insert(slot, hash, frames).unwrap_or_else(|| intern_after_race(hash, frames, slot));
+            return Some(insert(slot, hash, frames).unwrap_or_else(|| intern_after_race(hash, frames, slot)));
         }
-        i = (i + 1) & (TABLE_SLOTS - 1);
+        i = (i + 1) & (table.len() - 1);
     }
+    None
 }
 
 #[cold]
