@@ -86,6 +86,10 @@ pub fn program_frames<'a>(s: &'a Snapshot, site: &'a Callsite) -> Vec<(&'a Frame
 /// caller. Untrusted: escape before printing.
 pub fn site_label(s: &Snapshot, site: &Callsite) -> String {
     match program_frames(s, site).as_slice() {
+        // With backtraces on, site 0 holds what had no stack of its own (an
+        // allocation before memscope's start-up, a stack it could not walk,
+        // sites past the table's capacity).
+        [] if s.tool.backtrace_depth > 0 => "(no stack recorded for these)".to_string(),
         [] => "(no backtrace: run with --backtrace N to see sites)".to_string(),
         [(f, m)] => frame_label(f, m),
         [(f1, m1), (f2, m2), ..] => format!("{} ← {}", frame_label(f1, m1), frame_label(f2, m2)),
@@ -182,6 +186,9 @@ pub mod tests {
         assert_eq!(label(0), "make_table (table.c:42) ← main (main.c:7)");
         assert_eq!(label(1), "0x1234 (in prog)");
         assert!(label(2).contains("no backtrace"));
+        let mut on = s.clone();
+        on.tool.backtrace_depth = 32;
+        assert_eq!(site_label(&on, &on.callsites[2]), "(no stack recorded for these)");
     }
 
     #[test]
