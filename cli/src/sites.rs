@@ -2,13 +2,13 @@
 //! symbolized frames (function, file, line), never by addresses, which
 //! change with every build and every run (ASLR).
 
-use memscope_format::{Callsite, Frame, Snapshot, UNKNOWN_MODULE};
+use memscope_format::{Callsite, Frame, Snapshot};
 
 /// Frames that belong to the allocator rather than to the program: a site
 /// is named after the first frame outside them. `module`: the frame's
 /// module path.
-fn is_allocator_frame(f: &Frame, module: &str) -> bool {
-    if module.ends_with("/libmemscope.so") {
+fn is_allocator_frame(f: &Frame, module: Option<&str>) -> bool {
+    if module.is_some_and(|m| m.ends_with("/libmemscope.so")) {
         return true;
     }
     let Some(name) = f.function.as_deref() else {
@@ -45,7 +45,7 @@ fn is_allocator_frame(f: &Frame, module: &str) -> bool {
 
 /// `function (file.c:12)`, `0x401234 (in libfoo.so)` or `0x401234`
 /// (`module`: the frame's module path). Untrusted: escape before printing.
-pub fn frame_label(f: &Frame, module: &str) -> String {
+pub fn frame_label(f: &Frame, module: Option<&str>) -> String {
     let file = f
         .file
         .as_deref()
@@ -65,16 +65,18 @@ pub fn frame_label(f: &Frame, module: &str) -> String {
     }
 }
 
-/// A module path's base name; None for an address outside every module.
-fn module_name(module: &str) -> Option<&str> {
-    (module != UNKNOWN_MODULE && !module.is_empty()).then(|| module.rsplit('/').next().unwrap_or(module))
+/// A module path's base name (None: outside every module, or no path).
+fn module_name(module: Option<&str>) -> Option<&str> {
+    module
+        .filter(|m| !m.is_empty())
+        .map(|m| m.rsplit('/').next().unwrap_or(m))
 }
 
 /// The program's frames of a site with their module paths, allocator
 /// frames dropped (all of them kept if nothing else is left).
-pub fn program_frames<'a>(s: &'a Snapshot, site: &'a Callsite) -> Vec<(&'a Frame, &'a str)> {
-    let all: Vec<(&Frame, &str)> = s.frames_of(site).map(|f| (f, s.module_of(f))).collect();
-    let skip = all.iter().take_while(|(f, m)| is_allocator_frame(f, m)).count();
+pub fn program_frames<'a>(s: &'a Snapshot, site: &'a Callsite) -> Vec<(&'a Frame, Option<&'a str>)> {
+    let all: Vec<(&Frame, Option<&str>)> = s.frames_of(site).map(|f| (f, s.module_of(f))).collect();
+    let skip = all.iter().take_while(|(f, m)| is_allocator_frame(f, *m)).count();
     if skip < all.len() {
         all[skip..].to_vec()
     } else {
@@ -91,14 +93,14 @@ pub fn site_label(s: &Snapshot, site: &Callsite) -> String {
         // sites past the table's capacity).
         [] if s.tool.backtrace_depth > 0 => "(no stack recorded for these)".to_string(),
         [] => "(no backtrace: run with --backtrace N to see sites)".to_string(),
-        [(f, m)] => frame_label(f, m),
-        [(f1, m1), (f2, m2), ..] => format!("{} ← {}", frame_label(f1, m1), frame_label(f2, m2)),
+        [(f, m)] => frame_label(f, *m),
+        [(f1, m1), (f2, m2), ..] => format!("{} ← {}", frame_label(f1, *m1), frame_label(f2, *m2)),
     }
 }
 
 /// What identifies a frame across builds: its symbol and source position.
 /// An unsymbolized frame falls back to its object file, then its address.
-pub fn frame_key(f: &Frame, module: &str) -> String {
+pub fn frame_key(f: &Frame, module: Option<&str>) -> String {
     match &f.function {
         Some(func) => format!(
             "{func}\u{1f}{}\u{1f}{}",

@@ -345,7 +345,8 @@ mod tests {
         assert_eq!(s.modules, vec!["/lib/libc.so.6", "/bin/x", UNKNOWN_MODULE]);
         let names: Vec<_> = s.frames_of(&s.callsites[0]).map(|f| f.function.as_deref()).collect();
         assert_eq!(names, vec![Some("malloc"), Some("main"), Some("malloc"), None]);
-        assert_eq!(s.module_of(&s.frames[1]), "/bin/x");
+        assert_eq!(s.module_of(&s.frames[1]), Some("/bin/x"));
+        assert_eq!(s.module_of(&s.frames[2]), None, "outside every module");
         // Written back, it is a version-2 file that reads the same.
         let mut buf = Vec::new();
         let mut v2 = s.clone();

@@ -62,11 +62,13 @@ impl Snapshot {
         site.frames.iter().filter_map(move |&i| self.frames.get(i as usize))
     }
 
-    /// The path of the module that holds `frame`.
-    pub fn module_of(&self, frame: &Frame) -> &str {
+    /// The path of the module that holds `frame`; None for an address
+    /// outside every module ([`UNKNOWN_MODULE`]).
+    pub fn module_of(&self, frame: &Frame) -> Option<&str> {
         self.modules
             .get(frame.module as usize)
-            .map_or(UNKNOWN_MODULE, String::as_str)
+            .map(String::as_str)
+            .filter(|m| *m != UNKNOWN_MODULE)
     }
 
     /// Checks every index: a frame of a call site past `frames`, or a frame's

@@ -49,10 +49,9 @@ struct FrameKey(String, Option<String>, Option<u32>, Option<String>, bool);
 impl FrameTable {
     /// `[label, file, line, module, inlined]`; the label is the function or,
     /// unresolved, the address. `module` is the frame's module path.
-    pub fn intern(&mut self, f: &Frame, module: &str) -> usize {
+    pub fn intern(&mut self, f: &Frame, module: Option<&str>) -> usize {
         let label = f.function.clone().unwrap_or_else(|| f.ip.clone());
-        let module = (module != memscope_format::UNKNOWN_MODULE).then(|| module.to_owned());
-        let key = FrameKey(label, f.file.clone(), f.line, module, f.inlined);
+        let key = FrameKey(label, f.file.clone(), f.line, module.map(str::to_owned), f.inlined);
         if let Some(&i) = self.index.get(&key) {
             return i;
         }

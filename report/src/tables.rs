@@ -53,8 +53,7 @@ pub fn stack(s: &Snapshot, site: &Callsite, o: &mut String) {
             let line = f.line.map(|l| format!(":{l}")).unwrap_or_default();
             let _ = write!(o, " <span class=\"loc\">{}{line}</span>", esc(file));
         }
-        let module = s.module_of(f);
-        if module != memscope_format::UNKNOWN_MODULE {
+        if let Some(module) = s.module_of(f) {
             let _ = write!(
                 o,
                 " <span class=\"mod\">{}</span>",

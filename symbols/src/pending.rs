@@ -16,13 +16,16 @@ pub fn name_pending(snap: &mut Snapshot, r: &mut Resolver) -> bool {
     for m in &snap.modules {
         tables.module(m);
     }
-    let bases: Vec<(u64, Vec<u8>)> = (0..snap.modules.len())
-        .map(|i| match snap.module_info.get(i) {
-            Some(info) => (
+    // Each module's bias and build id (none when the snapshot has no
+    // module_info: its frames cannot be named).
+    let bases: Vec<(u64, Vec<u8>)> = snap
+        .module_info
+        .iter()
+        .map(|info| {
+            (
                 parse_addr(&info.bias).unwrap_or(0),
                 unhex(&info.build_id).unwrap_or_default(),
-            ),
-            None => (0, Vec::new()),
+            )
         })
         .collect();
     // Old frame index → its named frames' new indices.
@@ -30,13 +33,12 @@ pub fn name_pending(snap: &mut Snapshot, r: &mut Resolver) -> bool {
         .frames
         .iter()
         .map(|f| {
-            let (Some(ip), Some((bias, build_id))) = (parse_addr(&f.ip), bases.get(f.module as usize)) else {
+            let (Some(ip), Some(path), Some((bias, build_id))) =
+                (parse_addr(&f.ip), snap.module_of(f), bases.get(f.module as usize))
+            else {
+                // Outside every module, or no module info: stays unnamed.
                 return vec![tables.frame(f.clone())];
             };
-            let path = &snap.modules[f.module as usize];
-            if info_missing(snap, path) {
-                return vec![tables.frame(f.clone())];
-            }
             let m = ModuleRef {
                 path,
                 bias: *bias,
@@ -68,10 +70,4 @@ pub fn name_pending(snap: &mut Snapshot, r: &mut Resolver) -> bool {
     snap.frames = tables.frames;
     snap.symbols_pending = false;
     true
-}
-
-/// Frames outside every module, or of a snapshot without module info, cannot
-/// be named.
-fn info_missing(snap: &Snapshot, path: &str) -> bool {
-    snap.module_info.is_empty() || path == memscope_format::UNKNOWN_MODULE
 }

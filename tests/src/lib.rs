@@ -284,7 +284,7 @@ pub fn stack(s: &Snapshot, site: &memscope_format::Callsite) -> Vec<StackFrame> 
             function: f.function.clone(),
             file: f.file.clone(),
             line: f.line,
-            module: s.module_of(f).to_owned(),
+            module: s.module_of(f).unwrap_or_default().to_owned(),
             inlined: f.inlined,
         })
         .collect()

@@ -220,6 +220,17 @@ pub fn frames(id: u32) -> Vec<u64> {
 mod tests {
     use super::*;
 
+    /// Every thread got the same id for each stack, and `stacks` distinct ids.
+    fn assert_one_id_per_stack(ids: &[Vec<u32>], stacks: usize) {
+        for t in &ids[1..] {
+            assert_eq!(t, &ids[0]);
+        }
+        let mut distinct = ids[0].clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), stacks);
+    }
+
     #[test]
     fn the_same_stack_gets_the_same_id_from_every_thread() {
         let stacks: Vec<Vec<u64>> = (0..500u64).map(|i| vec![0x1000 + i, 0x2000, 0x3000 + i % 7]).collect();
@@ -233,13 +244,7 @@ mod tests {
                 .collect();
             hs.into_iter().map(|h| h.join().unwrap()).collect()
         });
-        for t in &ids[1..] {
-            assert_eq!(t, &ids[0]);
-        }
-        let mut distinct = ids[0].clone();
-        distinct.sort_unstable();
-        distinct.dedup();
-        assert_eq!(distinct.len(), stacks.len());
+        assert_one_id_per_stack(&ids, stacks.len());
         for (s, &id) in stacks.iter().zip(&ids[0]) {
             assert!(id > 0);
             assert_eq!(&frames(id), s);
@@ -271,13 +276,7 @@ mod tests {
                 .collect();
             hs.into_iter().map(|h| h.join().unwrap()).collect()
         });
-        for t in &ids[1..] {
-            assert_eq!(t, &ids[0]);
-        }
-        let mut distinct = ids[0].clone();
-        distinct.sort_unstable();
-        distinct.dedup();
-        assert_eq!(distinct.len() as u64, n);
+        assert_one_id_per_stack(&ids, n as usize);
         for (i, &id) in ids[0].iter().enumerate() {
             assert_eq!(frames(id), vec![0x7000_0000 + i as u64, 0x42]);
         }
