@@ -146,7 +146,7 @@ pub fn unhex(s: &str) -> Option<Vec<u8>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -159,21 +159,27 @@ mod tests {
         assert_eq!(unhex("é1"), None);
     }
 
-    /// This test binary's own functions are named, through its DWARF.
-    #[test]
-    fn names_a_function_of_this_binary() {
+    /// This test binary's path and load bias.
+    pub(crate) fn this_binary() -> (String, u64) {
         let exe = std::fs::read_link("/proc/self/exe").unwrap();
         let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-        let exe_s = exe.to_str().unwrap();
+        let exe = exe.to_str().unwrap().to_owned();
         // The lowest mapping of the executable is its file offset 0.
         let base = maps
             .lines()
-            .filter(|l| l.ends_with(exe_s))
+            .filter(|l| l.ends_with(exe.as_str()))
             .filter_map(|l| u64::from_str_radix(l.split('-').next()?, 16).ok())
             .min()
             .unwrap();
+        (exe, base)
+    }
+
+    /// This test binary's own functions are named, through its DWARF.
+    #[test]
+    fn names_a_function_of_this_binary() {
+        let (exe, base) = this_binary();
         let m = ModuleRef {
-            path: exe_s,
+            path: &exe,
             bias: base,
             build_id: &[],
         };

@@ -17,26 +17,23 @@ pub fn name_pending(snap: &mut Snapshot, r: &mut Resolver) -> bool {
         tables.module(m);
     }
     // Each module's bias and build id (none when the snapshot has no
-    // module_info: its frames cannot be named).
-    let bases: Vec<(u64, Vec<u8>)> = snap
+    // module_info, or an unreadable one: its frames cannot be named).
+    let bases: Vec<Option<(u64, Vec<u8>)>> = snap
         .module_info
         .iter()
-        .map(|info| {
-            (
-                parse_addr(&info.bias).unwrap_or(0),
-                unhex(&info.build_id).unwrap_or_default(),
-            )
-        })
+        .map(|info| Some((parse_addr(&info.bias)?, unhex(&info.build_id)?)))
         .collect();
     // Old frame index → its named frames' new indices.
     let mapping: Vec<Vec<u32>> = snap
         .frames
         .iter()
         .map(|f| {
-            let (Some(ip), Some(path), Some((bias, build_id))) =
-                (parse_addr(&f.ip), snap.module_of(f), bases.get(f.module as usize))
-            else {
-                // Outside every module, or no module info: stays unnamed.
+            let (Some(ip), Some(path), Some((bias, build_id))) = (
+                parse_addr(&f.ip),
+                snap.module_of(f),
+                bases.get(f.module as usize).and_then(Option::as_ref),
+            ) else {
+                // Outside every module, or no usable module info: stays unnamed.
                 return vec![tables.frame(f.clone())];
             };
             let m = ModuleRef {
@@ -70,4 +67,45 @@ pub fn name_pending(snap: &mut Snapshot, r: &mut Resolver) -> bool {
     snap.frames = tables.frames;
     snap.symbols_pending = false;
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pending snapshot whose one frame is a function of this test binary.
+    fn pending(bias: &str) -> Snapshot {
+        let (exe, _) = crate::tests::this_binary();
+        let ip = pending as *const () as u64 + 1;
+        let json = format!(
+            r#"{{"format":"memscope","format_version":2,
+"process":{{"pid":1,"ppid":0,"exe":"/x","argv":[],"start_unix_ns":1,"end_unix_ns":2,"end":"exit"}},
+"summary":{{"total_allocations":1,"total_frees":0,"total_allocated_bytes":8,"total_freed_bytes":0,"reallocs":0,
+"peak_live_bytes":8,"peak_live_allocations":1,"peak_unix_ns":1,"live_at_exit_allocations":1,"live_at_exit_bytes":8,
+"events_dropped":0,"records_omitted":1}},"allocations":[],
+"modules":[{exe:?}],"module_info":[{{"bias":"{bias}","build_id":""}}],
+"frames":[{{"ip":"{ip:#x}","function":null,"file":null,"line":null,"module":0}}],"symbols_pending":true,
+"callsites":[{{"id":1,"frames":[0],"allocations":1,"bytes":8,"live_at_exit_bytes":8,"peak_live_bytes":8,
+"lifetime_ns":{{"min":1,"p50":1,"p99":1,"max":1}}}}],"variables":[],"timeline":[]}}"#
+        );
+        memscope_format::read_snapshot_bytes(json.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn names_frames_and_leaves_unreadable_module_info_alone() {
+        let (_, base) = crate::tests::this_binary();
+        let mut s = pending(&memscope_format::hex_addr(base));
+        assert!(name_pending(&mut s, &mut Resolver::new()));
+        let names: Vec<Option<&str>> = s.frames_of(&s.callsites[0]).map(|f| f.function.as_deref()).collect();
+        assert!(
+            names.last().unwrap().is_some_and(|n| n.ends_with("pending")),
+            "{names:?}"
+        );
+        assert!(!s.symbols_pending && !name_pending(&mut s, &mut Resolver::new()));
+        // A bias that is not an address: the frame stays as it was.
+        let mut bad = pending("0xzz");
+        assert!(name_pending(&mut bad, &mut Resolver::new()));
+        assert_eq!(bad.frames.len(), 1);
+        assert_eq!(bad.frames[0].function, None);
+    }
 }
