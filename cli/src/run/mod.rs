@@ -6,7 +6,7 @@
 //! Options after CMD belong to CMD (`memscope-cli run cargo run --release`).
 
 mod child;
-mod digest;
+pub(crate) mod digest;
 mod finish;
 mod groups;
 mod names;
@@ -201,6 +201,7 @@ pub fn main(a: Args) -> Outcome {
             pid: pid as u32,
             ended,
             cmd_name: &cmd_name,
+            command: a.command.iter().map(|c| c.to_string_lossy().into_owned()).collect(),
             elapsed: when.duration_since(started),
         },
         named,

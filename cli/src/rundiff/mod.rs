@@ -1,0 +1,322 @@
+//! `diff` over whole runs: the processes of base and new matched by
+//! executable and order of start ([`crate::matching`]); every matched pair
+//! of a gated executable is held to the growth limits; one section per
+//! executable, heaviest change first, bounded so that a run of hundreds of
+//! processes still reads as a pull-request comment ([`render`]).
+
+mod render;
+
+use crate::diff::{growth_pct, pct, site_diffs, SiteDiff, Total};
+use crate::matching::{groups, ordinal, Group, RunSet, Select};
+use crate::run::digest::Digest;
+use crate::text::{bytes, term};
+use std::path::Path;
+
+/// Executables given a section of their own; the rest get one line.
+pub const MAX_SECTIONS: usize = 8;
+/// Processes of one executable listed in its section.
+pub const PAIRS_PER_SECTION: usize = 3;
+/// Changed sites listed in a section.
+pub const SITES_PER_SECTION: usize = 5;
+/// Names in a list (failures, appeared, vanished, not gated) before "… and N more".
+pub const MAX_LIST: usize = 10;
+
+/// The growth limits of `diff`.
+pub struct Limits {
+    pub peak_growth: Option<f64>,
+    pub leak_growth: Option<u64>,
+}
+
+/// One executable present in both runs and gated.
+pub struct Section {
+    /// The executable's name as matched, with the number of processes.
+    pub title: String,
+    pub failed: bool,
+    /// Over all its processes: largest peak; sums of the rest.
+    pub totals: Vec<Total>,
+    /// For an executable that ran several times: its most changed pairs.
+    pub pairs: Vec<String>,
+    /// Sites that changed in its most changed pair, and which pair that is.
+    pub sites: Vec<SiteDiff>,
+    pub sites_of: String,
+    weight: u128,
+    /// Index of its group.
+    group: usize,
+}
+
+/// Everything `diff` shows about two runs; raw text, escaped when rendered.
+pub struct Comparison {
+    pub base: String,
+    pub new: String,
+    pub gated: String,
+    pub failures: Vec<String>,
+    pub sections: Vec<Section>,
+    /// Gated executables beyond [`MAX_SECTIONS`], and unchanged ones.
+    pub more_sections: usize,
+    pub unchanged: Vec<String>,
+    pub appeared: Vec<String>,
+    pub vanished: Vec<String>,
+    pub not_gated: Vec<String>,
+}
+
+/// `bytes` when `is_bytes`, else a count.
+fn total(name: &'static str, base: u64, new: u64, is_bytes: bool) -> Total {
+    Total {
+        name,
+        base,
+        new,
+        is_bytes,
+    }
+}
+
+/// Peak, live at exit, own bytes and allocations of `d`.
+fn figures(d: &Digest) -> [u64; 4] {
+    let s = &d.row.summary;
+    [
+        s.peak_live_bytes,
+        s.live_at_exit_bytes,
+        d.row.own_allocated_bytes(),
+        d.row.own_allocations(),
+    ]
+}
+
+/// A group's totals: its largest peak, the sums of the rest.
+fn group_totals(g: &Group) -> Vec<Total> {
+    let side = |v: &[&Digest]| {
+        v.iter().fold([0u64; 4], |mut acc, d| {
+            let f = figures(d);
+            acc[0] = acc[0].max(f[0]);
+            for i in 1..4 {
+                acc[i] += f[i];
+            }
+            acc
+        })
+    };
+    let (b, n) = (side(&g.base), side(&g.new));
+    vec![
+        total("peak heap", b[0], n[0], true),
+        total("live at exit", b[1], n[1], true),
+        total("bytes allocated", b[2], n[2], true),
+        total("allocations", b[3], n[3], false),
+    ]
+}
+
+/// How much a pair changed: peak and live at exit, in bytes.
+fn pair_weight(b: &Digest, n: &Digest) -> u128 {
+    let (fb, fn_) = (figures(b), figures(n));
+    (fb[0] as i128 - fn_[0] as i128).unsigned_abs() + (fb[1] as i128 - fn_[1] as i128).unsigned_abs()
+}
+
+/// "prog" or "cc (2nd of 12 by start, pid 345)".
+fn who(g: &Group, i: usize, n: &Digest) -> String {
+    if g.base.len().max(g.new.len()) == 1 {
+        g.key.clone()
+    } else {
+        format!(
+            "{} ({} of {} by start, pid {})",
+            g.key,
+            ordinal(i + 1),
+            g.new.len(),
+            n.process.pid
+        )
+    }
+}
+
+/// The limits a matched pair exceeds.
+fn pair_failures(name: &str, b: &Digest, n: &Digest, l: &Limits) -> Vec<String> {
+    let mut out = Vec::new();
+    let (fb, fn_) = (figures(b), figures(n));
+    if let Some(limit) = l.peak_growth {
+        let g = growth_pct(fb[0], fn_[0]);
+        if g > limit {
+            out.push(format!(
+                "{name}: peak heap grew {} ({} → {}), over the limit of {limit}%",
+                pct(g),
+                bytes(fb[0]),
+                bytes(fn_[0])
+            ));
+        }
+    }
+    if let Some(limit) = l.leak_growth {
+        if fn_[1] > fb[1] && fn_[1] - fb[1] > limit {
+            out.push(format!(
+                "{name}: bytes live at exit grew by {} ({} → {}), over the limit of {}",
+                bytes(fn_[1] - fb[1]),
+                bytes(fb[1]),
+                bytes(fn_[1]),
+                bytes(limit)
+            ));
+        }
+    }
+    out
+}
+
+/// `key ×N (largest peak X)` for a list of processes of one executable.
+fn listed(key: &str, v: &[&Digest]) -> String {
+    let peak = v.iter().map(|d| d.row.summary.peak_live_bytes).max().unwrap_or(0);
+    let times = if v.len() > 1 {
+        format!(" ×{}", v.len())
+    } else {
+        String::new()
+    };
+    let pids: Vec<String> = v.iter().take(3).map(|d| d.process.pid.to_string()).collect();
+    format!(
+        "{key}{times} (pid {}{}; peak {})",
+        pids.join(", "),
+        if v.len() > 3 { ", …" } else { "" },
+        bytes(peak)
+    )
+}
+
+/// Compares two runs. Fails (exit 2) when they share no gated executable:
+/// the baseline then comes from another program.
+pub fn compare(base: &RunSet, new: &RunSet, sel: &Select, limits: &Limits, top: usize) -> Result<Comparison, String> {
+    let gs = groups(&base.images, &new.images, sel)?;
+    let common = |g: &&Group| !g.base.is_empty() && !g.new.is_empty();
+    if !gs.iter().filter(|g| g.gated).any(|g| common(&g)) {
+        let names = |new: bool| {
+            let v: Vec<&str> = gs
+                .iter()
+                .filter(|g| g.gated && if new { !g.new.is_empty() } else { !g.base.is_empty() })
+                .take(4)
+                .map(|g| g.key.as_str())
+                .collect();
+            if v.is_empty() {
+                "nothing".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        return Err(format!(
+            "base and new have no gated executable in common (base: {}; new: {}): is the baseline from another program?",
+            term(&names(false)),
+            term(&names(true))
+        ));
+    }
+    let mut c = Comparison {
+        base: base.describe(),
+        new: new.describe(),
+        gated: sel.describe(),
+        failures: Vec::new(),
+        sections: Vec::new(),
+        more_sections: 0,
+        unchanged: Vec::new(),
+        appeared: Vec::new(),
+        vanished: Vec::new(),
+        not_gated: Vec::new(),
+    };
+    let mut sections = Vec::new();
+    for (gi, g) in gs.iter().enumerate() {
+        let (extra_new, extra_base) = (g.new.get(g.base.len()..), g.base.get(g.new.len()..));
+        for (extra, list) in [(extra_new, &mut c.appeared), (extra_base, &mut c.vanished)] {
+            if let Some(v) = extra.filter(|v| !v.is_empty()) {
+                list.push(listed(&g.key, v) + if g.gated { "" } else { ", not gated" });
+            }
+        }
+        if !g.gated {
+            c.not_gated
+                .push(listed(&g.key, if g.new.is_empty() { &g.base } else { &g.new }));
+            continue;
+        }
+        if !common(&g) {
+            continue;
+        }
+        sections.push(section(g, gi, limits, &mut c.failures));
+    }
+    sections.sort_by(|a, b| {
+        b.failed
+            .cmp(&a.failed)
+            .then(b.weight.cmp(&a.weight))
+            .then(a.title.cmp(&b.title))
+    });
+    for s in sections {
+        if !s.failed && s.weight == 0 {
+            c.unchanged.push(s.title);
+        } else if c.sections.len() < MAX_SECTIONS {
+            c.sections.push(s);
+        } else {
+            c.more_sections += 1;
+        }
+    }
+    for s in &mut c.sections {
+        fill_sites(s, &gs, top)?;
+    }
+    Ok(c)
+}
+
+/// A gated executable's section (its sites filled later, only if shown).
+fn section(g: &Group, group: usize, limits: &Limits, failures: &mut Vec<String>) -> Section {
+    let mut pairs: Vec<(u128, String)> = Vec::new();
+    let mut failed = false;
+    let mut weight = 0u128;
+    for (i, (b, n)) in g.pairs().enumerate() {
+        let (Some(b), Some(n)) = (b, n) else { continue };
+        let name = who(g, i, n);
+        let f = pair_failures(&name, b, n, limits);
+        failed |= !f.is_empty();
+        failures.extend(f);
+        let w = pair_weight(b, n);
+        weight += w;
+        let (pb, pn) = (b.row.summary.peak_live_bytes, n.row.summary.peak_live_bytes);
+        pairs.push((
+            w,
+            format!(
+                "{}: pid {} → {}, peak {} → {} ({})",
+                ordinal(i + 1),
+                b.process.pid,
+                n.process.pid,
+                bytes(pb),
+                bytes(pn),
+                pct(growth_pct(pb, pn))
+            ),
+        ));
+    }
+    pairs.sort_by(|a, b| b.0.cmp(&a.0));
+    let n = g.base.len().max(g.new.len());
+    Section {
+        title: if n > 1 {
+            format!("{} ×{n}", g.key)
+        } else {
+            g.key.clone()
+        },
+        failed,
+        totals: group_totals(g),
+        pairs: if n > 1 {
+            pairs
+                .into_iter()
+                .filter(|p| p.0 > 0)
+                .take(PAIRS_PER_SECTION)
+                .map(|p| p.1)
+                .collect()
+        } else {
+            Vec::new()
+        },
+        sites: Vec::new(),
+        sites_of: String::new(),
+        weight,
+        group,
+    }
+}
+
+/// Reads the most changed pair of the section's executable again for its
+/// sites that changed.
+fn fill_sites(s: &mut Section, gs: &[Group], top: usize) -> Result<(), String> {
+    let g = &gs[s.group];
+    let best = g
+        .pairs()
+        .filter_map(|(b, n)| Some((b?, n?)))
+        .max_by_key(|(b, n)| pair_weight(b, n));
+    let Some((b, n)) = best else { return Ok(()) };
+    let (sb, sn) = (read(&b.path)?, read(&n.path)?);
+    let mut sites = site_diffs(&sb, &sn);
+    sites.truncate(top.min(SITES_PER_SECTION));
+    s.sites = sites;
+    s.sites_of = format!("pid {} → pid {}", b.process.pid, n.process.pid);
+    Ok(())
+}
+
+fn read(p: &Path) -> Result<memscope_format::Snapshot, String> {
+    crate::load::snapshot(p)
+}
+
+pub use render::{json, markdown, text};
