@@ -25,9 +25,12 @@ use std::path::Path;
 /// A process whose heap peak stays below this is not gated by default.
 pub const TRIVIAL_PEAK: u64 = 16 << 10;
 
+/// Characters of a run's command shown (a `sh -c` script can be long).
+const COMMAND_CHARS: usize = 100;
+
 /// The processes of one run (or one snapshot).
 pub struct RunSet {
-    /// How to name it: "run of CMD" or the snapshot's process.
+    /// How to name it: "run of CMD" or the snapshot's process; unescaped.
     pub label: String,
     /// Images that allocated something themselves (a fork child that only
     /// inherited its parent's heap has nothing of its own to compare).
@@ -77,8 +80,12 @@ pub fn load(path: &Path) -> Result<RunSet, String> {
                     term(&m.display().to_string())
                 ));
             }
-            let cmd: Vec<String> = manifest.command.iter().map(|a| term(a)).collect();
-            (format!("run of {}", cmd.join(" ")), d, none)
+            let mut cmd = manifest.command.join(" ");
+            if let Some((cut, _)) = cmd.char_indices().nth(COMMAND_CHARS) {
+                cmd.truncate(cut);
+                cmd.push('…');
+            }
+            (format!("run of {cmd}"), d, none)
         }
     };
     let total = digests.all.len();

@@ -53,6 +53,8 @@ pub struct Comparison {
     pub sections: Vec<Section>,
     /// Gated executables beyond [`MAX_SECTIONS`], and unchanged ones.
     pub more_sections: usize,
+    /// Of those, how many are over a limit.
+    pub more_failed: usize,
     pub unchanged: Vec<String>,
     pub appeared: Vec<String>,
     pub vanished: Vec<String>,
@@ -200,6 +202,7 @@ pub fn compare(base: &RunSet, new: &RunSet, sel: &Select, limits: &Limits, top: 
         failures: Vec::new(),
         sections: Vec::new(),
         more_sections: 0,
+        more_failed: 0,
         unchanged: Vec::new(),
         appeared: Vec::new(),
         vanished: Vec::new(),
@@ -236,6 +239,7 @@ pub fn compare(base: &RunSet, new: &RunSet, sel: &Select, limits: &Limits, top: 
             c.sections.push(s);
         } else {
             c.more_sections += 1;
+            c.more_failed += usize::from(s.failed);
         }
     }
     for s in &mut c.sections {

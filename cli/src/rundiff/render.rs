@@ -31,9 +31,13 @@ fn lists(c: &Comparison) -> [(&'static str, &[String]); 4] {
 fn more(c: &Comparison) -> Option<String> {
     (c.more_sections > 0).then(|| {
         format!(
-            "… and {} more gated executable{} that changed, within the limits",
+            "… and {} more gated executable{} that changed, {}",
             count(c.more_sections as u64),
-            if c.more_sections == 1 { "" } else { "s" }
+            if c.more_sections == 1 { "" } else { "s" },
+            match c.more_failed {
+                0 => "within the limits".to_string(),
+                n => format!("{n} of them over a limit (see the list above)"),
+            }
         )
     })
 }
