@@ -38,7 +38,8 @@ pub struct Args {
     export: Option<Export>,
     /// The first process's snapshot (other processes insert .<pid> before the
     /// extension); default: $MEMSCOPE_EXPORT_PATH, else memscope-%e-%p.json
-    /// (%e = program name, %p = pid). The report goes beside it as .html.
+    /// (%e = program name, %p = pid). The report goes beside it as .html,
+    /// the run manifest (every snapshot of the run) as .run.json.
     #[arg(short = 'o', long = "output", value_name = "PATH")]
     output: Option<PathBuf>,
     /// Stack frames recorded per allocation (0 = none; more frames, more cost).
