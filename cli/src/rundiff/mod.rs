@@ -324,3 +324,95 @@ fn read(p: &Path) -> Result<memscope_format::Snapshot, String> {
 }
 
 pub use render::{json, markdown, text};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::digest::{read_all, Collected};
+
+    /// A process of `exe` started at `start` with this peak, written to `dir`.
+    fn image(dir: &Path, pid: u32, exe: &str, start: u64, peak: u64) -> Digest {
+        let mut s = memscope_format::read_snapshot(crate::export::tests::MINIMAL.as_bytes()).unwrap();
+        (s.process.pid, s.process.exe, s.process.start_unix_ns) = (pid, exe.into(), start);
+        (
+            s.summary.peak_live_bytes,
+            s.summary.total_allocated_bytes,
+            s.summary.total_allocations,
+        ) = (peak, peak, 1);
+        let path = dir.join(format!("{pid}.json"));
+        s.write_json(std::fs::File::create(&path).unwrap()).unwrap();
+        let mut c = Collected::default();
+        c.add(path, &s);
+        read_all(Vec::new(), c).all.remove(0)
+    }
+
+    fn run(images: Vec<Digest>) -> RunSet {
+        RunSet {
+            label: "run of test".into(),
+            images,
+            left_out: 0,
+        }
+    }
+
+    const LIMITS: Limits = Limits {
+        peak_growth: Some(10.0),
+        leak_growth: None,
+    };
+
+    #[test]
+    fn pairs_follow_the_order_of_start_and_extra_processes_are_listed() {
+        let d = tempfile::tempdir().unwrap();
+        let d = d.path();
+        let evil = "/tmp/\x1b[31mevil|<b>";
+        let base = run(vec![
+            image(d, 1, "/bin/dash", 0, 2048),
+            image(d, 3, "/usr/bin/cc", 30, 200 << 10),
+            image(d, 2, "/usr/bin/cc", 20, 100 << 10),
+            image(d, 4, evil, 40, 50 << 10),
+        ]);
+        let new = run(vec![
+            image(d, 11, "/bin/dash", 0, 4096),
+            image(d, 12, "/usr/bin/cc", 20, 100 << 10),
+            image(d, 13, "/usr/bin/cc", 30, 250 << 10),
+            image(d, 15, "/usr/bin/cc", 50, 300 << 10),
+            image(d, 14, evil, 40, 50 << 10),
+        ]);
+        let c = compare(&base, &new, &Select::new(&[]).unwrap(), &LIMITS, 10).unwrap();
+        assert_eq!(
+            c.failures,
+            ["cc (2nd of 3 by start, pid 13): peak heap grew +25.0% (200 KiB → 250 KiB), over the limit of 10%"]
+        );
+        assert_eq!(c.appeared, ["cc (pid 15; peak 300 KiB)"]);
+        assert!(c.vanished.is_empty());
+        assert_eq!(c.not_gated, ["dash (pid 11; peak 4.00 KiB)"], "+100 % but trivial");
+        assert_eq!(c.sections.len(), 1);
+        assert_eq!(c.sections[0].title, "cc ×3");
+        assert_eq!(c.sections[0].totals[0].new, 300 << 10, "the group's largest peak");
+        assert_eq!(c.unchanged, [format!("{}", &evil[5..])]);
+        for out in [text(&c), markdown(&c), json(&c)] {
+            assert!(!out.contains('\x1b'), "{out}");
+        }
+        assert!(markdown(&c).contains("\\x1b\\[31mevil\\|&lt;b&gt;"), "{}", markdown(&c));
+
+        // Gating only the shell: a 100 % growth over the limit.
+        let c = compare(&base, &new, &Select::new(&["da*".into()]).unwrap(), &LIMITS, 10).unwrap();
+        assert_eq!(c.failures.len(), 1, "{:?}", c.failures);
+        assert!(c.failures[0].starts_with("dash: peak heap grew +100.0%"));
+        assert!(compare(&base, &new, &Select::new(&["nope".into()]).unwrap(), &LIMITS, 10).is_err());
+    }
+
+    #[test]
+    fn runs_with_no_gated_executable_in_common_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let d = d.path();
+        let base = run(vec![image(d, 1, "/bin/dash", 0, 2048), image(d, 2, "/t/a", 1, 1 << 20)]);
+        let new = run(vec![image(d, 3, "/bin/dash", 0, 2048), image(d, 4, "/t/b", 1, 1 << 20)]);
+        let e = compare(&base, &new, &Select::new(&[]).unwrap(), &LIMITS, 10)
+            .err()
+            .unwrap();
+        assert_eq!(
+            e,
+            "base and new have no gated executable in common (base: a; new: b): is the baseline from another program?"
+        );
+    }
+}
