@@ -275,7 +275,7 @@ fn section(g: &Group, group: usize, limits: &Limits, failures: &mut Vec<String>)
             ),
         ));
     }
-    pairs.sort_by(|a, b| b.0.cmp(&a.0));
+    pairs.sort_by(|a, b| b.0.cmp(&a.0)); // stable: the earlier start first among equals
     let n = g.base.len().max(g.new.len());
     Section {
         title: if n > 1 {
@@ -306,10 +306,14 @@ fn section(g: &Group, group: usize, limits: &Limits, failures: &mut Vec<String>)
 /// sites that changed.
 fn fill_sites(s: &mut Section, gs: &[Group], top: usize) -> Result<(), String> {
     let g = &gs[s.group];
+    // The first of the most changed, as the section lists its pairs.
     let best = g
         .pairs()
         .filter_map(|(b, n)| Some((b?, n?)))
-        .max_by_key(|(b, n)| pair_weight(b, n));
+        .fold(None, |best: Option<(&Digest, &Digest)>, (b, n)| match best {
+            Some((bb, bn)) if pair_weight(bb, bn) >= pair_weight(b, n) => best,
+            _ => Some((b, n)),
+        });
     let Some((b, n)) = best else { return Ok(()) };
     let (sb, sn) = (read(&b.path)?, read(&n.path)?);
     let mut sites = site_diffs(&sb, &sn);
