@@ -275,7 +275,7 @@ fn section(g: &Group, group: usize, limits: &Limits, failures: &mut Vec<String>)
             ),
         ));
     }
-    pairs.sort_by(|a, b| b.0.cmp(&a.0)); // stable: the earlier start first among equals
+    pairs.sort_by_key(|p| std::cmp::Reverse(p.0)); // stable: the earlier start first among equals
     let n = g.base.len().max(g.new.len());
     Section {
         title: if n > 1 {
