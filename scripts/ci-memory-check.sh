@@ -4,31 +4,43 @@
 #   scripts/ci-memory-check.sh [options] -- CMD [ARGS...]
 #
 # Runs CMD under `memscope-cli run`, checks absolute limits with
-# `memscope-cli check`, compares with a committed baseline snapshot with
-# `memscope-cli diff`, and fails the job when memory grew too much.
+# `memscope-cli check`, compares with a committed baseline with
+# `memscope-cli diff`, and fails the job when memory grew too much. The
+# whole run counts: every process CMD starts (`sh -c`, `make`, `cargo test`
+# run the programs that matter as children), matched with the baseline's
+# by executable and order of start.
 #
 # Options (all optional):
-#   --baseline FILE         committed baseline snapshot (default: memscope-baseline.json)
-#   --update-baseline       write this run's snapshot as the new baseline and pass
+#   --baseline PATH         committed baseline: a directory holding a whole run
+#                           (what --update-baseline writes), or a single snapshot
+#                           (default: memscope-baseline)
+#   --update-baseline       write this run as the new baseline directory and pass
+#   --process GLOB          gate only executables whose file name matches GLOB
+#                           (repeatable; default: every executable with a process
+#                           whose heap peak reached 16 KiB)
 #   --max-peak SIZE         absolute limit on the heap peak (e.g. 64MiB)
 #   --max-leaked SIZE       absolute limit on bytes live at exit
 #   --max-allocations N     absolute limit on the number of allocations
 #   --max-peak-growth PCT   limit on peak growth against the baseline (default 10)
 #   --max-leak-growth SIZE  limit on leak growth against the baseline (default 0)
-#   --out DIR               where the snapshot, report and diff go (default: memscope-ci)
+#   --out DIR               where the run's snapshots, report and diff go (default: memscope-ci)
 #
 # memscope-cli is taken from $MEMSCOPE_CLI, else target/release/memscope-cli,
-# else PATH. The markdown diff is written to DIR/diff.md (paste it into the
-# pull request) and appended to $GITHUB_STEP_SUMMARY when that is set.
+# else PATH. The run is DIR/snapshot.run.json (its manifest) and the
+# snapshots beside it; the report over every process is DIR/snapshot.html.
+# The markdown diff, one section per executable, is written to DIR/diff.md
+# (paste it into the pull request) and appended to $GITHUB_STEP_SUMMARY
+# when that is set.
 #
 # Exit status: 0 pass, 1 a limit was exceeded, 2 usage or setup error,
 # 3 the traced command itself failed.
 set -uo pipefail
 
-baseline=memscope-baseline.json
+baseline=
 update=0
 out=memscope-ci
 check_args=()
+process_args=()
 peak_growth=10
 leak_growth=0
 
@@ -42,6 +54,7 @@ while (($#)); do
     --baseline) baseline=${2:?}; shift 2 ;;
     --update-baseline) update=1; shift ;;
     --max-peak | --max-leaked | --max-allocations) check_args+=("$1" "${2:?}"); shift 2 ;;
+    --process) process_args+=("$1" "${2:?}"); shift 2 ;;
     --max-peak-growth) peak_growth=${2:?}; shift 2 ;;
     --max-leak-growth) leak_growth=${2:?}; shift 2 ;;
     --out) out=${2:?}; shift 2 ;;
@@ -51,6 +64,13 @@ while (($#)); do
     esac
 done
 (($#)) || usage
+if [ -z "$baseline" ]; then
+    baseline=memscope-baseline
+    # The single-snapshot baseline of earlier versions of this script.
+    if [ ! -e "$baseline" ] && [ -f memscope-baseline.json ] && ((!update)); then
+        baseline=memscope-baseline.json
+    fi
+fi
 
 cli=${MEMSCOPE_CLI:-}
 if [ -z "$cli" ]; then
@@ -64,6 +84,7 @@ fi
 
 mkdir -p "$out" || exit 2
 snapshot=$out/snapshot.json
+run=$out/snapshot.run.json
 rm -f "$out"/snapshot*.json "$out/diff.md"
 
 echo "== memscope: tracing $*"
@@ -73,27 +94,33 @@ if [ $status -ne 0 ]; then
     echo "ci-memory-check: the command failed (exit $status)" >&2
     exit 3
 fi
-[ -f "$snapshot" ] || { echo "ci-memory-check: no snapshot was written" >&2; exit 2; }
+[ -f "$run" ] || { echo "ci-memory-check: no snapshot was written" >&2; exit 2; }
 
 if ((update)); then
-    cp "$snapshot" "$baseline" || exit 2
-    echo "== memscope: baseline updated: $baseline (commit it)"
+    if [ -e "$baseline" ] && [ ! -d "$baseline" ]; then
+        echo "ci-memory-check: $baseline is a file (a single-snapshot baseline); remove it or give --baseline DIR" >&2
+        exit 2
+    fi
+    rm -rf "$baseline.new" && mkdir -p "$baseline.new" &&
+        cp "$out"/snapshot*.json "$baseline.new"/ &&
+        rm -rf "$baseline" && mv "$baseline.new" "$baseline" || exit 2
+    echo "== memscope: baseline updated: $baseline/ ($(($(ls "$baseline" | wc -l) - 1)) snapshots and the run manifest; commit it)"
     exit 0
 fi
 
 failed=0
 if ((${#check_args[@]})); then
     echo "== memscope: absolute limits"
-    "$cli" check "$snapshot" "${check_args[@]}"
+    "$cli" check "$run" "${check_args[@]}" ${process_args[@]+"${process_args[@]}"}
     case $? in 0) ;; 1) failed=1 ;; *) exit 2 ;; esac
 fi
 
-if [ -f "$baseline" ]; then
+if [ -e "$baseline" ]; then
     echo "== memscope: against $baseline"
-    "$cli" diff "$baseline" "$snapshot" --max-peak-growth "$peak_growth" --max-leak-growth "$leak_growth"
+    limits=(--max-peak-growth "$peak_growth" --max-leak-growth "$leak_growth" ${process_args[@]+"${process_args[@]}"})
+    "$cli" diff "$baseline" "$run" "${limits[@]}"
     case $? in 0) ;; 1) failed=1 ;; *) exit 2 ;; esac
-    "$cli" diff "$baseline" "$snapshot" --max-peak-growth "$peak_growth" --max-leak-growth "$leak_growth" \
-        --format markdown >"$out/diff.md" 2>/dev/null
+    "$cli" diff "$baseline" "$run" "${limits[@]}" --format markdown >"$out/diff.md" 2>/dev/null
     if [ -n "${GITHUB_STEP_SUMMARY:-}" ]; then
         cat "$out/diff.md" >>"$GITHUB_STEP_SUMMARY"
     fi

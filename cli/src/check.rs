@@ -1,6 +1,8 @@
 //! `check SNAPSHOT.json [--max-peak SIZE] [--max-leaked SIZE] [--max-allocations N]`:
 //! a CI gate. One line per limit on stdout; exit 1 when any measured value
-//! is strictly greater than its limit (SPEC §4), 0 otherwise.
+//! is strictly greater than its limit (SPEC §4), 0 otherwise. Given a whole
+//! run, every process of each gated executable is held to the limits
+//! ([`crate::runcheck`]).
 
 use crate::text::{bytes, count, parse_size, term};
 use crate::{load, Outcome};
@@ -11,8 +13,14 @@ use std::process::ExitCode;
 /// Fail (exit 1) when a snapshot exceeds memory limits.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Snapshot written by libmemscope.so or memscope-rs.
+    /// Snapshot written by libmemscope.so or memscope-rs, or a whole run
+    /// (its NAME.run.json, or the directory holding it).
     snapshot: PathBuf,
+    /// With a run: gate only the executables whose file name matches GLOB
+    /// (repeatable; default: every executable with a process whose heap peak
+    /// reached 16 KiB).
+    #[arg(long = "process", value_name = "GLOB")]
+    process: Vec<String>,
     /// Largest allowed heap peak: 1234, 64KiB, 10MiB, 2GiB (powers of 1024) or 64KB, 1.5GB (powers of 1000).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     max_peak: Option<u64>,
@@ -49,6 +57,12 @@ pub fn main(a: Args) -> Outcome {
     if a.max_peak.is_none() && a.max_leaked.is_none() && a.max_allocations.is_none() {
         return Err("check needs at least one limit: --max-peak, --max-leaked or --max-allocations".into());
     }
+    if !a.process.is_empty() || matches!(crate::runfile::classify(&a.snapshot)?, crate::runfile::Input::Run(_)) {
+        let limits = crate::runcheck::limits(a.max_peak, a.max_leaked, a.max_allocations);
+        let (out, failed) = crate::runcheck::check(&a.snapshot, &a.process, &limits)?;
+        crate::emit(&out)?;
+        return exceeded(failed, &a.snapshot);
+    }
     let s = load::snapshot(&a.snapshot)?;
     let m = &s.summary;
     let mut verdicts = Vec::new();
@@ -73,12 +87,16 @@ pub fn main(a: Args) -> Outcome {
         );
     }
     crate::emit(&out)?;
-    let failed = verdicts.iter().filter(|v| v.exceeded).count();
+    exceeded(verdicts.iter().filter(|v| v.exceeded).count(), &a.snapshot)
+}
+
+/// Exit 1, with one line on stderr, when `failed` limits were exceeded.
+fn exceeded(failed: usize, path: &std::path::Path) -> Outcome {
     if failed > 0 {
         eprintln!(
             "memscope-cli: {failed} memory limit{} exceeded in {}",
             if failed == 1 { "" } else { "s" },
-            term(&a.snapshot.display().to_string())
+            term(&path.display().to_string())
         );
         return Ok(ExitCode::from(1));
     }

@@ -20,13 +20,18 @@ enum Format {
     Json,
 }
 
-/// Compare two snapshots (base, then new) and fail on growth.
+/// Compare two snapshots or two runs (base, then new) and fail on growth.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The reference snapshot (e.g. from the main branch).
+    /// The reference (e.g. from the main branch): a snapshot, or a whole run
+    /// (its NAME.run.json, or the directory holding it).
     base: PathBuf,
-    /// The snapshot to judge.
+    /// What to judge: a snapshot or a run, as BASE.
     new: PathBuf,
+    /// Gate only the executables whose file name matches GLOB (repeatable;
+    /// default: every executable with a process whose heap peak reached 16 KiB).
+    #[arg(long = "process", value_name = "GLOB")]
+    process: Vec<String>,
     /// Fail when the heap peak grew by more than PCT percent (e.g. 10 or 2.5%).
     #[arg(long, value_name = "PCT", value_parser = parse_percent)]
     max_peak_growth: Option<f64>,
@@ -49,8 +54,8 @@ struct Nums {
     live_at_exit_bytes: u64,
 }
 
-struct SiteDiff {
-    label: String,
+pub struct SiteDiff {
+    pub label: String,
     base: Option<Nums>,
     new: Option<Nums>,
 }
@@ -65,7 +70,7 @@ impl SiteDiff {
     }
 }
 
-fn site_diffs(base: &Snapshot, new: &Snapshot) -> Vec<SiteDiff> {
+pub fn site_diffs(base: &Snapshot, new: &Snapshot) -> Vec<SiteDiff> {
     let mut map: HashMap<Vec<String>, SiteDiff> = HashMap::new();
     for (snap, is_new) in [(base, false), (new, true)] {
         for c in &snap.callsites {
@@ -90,14 +95,14 @@ fn site_diffs(base: &Snapshot, new: &Snapshot) -> Vec<SiteDiff> {
 }
 
 /// Percentage growth from `a` to `b`; infinite when `a` is 0 and `b` is not.
-fn growth_pct(a: u64, b: u64) -> f64 {
+pub fn growth_pct(a: u64, b: u64) -> f64 {
     if a == 0 {
         return if b == 0 { 0.0 } else { f64::INFINITY };
     }
     (b as f64 - a as f64) * 100.0 / a as f64
 }
 
-fn pct(p: f64) -> String {
+pub fn pct(p: f64) -> String {
     if p.is_infinite() {
         "new".into()
     } else {
@@ -105,11 +110,11 @@ fn pct(p: f64) -> String {
     }
 }
 
-struct Total {
-    name: &'static str,
-    base: u64,
-    new: u64,
-    is_bytes: bool,
+pub struct Total {
+    pub name: &'static str,
+    pub base: u64,
+    pub new: u64,
+    pub is_bytes: bool,
 }
 
 fn totals(b: &Snapshot, n: &Snapshot) -> Vec<Total> {
@@ -148,6 +153,11 @@ fn show_delta(t: &Total) -> String {
 }
 
 pub fn main(a: Args) -> Outcome {
+    use crate::runfile::{classify, Input};
+    let single = matches!(classify(&a.base)?, Input::Snapshot(_)) && matches!(classify(&a.new)?, Input::Snapshot(_));
+    if !single || !a.process.is_empty() {
+        return runs(a);
+    }
     let base = load::snapshot(&a.base)?;
     let new = load::snapshot(&a.new)?;
     let totals = totals(&base, &new);
@@ -181,7 +191,31 @@ pub fn main(a: Args) -> Outcome {
         Format::Markdown => md(&base, &new, &totals, &sites, a.top, &failures),
         Format::Json => json(&totals, &sites, &failures),
     };
-    crate::emit(&out)?;
+    verdict(&out, &failures)
+}
+
+/// `diff` where either side is a whole run (or processes are chosen).
+fn runs(a: Args) -> Outcome {
+    use crate::rundiff;
+    let sel = crate::matching::Select::new(&a.process)?;
+    let base = crate::matching::load(&a.base)?;
+    let new = crate::matching::load(&a.new)?;
+    let limits = rundiff::Limits {
+        peak_growth: a.max_peak_growth,
+        leak_growth: a.max_leak_growth,
+    };
+    let c = rundiff::compare(&base, &new, &sel, &limits, a.top)?;
+    let out = match a.format {
+        Format::Text => rundiff::text(&c),
+        Format::Markdown => rundiff::markdown(&c),
+        Format::Json => rundiff::json(&c),
+    };
+    verdict(&out, &c.failures)
+}
+
+/// Prints `out`; exit 1 when a limit was exceeded.
+fn verdict(out: &str, failures: &[String]) -> Outcome {
+    crate::emit(out)?;
     if failures.is_empty() {
         Ok(ExitCode::SUCCESS)
     } else {
@@ -195,7 +229,7 @@ pub fn main(a: Args) -> Outcome {
 }
 
 /// Name, base, new, change, relative change.
-fn total_cells(t: &Total) -> [String; 5] {
+pub fn total_cells(t: &Total) -> [String; 5] {
     [
         t.name.to_string(),
         show(t, t.base),
@@ -205,7 +239,7 @@ fn total_cells(t: &Total) -> [String; 5] {
     ]
 }
 
-fn site_cells(d: &SiteDiff) -> [String; 3] {
+pub fn site_cells(d: &SiteDiff) -> [String; 3] {
     let allocs = d.delta(|n| n.allocations);
     [
         bytes_delta(d.delta(|n| n.bytes)),
@@ -218,7 +252,7 @@ fn site_cells(d: &SiteDiff) -> [String; 3] {
     ]
 }
 
-fn tag(d: &SiteDiff) -> &'static str {
+pub fn tag(d: &SiteDiff) -> &'static str {
     match (&d.base, &d.new) {
         (None, Some(_)) => " (new site)",
         (Some(_), None) => " (gone)",

@@ -83,12 +83,14 @@ pub fn run_prog(dir: &Path, name: &str, args: &[&str]) -> (PathBuf, Snapshot, Ou
     (path, snap, out)
 }
 
-/// Snapshot files in `dir` (`*.json`), sorted by name.
+/// Snapshot files in `dir` (`*.json` but not `run`'s `*.run.json`
+/// manifest), sorted by name.
 pub fn json_files(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .filter(|p| !p.to_string_lossy().ends_with(".run.json"))
         .collect();
     v.sort();
     v

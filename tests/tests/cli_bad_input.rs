@@ -38,7 +38,11 @@ fn every_reader_rejects(dir: &Path, file: &Path, expect: &str) {
 fn missing_empty_directory_and_non_json_files() {
     let dir = scratch("cli_bad_files");
     every_reader_rejects(&dir, &dir.join("nope.json"), "No such file");
-    every_reader_rejects(&dir, &dir, "directory");
+    // A directory without a run manifest (a directory holding one is a run:
+    // check and diff read it, see cli_ci_script.rs).
+    let no_run = dir.join("no_run");
+    std::fs::create_dir_all(&no_run).unwrap();
+    every_reader_rejects(&dir, &no_run, "directory");
     let empty = dir.join("empty.json");
     std::fs::write(&empty, "").unwrap();
     every_reader_rejects(&dir, &empty, "empty");

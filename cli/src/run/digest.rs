@@ -1,5 +1,5 @@
 //! Reading every snapshot of a run without holding them: each is read
-//! whole, boiled down to a [`Digest`] (a few hundred bytes: process, totals,
+//! whole, boiled down to a [`Digest`] (a few hundred bytes and the argv: process, totals,
 //! the row of the report's index) and dropped before the next, so memory
 //! stays that of the largest snapshot (one per reading thread) whether the
 //! run had three processes or three thousand. The one process the summary
@@ -27,7 +27,7 @@ const PARALLEL_FROM: usize = 8;
 /// What `run` keeps of one snapshot once it is read.
 pub struct Digest {
     pub path: PathBuf,
-    /// The process with `argv` cut to its first word (for [`crate::summary::who`]).
+    /// The process (its whole `argv` too: the run manifest lists it).
     pub process: Process,
     pub row: ProcessRow,
 }
@@ -137,11 +137,9 @@ pub fn read_all(paths: Vec<PathBuf>, done: Collected) -> Digests {
 }
 
 fn digest(path: PathBuf, s: &Snapshot) -> Digest {
-    let mut process = s.process.clone();
-    process.argv.truncate(1);
     Digest {
         path,
-        process,
+        process: s.process.clone(),
         row: ProcessRow::of(s),
     }
 }
@@ -210,6 +208,5 @@ mod tests {
         let lead = d.lead.unwrap();
         assert!(lead.heap[1].contains("952 B in 119 allocations"), "{:?}", lead.heap);
         assert!(lead.sites.is_empty(), "no backtraces, no site lines");
-        assert_eq!(d.all[0].process.argv, ["prog"], "argv cut to its first word");
     }
 }

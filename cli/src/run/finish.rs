@@ -20,6 +20,8 @@ pub struct Run<'a> {
     pub pid: u32,
     pub ended: Ended,
     pub cmd_name: &'a str,
+    /// The command as given, for the run manifest.
+    pub command: Vec<String>,
     pub elapsed: std::time::Duration,
 }
 
@@ -74,8 +76,9 @@ pub fn finish(r: &Run, named: digest::Collected) {
     }
     if r.plan.export != Export::Html {
         let extra = all.len() - 1;
+        let listed = write_manifest(r, &all, &root_path);
         say(&format!(
-            "wrote {}{}",
+            "wrote {}{}{listed}",
             term(&root_path.display().to_string()),
             if extra > 0 {
                 format!(
@@ -86,6 +89,43 @@ pub fn finish(r: &Run, named: digest::Collected) {
                 String::new()
             }
         ));
+    }
+}
+
+/// Writes the run manifest ([`crate::runfile`]) beside the first snapshot;
+/// returns what the summary adds about it (", listed in NAME").
+fn write_manifest(r: &Run, all: &[Digest], root: &Path) -> String {
+    use crate::runfile::{self, Image, Manifest};
+    let path = runfile::path_for(root);
+    let mut images: Vec<Image> = all
+        .iter()
+        .map(|d| Image {
+            snapshot: Some(runfile::relative(&d.path, &path)),
+            wrote_snapshot: true,
+            pid: d.process.pid,
+            ppid: d.process.ppid,
+            exe: d.process.exe.clone(),
+            argv: d.process.argv.clone(),
+            exec_seq: d.process.exec_seq,
+            forked: d.process.forked,
+            start_unix_ns: d.process.start_unix_ns,
+        })
+        .collect();
+    images.sort_by_key(|i| (i.start_unix_ns, i.pid, i.exec_seq));
+    let m = Manifest {
+        memscope_run: runfile::VERSION,
+        command: r.command.clone(),
+        images,
+    };
+    match runfile::write(&m, &path) {
+        Ok(()) => format!(
+            ", listed in {}",
+            term(&path.file_name().unwrap_or_default().to_string_lossy())
+        ),
+        Err(e) => {
+            say(&e);
+            String::new()
+        }
     }
 }
 

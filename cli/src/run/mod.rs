@@ -6,7 +6,7 @@
 //! Options after CMD belong to CMD (`memscope-cli run cargo run --release`).
 
 mod child;
-mod digest;
+pub(crate) mod digest;
 mod finish;
 mod groups;
 mod names;
@@ -38,7 +38,8 @@ pub struct Args {
     export: Option<Export>,
     /// The first process's snapshot (other processes insert .<pid> before the
     /// extension); default: $MEMSCOPE_EXPORT_PATH, else memscope-%e-%p.json
-    /// (%e = program name, %p = pid). The report goes beside it as .html.
+    /// (%e = program name, %p = pid). The report goes beside it as .html,
+    /// the run manifest (every snapshot of the run) as .run.json.
     #[arg(short = 'o', long = "output", value_name = "PATH")]
     output: Option<PathBuf>,
     /// Stack frames recorded per allocation (0 = none; more frames, more cost).
@@ -201,6 +202,7 @@ pub fn main(a: Args) -> Outcome {
             pid: pid as u32,
             ended,
             cmd_name: &cmd_name,
+            command: a.command.iter().map(|c| c.to_string_lossy().into_owned()).collect(),
             elapsed: when.duration_since(started),
         },
         named,

@@ -15,8 +15,6 @@
 use super::digest::Collected;
 use memscope_symbols::{name_pending, Resolver};
 use std::collections::HashSet;
-use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -94,20 +92,8 @@ fn name_file(path: &Path, resolver: &mut Resolver, kept: &mut Collected) {
     kept.add(path.to_path_buf(), &snap);
 }
 
-/// Replaces `path` with `snap`: a temporary file beside it (0600), then a
-/// rename, so a reader never sees half a file.
+/// Replaces `path` with `snap`, atomically and owner-only (see
+/// [`crate::runfile::write_private`]).
 fn rewrite(path: &Path, snap: &memscope_format::Snapshot) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new().prefix(".memscope-").tempfile_in(dir)?;
-    tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    {
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
-        snap.write_json(&mut w).map_err(std::io::Error::other)?;
-        w.flush()?;
-    }
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    crate::runfile::write_private(path, |w| snap.write_json(w).map_err(std::io::Error::other))
 }
