@@ -287,3 +287,20 @@ fn unique_names_grow_only_where_needed() {
     let got = unique_names(&[p(&["a", "b"]), p(&["a"]), p(&["a", "e"])], &tags);
     assert_eq!(got, ["a ← b", "a", "a ← e"]);
 }
+
+#[test]
+fn the_readme_lists_every_built_in_pattern() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let list = readme
+        .split("### Site names")
+        .nth(1)
+        .expect("README has a \"Site names\" section");
+    for (family, patterns) in crate::BUILTIN {
+        let line = list
+            .lines()
+            .find(|l| l.starts_with(&format!("- {family}: ")))
+            .unwrap_or_else(|| panic!("README lists no {family} wrappers"));
+        let listed: Vec<&str> = line.split('`').skip(1).step_by(2).collect();
+        assert_eq!(&listed, patterns, "README's {family} wrappers");
+    }
+}

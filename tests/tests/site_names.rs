@@ -130,6 +130,16 @@ fn cpp_sites_are_the_functions_that_called_new_or_grew_a_vector() {
         .unwrap();
     assert_eq!(top_names(&by_env)[1], mine[1]);
 
+    // `diff` names them the same way.
+    let (other, _, _) = run_prog(&dir, "other", &["alloc", "1", "8", "0", "0"]);
+    let d = cli(
+        &dir,
+        &[std::ffi::OsStr::new("diff"), path.as_os_str(), other.as_os_str()],
+    );
+    let d = stdout(&d);
+    assert!(d.contains(&format!("make_table {} (gone)", at("// TABLE"))), "{d}");
+    assert!(!d.contains("operator new") && !d.contains("allocator"), "{d}");
+
     // The report: the same names, the wrapper frames marked for dimming.
     let html = dir.join("r.html");
     let out = command(&dir).arg("analyze").arg(&path).arg(&html).output().unwrap();
