@@ -42,9 +42,9 @@ pub struct Naming {
     /// Index (innermost first) of the first frame that is not a wrapper:
     /// the frames before it are shown dimmed.
     pub caller: usize,
-    /// The labels of the naming frame and of its named callers outward
-    /// (the first alone names the site; the others tell equal names
-    /// apart). Empty for a site without frames.
+    /// The labels of the naming frame and of its next named caller (the
+    /// first alone names the site; the second tells equal names apart).
+    /// Empty for a site without frames.
     pub parts: Vec<String>,
 }
 
@@ -66,7 +66,7 @@ pub fn naming(s: &Snapshot, site: &Callsite, w: &Wrappers) -> Naming {
     parts.extend(
         rest.iter()
             .skip(first + 1)
-            .filter(|(f, _)| f.function.is_some())
+            .find(|(f, _)| f.function.is_some())
             .map(|(f, m)| frame_label(f, *m)),
     );
     Naming { caller, parts }
