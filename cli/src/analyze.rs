@@ -12,9 +12,12 @@ pub struct Args {
     snapshot: PathBuf,
     /// Where to write the report (replaced if it exists).
     report: PathBuf,
+    #[command(flatten)]
+    wrappers: crate::sites::WrapperArgs,
 }
 
 pub fn main(a: Args) -> Outcome {
+    crate::sites::configure(&a.wrappers)?;
     let snap = load::snapshot(&a.snapshot)?;
     write_report(&[snap], &a.report)?;
     Ok(ExitCode::SUCCESS)
@@ -23,7 +26,7 @@ pub fn main(a: Args) -> Outcome {
 /// Writes the report over `snapshots` to `path`.
 pub fn write_report(snapshots: &[memscope_format::Snapshot], path: &std::path::Path) -> Result<(), String> {
     let mut w = crate::create_output(path)?;
-    memscope_report::write_html(snapshots, &mut w).map_err(|e| {
+    memscope_report::write_html_with(snapshots, crate::sites::wrappers(), &mut w).map_err(|e| {
         format!(
             "cannot write {}: {}",
             crate::text::term(&path.display().to_string()),

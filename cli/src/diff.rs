@@ -4,7 +4,7 @@
 //! though every address moved. Text for a terminal, markdown for a pull
 //! request, JSON for scripts; exit 1 when a growth limit is exceeded.
 
-use crate::sites::{site_key, site_label};
+use crate::sites::{site_key, wrappers};
 use crate::text::{bytes, bytes_delta, count, markdown, parse_percent, parse_size, term};
 use crate::{load, Outcome};
 use memscope_format::Snapshot;
@@ -44,6 +44,8 @@ pub struct Args {
     /// How many changed sites to list.
     #[arg(long, default_value_t = 10)]
     top: usize,
+    #[command(flatten)]
+    wrappers: crate::sites::WrapperArgs,
 }
 
 /// One site's numbers (several callsites of one snapshot may share a key).
@@ -55,7 +57,12 @@ struct Nums {
 }
 
 pub struct SiteDiff {
+    /// Unique among the listed sites (see [`name_rows`]).
     pub label: String,
+    /// What names the site ([`memscope_sites::Naming::parts`]) and its
+    /// id in the snapshot it was first seen in.
+    parts: Vec<String>,
+    id: u64,
     base: Option<Nums>,
     new: Option<Nums>,
 }
@@ -75,7 +82,12 @@ pub fn site_diffs(base: &Snapshot, new: &Snapshot) -> Vec<SiteDiff> {
     for (snap, is_new) in [(base, false), (new, true)] {
         for c in &snap.callsites {
             let e = map.entry(site_key(snap, c)).or_insert_with(|| SiteDiff {
-                label: site_label(snap, c),
+                label: String::new(),
+                parts: match memscope_sites::naming(snap, c, wrappers()).parts {
+                    p if p.is_empty() => vec![memscope_sites::names::no_stack_label(snap).to_string()],
+                    p => p,
+                },
+                id: c.id,
                 base: None,
                 new: None,
             });
@@ -90,8 +102,19 @@ pub fn site_diffs(base: &Snapshot, new: &Snapshot) -> Vec<SiteDiff> {
         .into_values()
         .filter(|d| d.weight() != 0 || d.delta(|n| n.allocations) != 0)
         .collect();
+    name_rows(&mut v);
     v.sort_by(|a, b| b.weight().cmp(&a.weight()).then_with(|| a.label.cmp(&b.label)));
     v
+}
+
+/// Names the listed sites after their callers, no two alike (a site seen
+/// only in one snapshot is tagged with its id there).
+fn name_rows(v: &mut [SiteDiff]) {
+    let parts: Vec<Vec<String>> = v.iter().map(|d| d.parts.clone()).collect();
+    let tags: Vec<String> = v.iter().map(|d| format!("site {}", d.id)).collect();
+    for (d, name) in v.iter_mut().zip(memscope_sites::unique_names(&parts, &tags)) {
+        d.label = name;
+    }
 }
 
 /// Percentage growth from `a` to `b`; infinite when `a` is 0 and `b` is not.
@@ -154,6 +177,7 @@ fn show_delta(t: &Total) -> String {
 
 pub fn main(a: Args) -> Outcome {
     use crate::runfile::{classify, Input};
+    crate::sites::configure(&a.wrappers)?;
     let single = matches!(classify(&a.base)?, Input::Snapshot(_)) && matches!(classify(&a.new)?, Input::Snapshot(_));
     if !single || !a.process.is_empty() {
         return runs(a);

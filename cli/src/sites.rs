@@ -3,99 +3,52 @@
 //! change with every build and every run (ASLR).
 
 use memscope_format::{Callsite, Frame, Snapshot};
+pub use memscope_sites::frame_label;
+use memscope_sites::names::module_name;
+use memscope_sites::Wrappers;
+use std::sync::OnceLock;
 
-/// Frames that belong to the allocator rather than to the program: a site
-/// is named after the first frame outside them. `module`: the frame's
-/// module path.
-fn is_allocator_frame(f: &Frame, module: Option<&str>) -> bool {
-    if module.is_some_and(|m| m.ends_with("/libmemscope.so")) {
-        return true;
-    }
-    let Some(name) = f.function.as_deref() else {
-        return false;
-    };
-    const EXACT: [&str; 12] = [
-        "malloc",
-        "calloc",
-        "realloc",
-        "reallocarray",
-        "free",
-        "posix_memalign",
-        "aligned_alloc",
-        "memalign",
-        "valloc",
-        "pvalloc",
-        "__libc_malloc",
-        "__libc_calloc",
-    ];
-    const PREFIXES: [&str; 10] = [
-        "operator new",
-        "__rust_alloc",
-        "__rust_realloc",
-        "__rdl_",
-        "__rg_",
-        "alloc::alloc::",
-        "alloc::raw_vec::",
-        "<alloc::alloc::Global",
-        "std::sys::alloc::",
-        "memscope_",
-    ];
-    EXACT.contains(&name) || PREFIXES.iter().any(|p| name.starts_with(p))
+/// `--wrapper PATTERN`, on every command that names sites.
+#[derive(clap::Args, Default)]
+pub struct WrapperArgs {
+    /// Also treat functions matching PATTERN (a glob over the whole demangled
+    /// name: `*`, `?`, `[…]`) as allocation wrappers, so sites are named after
+    /// their callers; repeatable, added to the built-in list and to
+    /// $MEMSCOPE_WRAPPERS (patterns separated by `;`).
+    #[arg(long = "wrapper", value_name = "PATTERN")]
+    patterns: Vec<String>,
 }
 
-/// `function (file.c:12)`, `0x401234 (in libfoo.so)` or `0x401234`
-/// (`module`: the frame's module path). Untrusted: escape before printing.
-pub fn frame_label(f: &Frame, module: Option<&str>) -> String {
-    let file = f
-        .file
-        .as_deref()
-        .filter(|p| !p.is_empty())
-        .map(|p| p.rsplit('/').next().unwrap_or(p));
-    match (&f.function, file, f.line.filter(|&l| l != 0)) {
-        (Some(func), Some(file), Some(line)) => format!("{func} ({file}:{line})"),
-        (Some(func), Some(file), None) => format!("{func} ({file})"),
-        (Some(func), None, _) => match module_name(module) {
-            Some(m) => format!("{func} (in {m})"),
-            None => func.clone(),
-        },
-        (None, _, _) => match module_name(module) {
-            Some(m) => format!("{} (in {m})", f.ip),
-            None => f.ip.clone(),
-        },
-    }
+static WRAPPERS: OnceLock<Wrappers> = OnceLock::new();
+
+/// Sets the wrappers this run of the CLI names sites with: the built-in
+/// list, $MEMSCOPE_WRAPPERS and `--wrapper`. An invalid pattern is a
+/// one-line usage error.
+pub fn configure(a: &WrapperArgs) -> Result<(), String> {
+    let mut extra = std::env::var(memscope_sites::ENV_VAR)
+        .map(|v| Wrappers::split_env(&v))
+        .unwrap_or_default();
+    extra.extend(a.patterns.iter().cloned());
+    let w = Wrappers::with(&extra).map_err(|e| crate::text::term(&e))?;
+    let _ = WRAPPERS.set(w);
+    Ok(())
 }
 
-/// A module path's base name (None: outside every module, or no path).
-fn module_name(module: Option<&str>) -> Option<&str> {
-    module
-        .filter(|m| !m.is_empty())
-        .map(|m| m.rsplit('/').next().unwrap_or(m))
+/// The wrappers set by [`configure`] (the built-in list before it).
+pub fn wrappers() -> &'static Wrappers {
+    WRAPPERS.get_or_init(Wrappers::builtin)
 }
 
-/// The program's frames of a site with their module paths, allocator
-/// frames dropped (all of them kept if nothing else is left).
-pub fn program_frames<'a>(s: &'a Snapshot, site: &'a Callsite) -> Vec<(&'a Frame, Option<&'a str>)> {
-    let all: Vec<(&Frame, Option<&str>)> = s.frames_of(site).map(|f| (f, s.module_of(f))).collect();
-    let skip = all.iter().take_while(|(f, m)| is_allocator_frame(f, *m)).count();
-    if skip < all.len() {
-        all[skip..].to_vec()
-    } else {
-        all
-    }
-}
-
-/// A one-line name for a site: its first program frame and that frame's
-/// caller. Untrusted: escape before printing.
-pub fn site_label(s: &Snapshot, site: &Callsite) -> String {
-    match program_frames(s, site).as_slice() {
-        // With backtraces on, site 0 holds what had no stack of its own (an
-        // allocation before memscope's start-up, a stack it could not walk,
-        // sites past the table's capacity).
-        [] if s.tool.backtrace_depth > 0 => "(no stack recorded for these)".to_string(),
-        [] => "(no backtrace: run with --backtrace N to see sites)".to_string(),
-        [(f, m)] => frame_label(f, *m),
-        [(f1, m1), (f2, m2), ..] => format!("{} ← {}", frame_label(f1, *m1), frame_label(f2, *m2)),
-    }
+/// The one-line names of every site of `s`, keyed by site id: the
+/// caller past the allocation wrappers, made unique within the snapshot.
+/// Untrusted: escape before printing.
+pub fn site_names(s: &Snapshot) -> std::collections::HashMap<u64, String> {
+    let names = memscope_sites::site_names(s, wrappers());
+    s.callsites
+        .iter()
+        .map(|c| c.id)
+        .zip(names.into_iter().map(|(_, n)| n))
+        .collect()
 }
 
 /// What identifies a frame across builds: its symbol and source position.
@@ -166,31 +119,6 @@ pub mod tests {
             reallocs: 0,
             at_peak_bytes: 0,
         }
-    }
-
-    #[test]
-    fn labels_skip_the_allocator() {
-        let s = with_sites(vec![
-            (
-                1,
-                vec![
-                    frame(1, Some("malloc"), None, None),
-                    frame(2, Some("make_table"), Some("/src/db/table.c"), Some(42)),
-                    frame(3, Some("main"), Some("/src/main.c"), Some(7)),
-                ],
-                1,
-                8,
-            ),
-            (2, vec![frame(0x1234, None, None, None)], 1, 1),
-            (0, vec![], 1, 1),
-        ]);
-        let label = |i: usize| site_label(&s, &s.callsites[i]);
-        assert_eq!(label(0), "make_table (table.c:42) ← main (main.c:7)");
-        assert_eq!(label(1), "0x1234 (in prog)");
-        assert!(label(2).contains("no backtrace"));
-        let mut on = s.clone();
-        on.tool.backtrace_depth = 32;
-        assert_eq!(site_label(&on, &on.callsites[2]), "(no stack recorded for these)");
     }
 
     #[test]

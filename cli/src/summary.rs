@@ -3,7 +3,7 @@
 //! top sites by bytes, by count and by leaked bytes, the lifetime
 //! distribution and the threads.
 
-use crate::sites::site_label;
+use crate::sites::site_names;
 use crate::text::{bytes, count, duration, term};
 use crate::{load, Outcome};
 use memscope_format::{Callsite, EndKind, Process, Snapshot};
@@ -19,9 +19,12 @@ pub struct Args {
     /// How many sites each top list shows.
     #[arg(long, default_value_t = 10)]
     top: usize,
+    #[command(flatten)]
+    wrappers: crate::sites::WrapperArgs,
 }
 
 pub fn main(a: Args) -> Outcome {
+    crate::sites::configure(&a.wrappers)?;
     let s = load::snapshot(&a.snapshot)?;
     crate::emit(&render(&s, a.top))?;
     Ok(ExitCode::SUCCESS)
@@ -183,6 +186,7 @@ fn top_sites(o: &mut String, s: &Snapshot, top: usize) {
         );
         return;
     }
+    let names = site_names(s);
     type Key = fn(&Callsite) -> u64;
     let lists: [(&str, Key); 3] = [
         ("top sites by bytes allocated", |c| c.bytes),
@@ -209,7 +213,7 @@ fn top_sites(o: &mut String, s: &Snapshot, top: usize) {
                 count(c.allocations),
                 bytes(c.live_at_exit_bytes),
                 bytes(c.peak_live_bytes),
-                term(&site_label(s, c))
+                term(&names[&c.id])
             );
         }
         if sites.len() > top {

@@ -6,6 +6,8 @@
 
 MS.flame = (box, p, caption, onPick) => {
   const F = p.flame, N = F.f.length, frames = p.frames, ROW = 18;
+  // Allocation wrappers (frames before a site's caller): drawn dimmed.
+  const wrappers = new Set(p.wrappers || []);
   const kids = Array.from({ length: N }, () => []);
   for (let i = 1; i < N; i++) kids[F.p[i]].push(i);
   const end = new Int32Array(N), depth = new Int32Array(N);
@@ -29,6 +31,7 @@ MS.flame = (box, p, caption, onPick) => {
     const f = F.f[i];
     if (f < 0) return "#cfd6e2";
     const name = frames[f][0];
+    if (wrappers.has(f)) return "#e4e7ee";
     if (/^0x[0-9a-f]+$/i.test(name)) return "#c3c8d1";
     let h = 0;
     for (let k = 0; k < name.length; k++) h = (h * 31 + name.charCodeAt(k)) | 0;

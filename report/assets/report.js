@@ -2,10 +2,6 @@
 // wires the flamegraph, the site table and the lifetime chart together.
 "use strict";
 
-// Allocator entry points and runtime glue: a site is named after the first
-// frame that is none of these.
-const ALLOCATOR = /^(malloc|calloc|realloc|reallocarray|free|posix_memalign|aligned_alloc|memalign|valloc|pvalloc|operator new.*|__libc_.*|__rust_alloc.*|__rdl_alloc.*|__rg_alloc.*|alloc::alloc::.*|_?_?memscope.*)$/;
-
 MS.sitesTable = (box, p, caption, onSelect) => {
   const rows = p.sites.rows, frames = p.frames, col = Object.fromEntries(p.sites.cols.map((c, i) => [c, i]));
   const columns = [
@@ -14,9 +10,11 @@ MS.sitesTable = (box, p, caption, onSelect) => {
     ["lifetime p50", "lifetime_p50", MS.dur], ["lifetime p99", "lifetime_p99", MS.dur], ["longest", "lifetime_max", MS.dur],
   ];
   let key = "bytes", dir = -1, text = "", range = null, shown = 100, selected = null, haystack = null;
+  // Sites are named in Rust (memscope-sites): the caller past the
+  // allocation wrappers, unique within the process.
   const top = (row) => {
     const st = row[col.stack];
-    return st.find((f) => !ALLOCATOR.test(frames[f][0]) && !/^0x/.test(frames[f][0])) ?? st[0];
+    return st[Math.min(row[col.caller], st.length - 1)];
   };
   const frameText = (f) => {
     const fr = frames[f];
@@ -55,8 +53,8 @@ MS.sitesTable = (box, p, caption, onSelect) => {
     td.colSpan = columns.length;
     if (!row[col.stack].length) td.appendChild(MS.el("p", "No stack recorded (backtraces off: MEMSCOPE_BACKTRACE=0).", "note"));
     const ol = td.appendChild(MS.el("ol", null, "stack"));
-    for (const f of row[col.stack]) {
-      const li = ol.appendChild(MS.el("li"));
+    for (const [k, f] of row[col.stack].entries()) {
+      const li = ol.appendChild(MS.el("li", null, k < row[col.caller] ? "wrapper" : ""));
       li.append(MS.el("span", frames[f][0], "fn"), MS.el("span", frameText(f), "loc"));
     }
     tr.appendChild(td);
@@ -70,7 +68,7 @@ MS.sitesTable = (box, p, caption, onSelect) => {
       const tr = MS.el("tr");
       tr.dataset.site = row[col.id];
       const f = top(row), name = MS.el("td", null, "site");
-      name.append(MS.el("span", f === undefined ? "[no stack]" : frames[f][0], "fn"), MS.el("span", "site " + row[col.id] + (f === undefined ? "" : "  ·  " + frameText(f)), "loc"));
+      name.append(MS.el("span", f === undefined ? "[no stack]" : row[col.name], "fn"), MS.el("span", "site " + row[col.id] + (f === undefined ? "" : "  ·  " + frameText(f)), "loc"));
       tr.appendChild(name);
       for (const [, k, fmt] of columns.slice(1)) {
         const td = MS.el("td", fmt(row[col[k]]), "num");

@@ -24,6 +24,7 @@ mod tables;
 
 pub use groups::ProcessRow;
 use memscope_format::Snapshot;
+use memscope_sites::Wrappers;
 use std::borrow::Borrow;
 use std::io::{self, Write};
 
@@ -60,10 +61,12 @@ impl Section {
     /// Renders the section of `s`, which is row `index` of a page that will
     /// hold `sections` sections (they share a budget of markup, so that
     /// the page opens at once).
-    pub fn render(s: &Snapshot, index: usize, sections: usize) -> Section {
+    /// Sites are named after their callers past `wrappers`.
+    pub fn render(s: &Snapshot, index: usize, sections: usize, wrappers: &Wrappers) -> Section {
+        let names = memscope_sites::site_names(s, wrappers);
         let mut html = String::new();
-        page::section(s, index, sections, &mut html);
-        let model = serde_json::to_string(&model::process(s, index)).unwrap_or_else(|_| "null".into());
+        page::section(s, index, sections, &names, &mut html);
+        let model = serde_json::to_string(&model::process(s, index, &names)).unwrap_or_else(|_| "null".into());
         Section {
             index,
             html,
@@ -81,8 +84,15 @@ impl Section {
 /// page's budget, returned in the order of `rows`. `load(i)` gives row
 /// `i`'s snapshot, read only now (None: it is left out), and it is dropped
 /// before the next is asked for.
-pub fn render_sections<S: Borrow<Snapshot>>(
+pub fn render_sections<S: Borrow<Snapshot>>(rows: &[ProcessRow], load: impl FnMut(usize) -> Option<S>) -> Vec<Section> {
+    render_sections_with(rows, &Wrappers::builtin(), load)
+}
+
+/// [`render_sections`] naming sites past `wrappers` (the built-in list and
+/// the user's patterns).
+pub fn render_sections_with<S: Borrow<Snapshot>>(
     rows: &[ProcessRow],
+    wrappers: &Wrappers,
     mut load: impl FnMut(usize) -> Option<S>,
 ) -> Vec<Section> {
     let planned = rows.len().min(MAX_DETAILED);
@@ -93,7 +103,7 @@ pub fn render_sections<S: Borrow<Snapshot>>(
             break;
         }
         if let Some(s) = load(i) {
-            let section = Section::render(s.borrow(), i, planned);
+            let section = Section::render(s.borrow(), i, planned, wrappers);
             size += section.size();
             sections.push(section);
         }
@@ -116,8 +126,13 @@ pub fn view_model(snapshots: &[Snapshot]) -> serde_json::Value {
 
 /// Writes the report for one or more process images of a run.
 pub fn write_html(snapshots: &[Snapshot], out: &mut dyn Write) -> io::Result<()> {
+    write_html_with(snapshots, &Wrappers::builtin(), out)
+}
+
+/// [`write_html`] naming sites past `wrappers`.
+pub fn write_html_with(snapshots: &[Snapshot], wrappers: &Wrappers, out: &mut dyn Write) -> io::Result<()> {
     let rows: Vec<ProcessRow> = snapshots.iter().map(ProcessRow::of).collect();
-    let sections = render_sections(&rows, |i| Some(&snapshots[i]));
+    let sections = render_sections_with(&rows, wrappers, |i| Some(&snapshots[i]));
     write_page(&rows, &sections, out)
 }
 

@@ -62,8 +62,9 @@ impl FrameTable {
     }
 }
 
-/// The view model of one process image.
-pub fn process(s: &Snapshot, index: usize) -> Value {
+/// The view model of one process image; `names`: per site its caller
+/// index and name ([`memscope_sites::site_names`]).
+pub fn process(s: &Snapshot, index: usize, names: &[(usize, String)]) -> Value {
     let t0 = origin(s);
     let mut frames = FrameTable::default();
     let stacks: Vec<Vec<usize>> = s
@@ -72,6 +73,15 @@ pub fn process(s: &Snapshot, index: usize) -> Value {
         .map(|c| s.frames_of(c).map(|f| frames.intern(f, s.module_of(f))).collect())
         .collect();
     let tree = flame::build(&s.callsites, &stacks);
+    // Frames that are an allocation wrapper in some stack: the flamegraph
+    // draws them dimmed.
+    let mut wrappers: Vec<usize> = stacks
+        .iter()
+        .zip(names)
+        .flat_map(|(st, (caller, _))| st[..(*caller).min(st.len())].iter().copied())
+        .collect();
+    wrappers.sort_unstable();
+    wrappers.dedup();
     json!({
         "anchor": format!("proc-{index}"),
         "pid": s.process.pid,
@@ -89,7 +99,8 @@ pub fn process(s: &Snapshot, index: usize) -> Value {
         "rate": rate(s, t0),
         "lifetimes": lifetimes(s),
         "frames": frames.rows,
-        "sites": sites(&s.callsites, &stacks, &tree.leaf_of_site),
+        "wrappers": wrappers,
+        "sites": sites(&s.callsites, &stacks, &tree.leaf_of_site, names),
         "flame": tree.json,
     })
 }
@@ -202,7 +213,7 @@ fn lifetimes(s: &Snapshot) -> Value {
 }
 
 /// Column names of a site row, in order.
-pub const SITE_COLUMNS: [&str; 14] = [
+pub const SITE_COLUMNS: [&str; 16] = [
     "id",
     "allocations",
     "bytes",
@@ -217,16 +228,21 @@ pub const SITE_COLUMNS: [&str; 14] = [
     "lifetime_max",
     "stack",
     "node",
+    "name",
+    "caller",
 ];
 
 /// One row per site (see [`SITE_COLUMNS`]); `stack` is frame indices,
-/// innermost first; `node` the site's leaf in the flame tree (-1 if pruned).
-fn sites(callsites: &[Callsite], stacks: &[Vec<usize>], leaf_of_site: &[i64]) -> Value {
+/// innermost first; `node` the site's leaf in the flame tree (-1 if pruned);
+/// `name` what the site is called, `caller` the position in `stack` of the
+/// first frame that is no allocation wrapper.
+fn sites(callsites: &[Callsite], stacks: &[Vec<usize>], leaf_of_site: &[i64], names: &[(usize, String)]) -> Value {
     let rows: Vec<Value> = callsites
         .iter()
         .zip(stacks)
         .zip(leaf_of_site)
-        .map(|((c, st), node)| {
+        .zip(names)
+        .map(|(((c, st), node), (caller, name))| {
             json!([
                 c.id,
                 c.allocations,
@@ -241,7 +257,9 @@ fn sites(callsites: &[Callsite], stacks: &[Vec<usize>], leaf_of_site: &[i64]) ->
                 c.lifetime_ns.p99,
                 c.lifetime_ns.max,
                 st,
-                node
+                node,
+                name,
+                caller
             ])
         })
         .collect();

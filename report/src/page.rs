@@ -56,8 +56,9 @@ pub fn body(rows: &[ProcessRow], sections: &[Section], o: &mut String) {
 }
 
 /// The full section of process image `s`, anchored `proc-{i}`, on a page
-/// of `sections` sections.
-pub fn section(s: &Snapshot, i: usize, sections: usize, o: &mut String) {
+/// of `sections` sections; `names`: each site's caller index and name
+/// ([`memscope_sites::site_names`]).
+pub fn section(s: &Snapshot, i: usize, sections: usize, names: &[(usize, String)], o: &mut String) {
     let p = &s.process;
     let m = &s.summary;
     let (end, class) = ending(p.end, p.exit_code, p.signal);
@@ -138,7 +139,7 @@ pub fn section(s: &Snapshot, i: usize, sections: usize, o: &mut String) {
     }
     o.push_str("</div>\n");
     charts(i, o);
-    tables::leaks(s, i, tables::leak_sites_per_section(sections), o);
+    tables::leaks(s, i, tables::leak_sites_per_section(sections), names, o);
     tables::variables(s, i, o);
     tables::threads(s, i, o);
     o.push_str("</section>\n");

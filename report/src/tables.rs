@@ -36,16 +36,22 @@ fn more(o: &mut String, shown: usize, total: usize, what: &str) {
     }
 }
 
-/// Renders a site's stack, innermost frame first, as an ordered list.
-pub fn stack(s: &Snapshot, site: &Callsite, o: &mut String) {
+/// Renders a site's stack, innermost frame first, as an ordered list; the
+/// allocation wrappers (the frames before `caller`) dimmed.
+pub fn stack(s: &Snapshot, site: &Callsite, caller: usize, o: &mut String) {
     if site.frames.is_empty() {
         o.push_str("<p class=\"note\">No stack recorded (backtraces off: MEMSCOPE_BACKTRACE=0).</p>");
         return;
     }
     o.push_str("<ol class=\"stack\">");
-    for f in s.frames_of(site) {
+    for (k, f) in s.frames_of(site).enumerate() {
         let name = f.function.as_deref().unwrap_or(&f.ip);
-        let _ = write!(o, "<li><span class=\"fn\">{}</span>", esc(name));
+        let class = if k < caller {
+            " class=\"wrapper\" title=\"allocation wrapper\""
+        } else {
+            ""
+        };
+        let _ = write!(o, "<li{class}><span class=\"fn\">{}</span>", esc(name));
         if f.inlined {
             o.push_str(" <span class=\"tag\">inlined</span>");
         }
@@ -66,19 +72,21 @@ pub fn stack(s: &Snapshot, site: &Callsite, o: &mut String) {
 }
 
 /// Live-at-exit blocks grouped by site: exact totals from the site, sizes
-/// and samples from the listed records; the first `max_sites` sites.
-pub fn leaks(s: &Snapshot, i: usize, max_sites: usize, o: &mut String) {
+/// and samples from the listed records; the first `max_sites` sites, named
+/// by `names` (per site of `s.callsites`: caller index and name).
+pub fn leaks(s: &Snapshot, i: usize, max_sites: usize, names: &[(usize, String)], o: &mut String) {
     let _ = write!(o, "<div class=\"card\" id=\"proc-{i}-leaks\"><h3>Live at exit</h3>");
     let mut records: HashMap<Option<u64>, Vec<&Allocation>> = HashMap::new();
     for a in s.allocations.iter().filter(|a| a.is_leaked) {
         records.entry(a.callsite).or_default().push(a);
     }
-    let mut sites: Vec<&Callsite> = s
+    let mut sites: Vec<(&Callsite, &(usize, String))> = s
         .callsites
         .iter()
-        .filter(|c| c.live_at_exit_bytes > 0 || c.live_at_exit_allocations > 0)
+        .zip(names)
+        .filter(|(c, _)| c.live_at_exit_bytes > 0 || c.live_at_exit_allocations > 0)
         .collect();
-    sites.sort_by(|a, b| {
+    sites.sort_by(|(a, _), (b, _)| {
         (b.live_at_exit_bytes, b.live_at_exit_allocations, a.id).cmp(&(
             a.live_at_exit_bytes,
             a.live_at_exit_allocations,
@@ -98,12 +106,8 @@ pub fn leaks(s: &Snapshot, i: usize, max_sites: usize, o: &mut String) {
         if sites.len() == 1 { "" } else { "s" }
     );
     let t0 = origin(s);
-    for c in sites.iter().take(max_sites) {
+    for &(c, (caller, label)) in sites.iter().take(max_sites) {
         let recs = records.get(&Some(c.id)).map_or(&[][..], |v| v.as_slice());
-        let top = s.frames_of(c).find(|f| f.function.is_some()).or(s.frames_of(c).next());
-        let label = top.map_or("(no stack)".to_string(), |f| {
-            f.function.clone().unwrap_or_else(|| f.ip.clone())
-        });
         let _ = write!(
             o,
             "<details class=\"leak\" data-site=\"{id}\" data-bytes=\"{b}\" data-blocks=\"{n}\"><summary>\
@@ -111,7 +115,7 @@ pub fn leaks(s: &Snapshot, i: usize, max_sites: usize, o: &mut String) {
              <span class=\"fn\">{}</span><span class=\"site\">site {id}</span></summary>",
             bytes(c.live_at_exit_bytes),
             count(c.live_at_exit_allocations),
-            esc(&label),
+            esc(label),
             id = c.id,
             b = c.live_at_exit_bytes,
             n = c.live_at_exit_allocations,
@@ -129,7 +133,7 @@ pub fn leaks(s: &Snapshot, i: usize, max_sites: usize, o: &mut String) {
             }
             o.push_str("</p>");
         }
-        stack(s, c, o);
+        stack(s, c, *caller, o);
         if !recs.is_empty() {
             o.push_str("<table class=\"samples\"><thead><tr><th>address</th><th>size</th><th>thread</th><th>born at</th><th>variable</th></tr></thead><tbody>");
             for a in recs.iter().take(MAX_LEAK_SAMPLES) {

@@ -21,6 +21,7 @@ pub fn command(dir: &Path) -> Command {
         "MEMSCOPE_LIB",
         "MEMSCOPE_LOG",
         "MEMSCOPE_SYMBOLIZE",
+        "MEMSCOPE_WRAPPERS",
         "LD_PRELOAD",
     ] {
         c.env_remove(k);

@@ -139,12 +139,23 @@ fn flamegraph_of_real_frames_and_hostile_names_in_the_browser() {
         .len();
     let flame = one(&doc, "#proc-0 [data-chart=flame]");
     assert_eq!(flame.value().attr("data-drawn"), Some(nodes.to_string().as_str()));
-    // Sites sorted by bytes, named after their first non-allocator frame.
+    // Sites sorted by bytes, named after their caller past the allocation
+    // wrappers (parse_config called strdup), as the terminal names them.
     let names: Vec<String> = all(&doc, "#proc-0 [data-table=sites] tbody td.site .fn")
         .into_iter()
         .map(text)
         .collect();
-    assert_eq!(names, ["tree_insert", "node_new", "strdup", "[no stack]", HOSTILE_FN]);
+    let hostile = format!("{HOSTILE_FN} ({HOSTILE_FILE}:1)");
+    assert_eq!(
+        names,
+        [
+            "tree_insert (tree.c:88)",
+            "node_new (tree.h:7)",
+            "parse_config (config.c:12)",
+            "[no stack]",
+            &hostile
+        ]
+    );
     let index = all(&doc, "#processes .process-index tbody tr a");
     assert_eq!(index.len(), 2);
 }

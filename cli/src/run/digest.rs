@@ -6,7 +6,7 @@
 //! leads with keeps its printed lines ([`Lead`]), computed while its
 //! snapshot is still at hand.
 
-use crate::sites::site_label;
+use crate::sites::site_names;
 use crate::summary::{heap_lines, sorted_sites};
 use crate::text::{bytes, count, term};
 use memscope_format::{Process, Snapshot};
@@ -149,6 +149,7 @@ fn lead(s: &Snapshot) -> Lead {
     let mut sites = Vec::new();
     let top = sorted_sites(s, |c| c.bytes);
     if top.iter().any(|c| !c.frames.is_empty()) {
+        let names = site_names(s);
         for c in top.iter().take(LEAD_SITES) {
             // A site that only reallocates (a growing buffer) counts its
             // reallocations: "0 allocs" would hide it.
@@ -161,7 +162,7 @@ fn lead(s: &Snapshot) -> Lead {
                 "{:>10} {:>9} {what:<8}  {}",
                 bytes(c.bytes),
                 count(n),
-                term(&site_label(s, c))
+                term(&names[&c.id])
             ));
         }
     }

@@ -143,7 +143,7 @@ fn report_path(plan: &Plan, root_snapshot: &Path) -> PathBuf {
 /// their rows): the index from the digests, and a full section for each of
 /// the heaviest, whose snapshots are read again one at a time.
 fn write_report(all: &[Digest], rows: &[ProcessRow], path: &Path) -> Result<(), String> {
-    let sections = memscope_report::render_sections(rows, |i| {
+    let sections = memscope_report::render_sections_with(rows, crate::sites::wrappers(), |i| {
         crate::load::snapshot(&all[i].path)
             .map_err(|e| say(&format!("the report has no details of a process: {e}")))
             .ok()

@@ -45,6 +45,8 @@ pub struct Args {
     /// Stack frames recorded per allocation (0 = none; more frames, more cost).
     #[arg(long, value_name = "N")]
     backtrace: Option<u32>,
+    #[command(flatten)]
+    wrappers: crate::sites::WrapperArgs,
     /// The command to trace and its arguments.
     #[arg(required = true, value_name = "CMD [ARGS]...")]
     command: Vec<OsString>,
@@ -151,6 +153,7 @@ fn plan(a: &Args, tmp: &Path) -> Result<Plan, String> {
 }
 
 pub fn main(a: Args) -> Outcome {
+    crate::sites::configure(&a.wrappers)?;
     let lib = find_library()?;
     let lib_elf = target::library_elf(&lib)?;
     let program = target::resolve(&a.command[0])?;
