@@ -61,6 +61,20 @@ pub fn run(program: &Path, args: &[&str], out_dir: &Path) -> Totals {
     read(&out)
 }
 
+/// Each program point of a DHAT output file as (blocks, bytes, blocks and
+/// bytes at the global peak, blocks and bytes at the end), sorted.
+pub fn points(out: &Path) -> Vec<[u64; 6]> {
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(out).expect("dhat output")).expect("dhat json");
+    let mut pps: Vec<[u64; 6]> = v["pps"]
+        .as_array()
+        .expect("pps")
+        .iter()
+        .map(|pp| ["tbk", "tb", "gbk", "gb", "ebk", "eb"].map(|k| pp[k].as_u64().unwrap_or(0)))
+        .collect();
+    pps.sort();
+    pps
+}
+
 /// Sums the program points of a DHAT output file.
 pub fn read(out: &Path) -> Totals {
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(out).expect("dhat output")).expect("dhat json");
