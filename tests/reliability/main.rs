@@ -95,12 +95,8 @@ fn a_rust_thread_pool_counts_exactly_twice() {
     pool("rel_pool", 4, 5_000);
 }
 
-/// Long variant (`MEMSCOPE_LONG_TESTS=1`): 8 workers, 400 000 jobs.
+/// The long variant, 8 workers and 400 000 jobs: runs in every `cargo test`.
 #[test]
 fn a_rust_thread_pool_long() {
-    if std::env::var_os("MEMSCOPE_LONG_TESTS").is_none() {
-        eprintln!("long variant: set MEMSCOPE_LONG_TESTS=1 to run it");
-        return;
-    }
     pool("rel_pool_long", 8, 400_000);
 }

@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod dhat;
+pub mod tools;
 
 use memscope_format::Snapshot;
 use std::path::{Path, PathBuf};
@@ -108,8 +109,7 @@ pub fn c_library(name: &str) -> PathBuf {
 /// For tests that need their own flags (optimization, no frame pointers,
 /// linked libraries: `-L` [`programs_dir`] is passed).
 pub fn gcc(out_name: &str, sources: &[&str], args: &[&str]) -> PathBuf {
-    static LOCK: Mutex<()> = Mutex::new(());
-    let _l = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let _l = build_lock();
     let out = programs_dir().join(out_name);
     let srcs: Vec<PathBuf> = sources.iter().map(|s| source(s)).collect();
     if srcs.iter().all(|s| is_fresh(&out, s)) {
@@ -147,8 +147,16 @@ pub fn rs_example(name: &str) -> PathBuf {
     profile_dir().join("examples").join(name)
 }
 
+/// Held while a test program is built: two tests of one binary needing the
+/// same program must not both write it.
+fn build_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Compiles `tests/programs/<name>.rs` with rustc.
 pub fn rust_program(name: &str) -> PathBuf {
+    let _l = build_lock();
     let out = programs_dir().join(name);
     let src = source(&format!("{name}.rs"));
     if !is_fresh(&out, &src) {
@@ -288,6 +296,22 @@ pub fn stack(s: &Snapshot, site: &memscope_format::Callsite) -> Vec<StackFrame> 
             inlined: f.inlined,
         })
         .collect()
+}
+
+/// What the call sites with `function` anywhere in their stack add up to:
+/// (allocations, bytes, allocations live at exit, bytes live at exit).
+pub fn sites_under(s: &Snapshot, function: &str) -> (u64, u64, u64, u64) {
+    s.callsites
+        .iter()
+        .filter(|c| s.frames_of(c).any(|f| f.function.as_deref() == Some(function)))
+        .fold((0, 0, 0, 0), |t, c| {
+            (
+                t.0 + c.allocations,
+                t.1 + c.bytes,
+                t.2 + c.live_at_exit_allocations,
+                t.3 + c.live_at_exit_bytes,
+            )
+        })
 }
 
 /// Sets a snapshot's call sites, each given with its frames (whose `module`

@@ -141,11 +141,14 @@ fn damaged_snapshots_never_panic() {
         rng ^= rng << 17;
         rng
     };
-    let (mut rejected, mut read) = (0, 0);
+    let (mut truncated, mut damaged_read) = (0, 0);
     for i in 0..60 {
         let mut b = bytes.clone();
-        if i % 2 == 0 {
-            b.truncate((next() as usize) % b.len());
+        let cut = i % 2 == 0;
+        if cut {
+            // Cut before the closing brace (the file is one JSON object),
+            // so no cut copy is still whole.
+            b.truncate((next() as usize) % bytes.trim_ascii_end().len());
         } else {
             for _ in 0..3 {
                 let at = (next() as usize) % b.len();
@@ -155,17 +158,15 @@ fn damaged_snapshots_never_panic() {
         std::fs::write(&f, &b).unwrap();
         let out = cli(&dir, &["summary", f.to_str().unwrap()]);
         match out.status.code() {
-            Some(0) => read += 1,
+            Some(0) if !cut => damaged_read += 1,
             _ => {
-                assert_one_line_error(&out, &format!("damage #{i}"));
-                rejected += 1;
+                assert_one_line_error(&out, &format!("damage #{i} (cut: {cut})"));
+                truncated += usize::from(cut);
             }
         }
     }
-    assert!(
-        rejected >= 30,
-        "every truncated copy is rejected ({rejected} rejected, {read} read)"
-    );
+    assert_eq!(truncated, 30, "every truncated copy is rejected");
+    println!("{damaged_read} of 30 copies with changed bytes still read");
 }
 
 #[test]
@@ -269,8 +270,8 @@ fn a_statically_linked_program_is_refused_before_it_runs() {
         .output()
         .unwrap();
     if !built.status.success() {
-        eprintln!("SKIPPED: gcc -static failed (no libc.a?): {}", stderr(&built));
-        return;
+        eprintln!("gcc -static: {}", stderr(&built));
+        return tools::missing(tools::STATIC_LIBC);
     }
     let line = assert_one_line_error(&cli(&dir, &["run", exe.to_str().unwrap()]), "static");
     assert!(line.contains("statically linked"), "{line}");
@@ -292,8 +293,7 @@ fn a_statically_linked_program_is_refused_before_it_runs() {
 fn a_setuid_program_is_refused_with_the_reason() {
     // SAFETY: plain getter.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIPPED: needs root to make a set-user-ID program of another user");
-        return;
+        return tools::missing(tools::ROOT);
     }
     let dir = scratch("cli_bad_setuid");
     let exe = dir.join("suid_prog");

@@ -297,7 +297,7 @@ fn diff_matches_sites_by_frames_across_builds() {
 fn dhat_export_matches_valgrind_dhat() {
     let dir = scratch("cli_read_dhat");
     let args = ["alloc", "200", "48", "7", "0"];
-    let (path, s, _) = run_prog(&dir, "d", &args);
+    let (path, _, _) = run_prog(&dir, "d", &args);
     let out_path = dir.join("dhat-export.json");
     let out = cli(
         &dir,
@@ -337,34 +337,39 @@ fn dhat_export_matches_valgrind_dhat() {
             assert!(pp.get(f).is_some(), "pp missing {f}");
         }
     }
-    let ours = dhat::read(&out_path);
-    let m = &s.summary;
-    assert_eq!(ours.blocks, m.total_allocations + m.reallocs);
-    assert_eq!(ours.bytes, m.total_allocated_bytes);
+    // The program's two call sites, by its design: the array of 200
+    // pointers (1 600 bytes, freed) and 200 blocks of 48 bytes, 7 kept; at
+    // the peak the array and all 200 blocks are live.
     assert_eq!(
-        (ours.end_blocks, ours.end_bytes),
-        (m.live_at_exit_allocations, m.live_at_exit_bytes)
-    );
-    assert_eq!(
-        (ours.gmax_blocks, ours.gmax_bytes),
-        (m.peak_live_allocations, m.peak_live_bytes)
+        dhat::points(&out_path),
+        [[1, 1600, 1, 1600, 0, 0], [200, 200 * 48, 200, 200 * 48, 7, 7 * 48]]
     );
     if !dhat::available() {
-        eprintln!("SKIPPED the valgrind comparison: valgrind is not installed");
         return;
     }
+    // And each program point as valgrind's DHAT records it.
     let theirs = dhat::run(&prog(), &args, &dir);
     assert_eq!(
-        ours, theirs,
-        "memscope's DHAT export = valgrind's DHAT for the same program"
+        dhat::read(&out_path),
+        theirs,
+        "totals: memscope's export vs valgrind's DHAT"
+    );
+    assert_eq!(
+        dhat::points(&out_path),
+        dhat::points(&dir.join("dhat.json")),
+        "program points: memscope's export vs valgrind's DHAT"
     );
 }
 
+/// `alloc 100 24 5 0`: one array of 100 pointers (800 bytes, line 41 of
+/// cli_prog.c), 100 blocks of 24 bytes (line 42), 5 of them never freed;
+/// cli_prog uses no stdio, so nothing else allocates. The folded export
+/// weighs each stack by what the program did there.
 #[test]
 fn folded_export_sums_to_the_totals_root_first() {
     let dir = scratch("cli_read_folded");
-    let (path, s, _) = run_prog(&dir, "f", &["alloc", "100", "24", "5", "0"]);
-    let sum = |p: &Path, weight: &str| -> u64 {
+    let (path, _, _) = run_prog(&dir, "f", &["alloc", "100", "24", "5", "0"]);
+    let folded = |p: &Path, weight: &str| -> Vec<(String, u64)> {
         let out = dir.join(format!("{weight}.folded"));
         let o = cli(
             &dir,
@@ -378,29 +383,47 @@ fn folded_export_sums_to_the_totals_root_first() {
                 weight,
             ],
         );
-        assert_eq!(o.status.code(), Some(0));
-        std::fs::read_to_string(&out)
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let mut lines: Vec<(String, u64)> = std::fs::read_to_string(&out)
             .unwrap()
             .lines()
-            .map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
-            .sum()
+            .map(|l| {
+                let (stack, n) = l.rsplit_once(' ').unwrap();
+                (stack.to_string(), n.parse::<u64>().unwrap())
+            })
+            .collect();
+        lines.sort();
+        lines
     };
-    let m = &s.summary;
-    assert_eq!(sum(&path, "bytes"), m.total_allocated_bytes);
-    assert_eq!(sum(&path, "allocations"), m.total_allocations + m.reallocs);
-    assert_eq!(sum(&path, "leaked"), m.live_at_exit_bytes);
-    let p = with_sites(&dir, "sites", s, three_sites(0x1000, 20));
-    let out = dir.join("sites.folded");
-    cli(
-        &dir,
-        &["export", p.to_str().unwrap(), "--to", "folded", out.to_str().unwrap()],
+    // Root first: `_start (in cli_prog);` libc's start-up frames, then the
+    // line of main that called malloc, innermost (the hook is not shown).
+    let by_line = |lines: &[(String, u64)]| -> Vec<(u32, u64)> {
+        lines
+            .iter()
+            .map(|(stack, n)| {
+                assert!(stack.starts_with("_start (in cli_prog);"), "{stack}");
+                let (_, main) = stack.rsplit_once(';').unwrap();
+                let line = main.strip_prefix("main (cli_prog.c:").and_then(|l| l.strip_suffix(')'));
+                (line.unwrap_or_else(|| panic!("{stack}")).parse().unwrap(), *n)
+            })
+            .collect()
+    };
+    assert_eq!(by_line(&folded(&path, "bytes")), [(41, 800), (42, 2400)]);
+    assert_eq!(by_line(&folded(&path, "allocations")), [(41, 1), (42, 100)]);
+    assert_eq!(by_line(&folded(&path, "leaked")), [(42, 5 * 24)]);
+    // Hand-built sites: every stack written root first, innermost last.
+    let base = run_prog(&dir, "g", &["alloc", "1", "8", "0", "0"]).1;
+    let p = with_sites(&dir, "sites", base, three_sites(0x1000, 20));
+    let line = |s: &str, n: u64| (s.to_string(), n);
+    assert_eq!(
+        folded(&p, "bytes"),
+        [
+            line("main (main.c:10);big (big.c:5);malloc (in app)", 3000),
+            line("main (main.c:10);busy (busy.c:20)", 1000),
+            line("main (main.c:10);mid (mid.c:7)", 2000),
+        ]
     );
-    let text = std::fs::read_to_string(&out).unwrap();
-    assert!(
-        text.contains("main (main.c:10);big (big.c:5);malloc (in app) 3000\n"),
-        "{text}"
-    );
-    assert_eq!(text.lines().count(), 3);
+    assert_eq!(folded(&p, "leaked"), [line("main (main.c:10);busy (busy.c:20)", 800)]);
 }
 
 #[test]

@@ -329,4 +329,33 @@ fn the_in_process_allocator_counts_as_the_preload_library_does() {
     };
     let (busy, idle) = (work("20000"), work("0"));
     assert_eq!(busy, idle, "preload minus in-process, with and without the workload");
+    // And what the workload itself costs, by a tool that shares no code with
+    // memscope: valgrind's DHAT on the plain build, the same difference.
+    if !dhat::available() {
+        return;
+    }
+    let in_process_work = |n: &str| {
+        let run = in_process(
+            &format!("rs_churn_dhat_{n}"),
+            &rs_example("alloc_tracked"),
+            &["2", n],
+            &[],
+        );
+        let m = run.only().summary.clone();
+        let d = dhat::run(&rs_example("alloc_plain"), &["2", n], &run.dir);
+        let ours = [
+            m.total_allocations + m.reallocs,
+            m.total_allocated_bytes,
+            m.live_at_exit_allocations,
+            m.live_at_exit_bytes,
+        ];
+        (ours, [d.blocks, d.bytes, d.end_blocks, d.end_bytes])
+    };
+    let ((m1, d1), (m0, d0)) = (in_process_work("20000"), in_process_work("0"));
+    let diff = |a: [u64; 4], b: [u64; 4]| -> [u64; 4] { std::array::from_fn(|i| a[i] - b[i]) };
+    assert_eq!(
+        diff(m1, m0),
+        diff(d1, d0),
+        "the workload's (blocks, bytes, end blocks, end bytes): in-process vs DHAT"
+    );
 }

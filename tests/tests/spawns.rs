@@ -25,26 +25,66 @@ fn a_fork_storm_writes_one_snapshot_per_image() {
     let run = traced("spawns_storm", &prog, &["storm", "40", "/bin/true"], &[]);
     assert!(run.output.status.success(), "{}", run.stderr());
     assert_eq!(run.stderr(), "");
-    let expected: usize = run.stdout().trim().parse().unwrap();
-    assert_eq!(run.snapshots.len(), expected, "{:?}", run.paths());
+    // The parent, 40 children, 10 grandchildren (i % 4 == 2) and 10 `true`s
+    // (i % 4 == 3 exec): 61 images, as the program also says.
+    assert_eq!(run.stdout(), "61\n");
+    assert_eq!(run.snapshots.len(), 61, "{:?}", run.paths());
     check_all(&run);
-    // Children continue the parent's heap: each inherits the 77-byte block
-    // (counted, listed in the parent's snapshot).
     let parent = run.find(|s| !s.process.forked && s.process.exe.ends_with("spawns"));
-    assert!(parent[0].allocations.iter().any(|a| a.size == 77));
-    for (_, s) in run.snapshots.iter().filter(|(_, s)| s.process.forked) {
-        let m = &s.summary;
-        assert!(
-            m.inherited_allocations >= 1 && m.inherited_bytes >= 77,
-            "{}",
-            s.process.pid
-        );
+    assert_eq!(parent.len(), 1);
+    let root_pid = parent[0].process.pid;
+    // Its 77 bytes, and stdio's buffer for the final printf (stdout is a
+    // pipe here: 4096 bytes).
+    assert_eq!(own(parent[0]), (2, 77 + 4096), "the parent's blocks");
+    // Child i allocates 100 + i bytes, a grandchild 7, nothing else; each
+    // continues its parent's heap, so it inherits every block live in it.
+    let forked = run.find(|s| s.process.forked);
+    let mut children: Vec<u64> = forked
+        .iter()
+        .filter(|s| s.process.ppid == root_pid)
+        .map(|s| {
+            assert_eq!(inherited(s), (1, 77), "{}", s.process.pid);
+            assert_eq!(own(s).0, 1, "{}", s.process.pid);
+            own(s).1
+        })
+        .collect();
+    children.sort();
+    assert_eq!(children, (100..140).collect::<Vec<u64>>());
+    // A grandchild inherits the 77 bytes and its parent's 100 + i.
+    let mut grandparents: Vec<u64> = forked
+        .iter()
+        .filter(|s| s.process.ppid != root_pid)
+        .map(|s| {
+            assert_eq!(own(s), (1, 7), "{}", s.process.pid);
+            let (n, bytes) = inherited(s);
+            assert_eq!(n, 2, "{}", s.process.pid);
+            bytes - 77 - 100
+        })
+        .collect();
+    grandparents.sort();
+    assert_eq!(grandparents, (2..40).step_by(4).collect::<Vec<u64>>());
+    for s in &forked {
         assert!(
             s.allocations.iter().all(|a| !(a.inherited && a.is_leaked)),
             "{}",
             s.process.pid
         );
     }
+    assert_eq!(run.find(|s| s.process.exe.ends_with("/true")).len(), 10);
+}
+
+/// The blocks (count, bytes) an image allocated itself.
+fn own(s: &memscope_format::Snapshot) -> (u64, u64) {
+    let at_fork = s.summary.at_fork.unwrap_or_default();
+    (
+        s.summary.total_allocations - at_fork.total_allocations,
+        s.summary.total_allocated_bytes - at_fork.total_allocated_bytes,
+    )
+}
+
+/// The blocks (count, bytes) a fork child inherited live from its parent.
+fn inherited(s: &memscope_format::Snapshot) -> (u64, u64) {
+    (s.summary.inherited_allocations, s.summary.inherited_bytes)
 }
 
 #[test]
@@ -59,11 +99,13 @@ fn forks_while_other_threads_allocate() {
     assert!(run.output.status.success(), "{}", run.stderr());
     assert_eq!(run.snapshots.len(), 31, "{:?}", run.paths());
     check_all(&run);
-    for (_, s) in run.snapshots.iter().filter(|(_, s)| s.process.forked) {
-        assert!(s
-            .allocations
-            .iter()
-            .any(|a| a.size == 1000 && a.is_leaked && !a.inherited));
+    let forked = run.find(|s| s.process.forked);
+    assert_eq!(forked.len(), 30);
+    for s in forked {
+        // Each child allocates one block of 1000 bytes and exits.
+        assert_eq!(own(s), (1, 1000), "{}", s.process.pid);
+        let m = &s.summary;
+        assert_eq!(m.live_at_exit_bytes - m.inherited_live_at_exit_bytes, 1000);
         assert_eq!(s.summary.events_dropped, 0);
     }
 }

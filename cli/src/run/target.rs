@@ -261,7 +261,14 @@ mod tests {
 
     #[test]
     fn resolving_follows_path() {
-        assert!(resolve(OsStr::new("sh")).unwrap().is_absolute() || std::env::var_os("PATH").is_some());
+        // The same file the shell finds on the same PATH.
+        let shell = std::process::Command::new("sh")
+            .args(["-c", "command -v sh"])
+            .output()
+            .unwrap();
+        let found = String::from_utf8(shell.stdout).unwrap();
+        assert!(found.starts_with('/'), "{found:?}");
+        assert_eq!(resolve(OsStr::new("sh")).unwrap(), PathBuf::from(found.trim_end()));
         assert!(resolve(OsStr::new("surely-no-such-command-xyz"))
             .unwrap_err()
             .contains("command not found"));

@@ -287,50 +287,6 @@ fn totals_survive_cross_thread_reordering() {
     assert_eq!(seen.live_bytes, truth.live_bytes);
 }
 
-/// Throughput probe (not a pass/fail test): `cargo test --release -p
-/// memscope-preload collector_throughput -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn collector_throughput() {
-    let mut c = Collector::new(0, 1.0, 100_000);
-    c.thread_slot(1);
-    let mut rng = 42u64;
-    let mut slots = vec![0u64; 4096];
-    let mut next_addr = 0x10000u64;
-    let mut ts = 0u64;
-    let n = 2_000_000;
-    let t0 = std::time::Instant::now();
-    let mut events = 0u64;
-    for _ in 0..n {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        ts += 30;
-        let op = rng % 100;
-        if op < 75 {
-            let a = 0x5000 + (rng >> 8) % 64 * 16;
-            c.alloc(ts, a, 64, Kind::Malloc, 0, 0);
-            c.free(ts + 10, a, 0);
-            events += 2;
-        } else {
-            let i = ((rng >> 8) % 4096) as usize;
-            if slots[i] != 0 {
-                c.free(ts, slots[i], 0);
-                events += 1;
-            }
-            next_addr += 64;
-            slots[i] = next_addr;
-            c.alloc(ts, next_addr, 100, Kind::Malloc, 0, 0);
-            events += 1;
-        }
-    }
-    let el = t0.elapsed();
-    println!(
-        "{events} events in {el:?}: {:.1} ns/event",
-        el.as_nanos() as f64 / events as f64
-    );
-}
-
 /// `transient` must give exactly what `alloc` + `free` give, in every state.
 #[test]
 fn transient_equals_alloc_then_free() {

@@ -294,6 +294,10 @@ pub fn framed_snapshot() -> Snapshot {
     snap
 }
 
+/// The most the report of `synthetic(50_000, 1_000_000)` may weigh: four
+/// times the 10.1 MiB it weighs.
+pub const HUGE_REPORT_MAX_MIB: f64 = 40.0;
+
 /// A synthetic run the size of a big real one: `sites` call sites with
 /// stacks 6–20 frames deep over a few thousand functions, `allocations`
 /// blocks spread over them, 20 000 listed records, a full timeline.
@@ -418,12 +422,11 @@ pub fn synthetic(sites: u64, allocations: u64) -> Snapshot {
     s
 }
 
-/// Debian's Chromium, when installed.
+/// Chromium on PATH (as `.ci/run` finds it); when missing the test fails
+/// saying how to install it, unless the user opted out (`None` then).
+#[track_caller]
 pub fn chromium() -> Option<PathBuf> {
-    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
+    memscope_tests::tools::chromium()
 }
 
 /// Flags for a quiet, offline headless run as root in a sandboxless box.
@@ -492,4 +495,58 @@ pub fn screenshot(bin: &Path, page: &Path, png: &Path, size: (u32, u32)) {
 /// way; the report itself never writes to the console).
 pub fn console_messages(log: &str) -> Vec<&str> {
     log.lines().filter(|l| l.contains(":CONSOLE")).collect()
+}
+
+/// The flamegraph of `framed_snapshot()`, counted by hand from its five
+/// sites: each node by its path from the root (outermost first), with its
+/// bytes, allocations and bytes live at exit.
+pub fn framed_flame_by_hand() -> Vec<(String, u64, u64, u64)> {
+    let evil = format!("main;0x7f00deadbeef;{HOSTILE_FN}");
+    let mut v: Vec<(String, u64, u64, u64)> = [
+        // Sites 0–4: 300 + 4 000 + 64 000 + 70 000 + 64 bytes, 3 + 40 +
+        // 1 000 + 7 + 2 blocks, 0 + 200 + 640 + 0 + 32 live.
+        ("all", 138_364, 1_052, 872),
+        ("[no stack]", 300, 3, 0),
+        ("main", 138_064, 1_049, 872),
+        ("main;parse_config", 74_000, 47, 200),
+        ("main;parse_config;strdup", 4_000, 40, 200),
+        ("main;parse_config;tree_insert", 70_000, 7, 0),
+        ("main;tree_insert", 64_000, 1_000, 640),
+        ("main;tree_insert;node_new", 64_000, 1_000, 640),
+        ("main;0x7f00deadbeef", 64, 2, 32),
+        (evil.as_str(), 64, 2, 32),
+    ]
+    .iter()
+    .map(|&(p, b, n, l)| (p.to_string(), b, n, l))
+    .collect();
+    v.sort();
+    v
+}
+
+/// A process's flamegraph in the view model, as [`framed_flame_by_hand`]
+/// writes it.
+pub fn flame_by_path(p: &serde_json::Value) -> Vec<(String, u64, u64, u64)> {
+    let f = &p["flame"];
+    let label = |i: usize| match f["f"][i].as_i64().unwrap() {
+        -1 => "all".to_string(),
+        -2 => "[no stack]".to_string(),
+        k => p["frames"][k as usize][0].as_str().unwrap().to_string(),
+    };
+    let n = f["f"].as_array().unwrap().len();
+    let mut v: Vec<(String, u64, u64, u64)> = (0..n)
+        .map(|i| {
+            let mut path = vec![];
+            let mut j = i as i64;
+            while j > 0 {
+                path.push(label(j as usize));
+                j = f["p"][j as usize].as_i64().unwrap();
+            }
+            path.reverse();
+            let name = if i == 0 { "all".to_string() } else { path.join(";") };
+            let num = |m: &str| f[m][i].as_u64().unwrap();
+            (name, num("b"), num("n"), num("l"))
+        })
+        .collect();
+    v.sort();
+    v
 }
