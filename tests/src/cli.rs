@@ -21,6 +21,10 @@ pub fn command(dir: &Path) -> Command {
         "MEMSCOPE_LIB",
         "MEMSCOPE_LOG",
         "MEMSCOPE_SYMBOLIZE",
+        "MEMSCOPE_DEFAULT_EXPORT_PATH",
+        "MEMSCOPE_ONLY",
+        "MEMSCOPE_SKIP",
+        "MEMSCOPE_SKIP_LOG",
         "LD_PRELOAD",
     ] {
         c.env_remove(k);
