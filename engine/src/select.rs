@@ -73,8 +73,17 @@ pub fn skipped() -> bool {
     }
 }
 
+extern "C" {
+    static environ: *const *const std::ffi::c_char;
+}
+
 #[cold]
 fn decide() -> bool {
+    // SAFETY: reading the pointer only. Before libc has set it up (an
+    // event that early) nothing can be decided yet: record, ask again.
+    if unsafe { environ }.is_null() {
+        return false;
+    }
     let only = crate::sys::getenv(ONLY_VAR);
     let skip = crate::sys::getenv(SKIP_VAR);
     if only.is_none() && skip.is_none() {

@@ -232,7 +232,8 @@ fn cargo_run_traces_only_the_program_cargo_runs() {
     }
     let out = command(&dir)
         .env("CARGO_TARGET_DIR", &target)
-        .args(["run", "--all", "cargo", "run", "--release", "-q", "--", "out.json"])
+        .args(["run", "--all", "--export", "both", "-o", "all.json"])
+        .args(["cargo", "run", "--release", "-q", "--", "out.json"])
         .output()
         .unwrap();
     let err = stderr(&out);
@@ -244,5 +245,10 @@ fn cargo_run_traces_only_the_program_cargo_runs() {
     assert!(
         lead.contains("seedprog (pid") && lead.contains("is the program cargo ran"),
         "{err}"
+    );
+    let html = std::fs::read_to_string(dir.join("all.html")).unwrap();
+    assert!(
+        html.contains("<span class=\"prog\">seedprog</span>"),
+        "the report leads with the program too"
     );
 }
