@@ -57,17 +57,17 @@ def timed(argv, env, cwd):
     return wall, p.stderr.decode(errors="replace")
 
 
-def interleaved(variants, runs):
-    """variants: name -> (argv, env, cwd, before). Returns name -> [walls], name -> last stderr."""
+def interleaved(variants, runs, after=lambda name, stderr: None):
+    """variants: name -> (argv, env, cwd, before); runs them in turn (A B C A
+    B C ...), calling after(name, stderr) after each. Returns name -> walls."""
     walls = {k: [] for k in variants}
-    last = {}
     for _ in range(runs):
         for name, (argv, env, cwd, before) in variants.items():
             before()
             w, err = timed(argv, env, cwd)
             walls[name].append(w)
-            last[name] = err
-    return walls, last
+            after(name, err)
+    return walls
 
 
 def per_image(runs):
@@ -76,7 +76,7 @@ def per_image(runs):
     skipped = dict(base, LD_PRELOAD=str(LIB), MEMSCOPE_SKIP="true", MEMSCOPE_EXPORT_PATH=str(scratch / "s-%p.json"))
     traced = dict(base, LD_PRELOAD=str(LIB), MEMSCOPE_EXPORT_PATH=str(scratch / "t-%p.json"))
     nothing = lambda: None
-    walls, _ = interleaved(
+    walls = interleaved(
         {
             "untraced": (["/bin/true"], base, scratch, nothing),
             "skipped": (["/bin/true"], skipped, scratch, nothing),
@@ -122,16 +122,13 @@ def cargo_run(runs):
         "memscope-cli run cargo run": ([str(CLI), "run", "cargo"] + args, env, out_dir, fresh),
         "memscope-cli run --all cargo run": ([str(CLI), "run", "--all", "cargo"] + args, env, out_dir, fresh),
     }
-    walls = {k: [] for k in variants}
-    sizes = {k: 0 for k in variants}
-    firsts = {}
-    for _ in range(runs):
-        for name, (argv, e, cwd, before) in variants.items():
-            before()
-            w, err = timed(argv, e, cwd)
-            walls[name].append(w)
-            sizes[name] = sum(p.stat().st_size for p in out_dir.iterdir())
-            firsts[name] = err.splitlines()[0] if err else ""
+    sizes, firsts = {}, {}
+
+    def after(name, err):
+        sizes[name] = sum(p.stat().st_size for p in out_dir.iterdir())
+        firsts[name] = err.splitlines()[0] if err else ""
+
+    walls = interleaved(variants, runs, after)
     shutil.rmtree(out_dir)
     base = statistics.median(walls["cargo run"])
     print(f"\n## `cargo run --release -q -- out.json` (built), {runs} interleaved runs each\n")
