@@ -252,3 +252,61 @@ fn cargo_run_traces_only_the_program_cargo_runs() {
         "the report leads with the program too"
     );
 }
+
+#[test]
+fn without_a_choice_the_summary_leads_with_the_heaviest_non_launcher() {
+    let dir = scratch("select_lead_non_launcher");
+    let prog_a = dir.join("prog_a");
+    std::fs::copy(prog(), &prog_a).unwrap();
+    // bash allocates ~1 MB for its variable, prog_a 16 blocks of 8 bytes
+    // and its 128-byte pointer array: bash allocated most, yet it only launches.
+    let script = format!("x=$(printf '%1000000s' ''); '{}' alloc 16 8 0 0", prog_a.display());
+    let out = command(&dir).args(["run", "bash", "-c", &script]).output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let snaps = snapshots(&dir);
+    let bash = snaps
+        .iter()
+        .map(|(_, s)| s)
+        .find(|s| exe_name(s) == "bash")
+        .expect("bash traced");
+    let a = snaps
+        .iter()
+        .map(|(_, s)| s)
+        .find(|s| exe_name(s) == "prog_a")
+        .expect("prog_a traced");
+    assert!(
+        bash.summary.total_allocated_bytes > 1_000_000,
+        "{}",
+        bash.summary.total_allocated_bytes
+    );
+    assert_eq!(a.summary.total_allocations, 17);
+    let lead = err.lines().nth(1).unwrap();
+    assert_eq!(
+        lead,
+        format!(
+            "memscope: {} (pid {}) allocated most apart from launchers (--only NAME chooses another) (exited with code 0):",
+            a.process.exe, a.process.pid
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("allocated:    256 B in 17 allocations"),
+        "the lead's own lines: {err}"
+    );
+}
+
+#[test]
+fn bad_choices_are_one_line_errors() {
+    let dir = scratch("select_bad_choices");
+    for (args, what) in [
+        (&["--all", "--only", "x"][..], "cannot be used with"),
+        (&["--only", "a:b"][..], "without ':'"),
+        (&["--skip", ""][..], "non-empty pattern"),
+    ] {
+        let out = command(&dir).arg("run").args(args).arg("/bin/true").output().unwrap();
+        let line = assert_one_line_error(&out, &format!("{args:?}"));
+        assert!(line.contains(what), "{line}");
+    }
+    assert!(json_files(&dir).is_empty(), "nothing ran");
+}
