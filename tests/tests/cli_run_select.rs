@@ -168,7 +168,8 @@ fn seed_crate() -> (PathBuf, PathBuf) {
     let main = "use memscope_rs::track_var;\n\nfn main() {\n    memscope_rs::init();\n    \
                 let out = std::env::args().nth(1).unwrap_or_else(|| \"my_memory_analysis.json\".into());\n    \
                 memscope_rs::enable_auto_export(Some(&out));\n    let my_vec = vec![1, 2, 3];\n    \
-                let tracked_vec = track_var!(my_vec);\n    assert_eq!(tracked_vec.len(), 3);\n}\n";
+                let tracked_vec = track_var!(my_vec);\n    assert_eq!(tracked_vec.len(), 3);\n}\n\n\
+                #[test]\nfn one_block() {\n    let v = vec![7u8; 1000];\n    assert_eq!(v.len(), 1000);\n}\n";
     let write_if_changed = |p: PathBuf, text: &str| {
         if std::fs::read_to_string(&p).ok().as_deref() != Some(text) {
             std::fs::write(p, text).unwrap();
@@ -199,14 +200,14 @@ fn cargo(dir: &Path, target: &Path) -> Command {
 
 #[test]
 fn cargo_run_traces_only_the_program_cargo_runs() {
-    let (dir, target) = seed_crate();
-    let _ = std::fs::remove_file(dir.join("out.json"));
-    for p in json_files(&dir) {
-        std::fs::remove_file(p).unwrap();
-    }
+    let (krate, target) = seed_crate();
+    let dir = scratch("select_cargo_run");
+    let manifest = krate.join("Cargo.toml");
     let out = command(&dir)
         .env("CARGO_TARGET_DIR", &target)
-        .args(["run", "cargo", "run", "--release", "-q", "--", "out.json"])
+        .args(["run", "cargo", "run", "--release", "-q", "--manifest-path"])
+        .arg(&manifest)
+        .args(["--", "out.json"])
         .output()
         .unwrap();
     let err = stderr(&out);
@@ -233,7 +234,9 @@ fn cargo_run_traces_only_the_program_cargo_runs() {
     let out = command(&dir)
         .env("CARGO_TARGET_DIR", &target)
         .args(["run", "--all", "--export", "both", "-o", "all.json"])
-        .args(["cargo", "run", "--release", "-q", "--", "out.json"])
+        .args(["cargo", "run", "--release", "-q", "--manifest-path"])
+        .arg(&manifest)
+        .args(["--", "out.json"])
         .output()
         .unwrap();
     let err = stderr(&out);
@@ -309,4 +312,43 @@ fn bad_choices_are_one_line_errors() {
         assert!(line.contains(what), "{line}");
     }
     assert!(json_files(&dir).is_empty(), "nothing ran");
+}
+
+#[test]
+fn cargo_test_traces_only_the_test_binary() {
+    let (krate, target) = seed_crate();
+    let dir = scratch("select_cargo_test");
+    let out = command(&dir)
+        .env("CARGO_TARGET_DIR", &target)
+        .args([
+            "run",
+            "cargo",
+            "test",
+            "--release",
+            "--offline",
+            "-q",
+            "--manifest-path",
+        ])
+        .arg(krate.join("Cargo.toml"))
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let snaps = snapshots(&dir);
+    assert_eq!(
+        snaps.len(),
+        1,
+        "only the test binary (rustc, if it ran, is skipped too): {err}"
+    );
+    let s = &snaps[0].1;
+    let deps = std::fs::canonicalize(target.join("release/deps")).unwrap();
+    assert!(Path::new(&s.process.exe).starts_with(&deps), "{}", s.process.exe);
+    assert!(exe_name(s).starts_with("seedprog-"), "{}", s.process.exe);
+    assert!(s.summary.total_allocated_bytes >= 1000, "the test's vec![7u8; 1000]");
+    let first = err.lines().next().unwrap();
+    assert!(
+        first.starts_with(&format!("memscope: {} (pid {})", s.process.exe, s.process.pid)),
+        "{err}"
+    );
+    assert!(first.contains("skipped (") && first.contains("cargo"), "{err}");
 }
