@@ -1,8 +1,9 @@
 //! After the command: find every snapshot of the run (each process image
 //! appends its path to the manifest), read them one at a time into digests
-//! ([`digest`]), print the short summary — leading with the process that
-//! allocated most, since under `cargo run` or `make` the interesting image
-//! is rarely the first one, then one line per executable — and write the
+//! ([`digest`]), print the short summary — leading with the run's subject
+//! ([`focus`]: the program cargo ran, else the process that allocated most
+//! among non-launchers), since under `cargo run` or `make` the interesting
+//! image is rarely the first one, then one line per executable — and write the
 //! report over all of them; or say plainly why there is nothing to show.
 
 use super::child::Ended;

@@ -1,5 +1,6 @@
-//! `run [--export json|html|both] [-o PATH] [--backtrace N] [--] CMD [ARGS…]`:
-//! traces CMD and every process it starts with libmemscope.so, waits for
+//! `run [--export json|html|both] [-o PATH] [--backtrace N] [--all | --only
+//! PAT… | --skip PAT…] [--] CMD [ARGS…]`: traces CMD and every process it
+//! starts with libmemscope.so (or those [`focus`] chooses), waits for
 //! all of them, writes the report, prints a short summary to stderr and
 //! exits with CMD's own exit code (128+N for signal N).
 //!
