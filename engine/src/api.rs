@@ -56,6 +56,9 @@ unsafe extern "C" fn var_birth(
     scope: *const u8,
     scope_len: usize,
 ) -> u64 {
+    if crate::select::skipped() {
+        return 0;
+    }
     let names = {
         let _g = crate::thread::Guard::enter();
         crate::vars::Names {
@@ -72,6 +75,10 @@ unsafe extern "C" fn var_death(id: u64) {
 }
 
 unsafe extern "C" fn export(path: *const u8, len: usize) -> i32 {
+    if crate::select::skipped() {
+        // Nothing was recorded in this image (MEMSCOPE_ONLY/SKIP).
+        return libc::EPERM;
+    }
     let path = {
         let _g = crate::thread::Guard::enter();
         text(path, len)

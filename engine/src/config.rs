@@ -61,9 +61,15 @@ impl Config {
         let mut bad = |var: &str, v: &str, expected: &str| {
             warnings.push(format!("ignoring {var}={v:?}: expected {expected}"));
         };
+        // `MEMSCOPE_DEFAULT_EXPORT_PATH` (set by `memscope-cli run` without
+        // `-o`) only replaces the built-in default: a program's own
+        // `enable_auto_export` path still wins over it (SPEC §1).
         let (export_path, export_path_from_env) = match get("MEMSCOPE_EXPORT_PATH") {
             Some(p) if !p.is_empty() => (p, true),
-            _ => (DEFAULT_EXPORT_PATH.to_string(), false),
+            _ => match get("MEMSCOPE_DEFAULT_EXPORT_PATH") {
+                Some(p) if !p.is_empty() => (p, false),
+                _ => (DEFAULT_EXPORT_PATH.to_string(), false),
+            },
         };
         let auto_export = match get("MEMSCOPE_AUTO_EXPORT").as_deref() {
             None | Some("") | Some("1") | Some("true") | Some("yes") | Some("on") => true,
@@ -199,6 +205,16 @@ mod tests {
         assert_eq!(c.backtrace, MAX_BACKTRACE);
         assert_eq!(c.max_records, 12);
         assert_eq!(c.log, LogLevel::Debug);
+        let (c, _) = parse(&[("MEMSCOPE_DEFAULT_EXPORT_PATH", "/r/m-%p.json")]);
+        assert_eq!(
+            (c.export_path.as_str(), c.export_path_from_env),
+            ("/r/m-%p.json", false)
+        );
+        let (c, _) = parse(&[
+            ("MEMSCOPE_DEFAULT_EXPORT_PATH", "/r/m-%p.json"),
+            ("MEMSCOPE_EXPORT_PATH", "/u.json"),
+        ]);
+        assert_eq!((c.export_path.as_str(), c.export_path_from_env), ("/u.json", true));
         let (c, w) = parse(&[
             ("MEMSCOPE_EXPORT_FORMAT", "xml"),
             ("MEMSCOPE_BACKTRACE", "lots"),

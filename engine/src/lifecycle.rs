@@ -123,7 +123,7 @@ pub fn finish(kind: EndKind, exit_code: Option<i32>, signal: Option<i32>) {
         EndKind::Abort if panicked => EndKind::Panic,
         k => k,
     };
-    if recorder::in_foreign_child() || FINISHED.swap(true, Ordering::AcqRel) {
+    if crate::select::skipped() || recorder::in_foreign_child() || FINISHED.swap(true, Ordering::AcqRel) {
         return;
     }
     let _g = Guard::enter();
@@ -148,7 +148,7 @@ pub fn finish(kind: EndKind, exit_code: Option<i32>, signal: Option<i32>) {
 
 /// Writes the snapshot of the image as it is now, before `exec`.
 pub fn before_exec() {
-    if FINISHED.load(Ordering::Acquire) {
+    if FINISHED.load(Ordering::Acquire) || crate::select::skipped() {
         return;
     }
     let _g = Guard::enter();
@@ -164,8 +164,17 @@ pub fn before_exec() {
     }
 }
 
-/// The `exec` counter for the next image of this pid.
+/// The `exec` counter for the next image of this pid. It counts the images
+/// that record: a skipped image (no engine state, its own number in the
+/// environment it was given) passes its number on, since it wrote no file
+/// the next could repeat — so under `run cargo run`, the program cargo
+/// execs is still the run's first image and writes `-o`'s path itself.
 pub fn next_exec_seq() -> u32 {
+    if crate::select::skipped() {
+        return sys::getenv(crate::process::EXEC_SEQ_VAR)
+            .and_then(|v| crate::process::parse_exec_seq(v, sys::getpid()))
+            .unwrap_or(0);
+    }
     ENGINE.with(|slot| recorder::state(slot).process.as_ref().map_or(0, |p| p.exec_seq) + 1)
 }
 

@@ -97,6 +97,11 @@ fn ring_of(ts: &thread::ThreadState) -> Option<&'static Ring> {
 #[inline(never)]
 fn attach(ts: &thread::ThreadState) -> Option<&'static Ring> {
     let _g = thread::Guard::enter();
+    if crate::select::skipped() {
+        // A skipped image (MEMSCOPE_ONLY/SKIP): hooks only forward from now on.
+        ENABLED.store(false, Ordering::Relaxed);
+        return None;
+    }
     match registry::claim(sys::gettid(), &sys::thread_name(), SMALL_SHIFT) {
         Some(r) => {
             ts.ring.set(r);

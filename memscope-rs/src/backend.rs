@@ -67,6 +67,8 @@ fn start() -> Backend {
     }
     let backend = match find_library() {
         Some(api) => Backend::Preload(api),
+        // Not chosen by MEMSCOPE_ONLY/MEMSCOPE_SKIP: record nothing here.
+        None if memscope_engine::select::skipped() => return Backend::Off,
         None => {
             // Stacks start inside this crate's allocator: the snapshot
             // leaves out frames from its sources.

@@ -48,9 +48,29 @@ unsafe extern "C" fn memscope_init(_argc: c_int, argv: *const *const c_char, _en
 fn init() {
     let _g = memscope_engine::thread::Guard::enter();
     real::resolve_all();
+    if memscope_engine::select::skipped() {
+        skip();
+        return;
+    }
     let process = memscope_engine::lifecycle::start(memscope_engine::lifecycle::Host::Preload);
     if process.is_root && memscope_engine::sys::getenv(memscope_engine::process::RUN_PPID_VAR).is_none() {
         exec::mark_root(process.pid);
+    }
+    exec::capture(library_path());
+}
+
+/// A skipped image (`MEMSCOPE_ONLY`/`MEMSCOPE_SKIP`): no engine, no exit
+/// or fork handlers, no collector thread — the hooks only forward. The
+/// programs it starts still get the library and the settings.
+#[cfg(not(test))]
+fn skip() {
+    use std::sync::atomic::Ordering;
+    memscope_engine::recorder::ENABLED.store(false, Ordering::Relaxed);
+    memscope_engine::recorder::PID.store(memscope_engine::sys::getpid(), Ordering::Relaxed);
+    memscope_engine::select::note_skipped();
+    if memscope_engine::sys::getenv(memscope_engine::process::RUN_PPID_VAR).is_none() {
+        // Without `run`, later images still learn they are not the first.
+        exec::mark_root(memscope_engine::sys::getpid());
     }
     exec::capture(library_path());
 }

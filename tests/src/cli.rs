@@ -22,6 +22,10 @@ pub fn command(dir: &Path) -> Command {
         "MEMSCOPE_LOG",
         "MEMSCOPE_SYMBOLIZE",
         "MEMSCOPE_WRAPPERS",
+        "MEMSCOPE_DEFAULT_EXPORT_PATH",
+        "MEMSCOPE_ONLY",
+        "MEMSCOPE_SKIP",
+        "MEMSCOPE_SKIP_LOG",
         "LD_PRELOAD",
     ] {
         c.env_remove(k);

@@ -145,7 +145,7 @@ fn digest(path: PathBuf, s: &Snapshot) -> Digest {
 }
 
 /// The lines the summary prints about `s` if it leads.
-fn lead(s: &Snapshot) -> Lead {
+pub(super) fn lead(s: &Snapshot) -> Lead {
     let mut sites = Vec::new();
     let top = sorted_sites(s, |c| c.bytes);
     if top.iter().any(|c| !c.frames.is_empty()) {

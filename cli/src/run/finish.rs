@@ -1,12 +1,14 @@
 //! After the command: find every snapshot of the run (each process image
 //! appends its path to the manifest), read them one at a time into digests
-//! ([`digest`]), print the short summary — leading with the process that
-//! allocated most, since under `cargo run` or `make` the interesting image
-//! is rarely the first one, then one line per executable — and write the
+//! ([`digest`]), print the short summary — leading with the run's subject
+//! ([`focus`]: the program cargo ran, else the process that allocated most
+//! among non-launchers), since under `cargo run` or `make` the interesting
+//! image is rarely the first one, then one line per executable — and write the
 //! report over all of them; or say plainly why there is nothing to show.
 
 use super::child::Ended;
 use super::digest::{self, Digest, Digests};
+use super::focus::{self, Focus};
 use super::{Export, Plan};
 use crate::summary::{ending, who};
 use crate::text::{duration, signal_name, term};
@@ -23,6 +25,8 @@ pub struct Run<'a> {
     /// The command as given, for the run manifest.
     pub command: Vec<String>,
     pub elapsed: std::time::Duration,
+    pub focus: &'a Focus,
+    pub skip_log: &'a Path,
 }
 
 /// Snapshot paths in the order the images finished, each once.
@@ -43,19 +47,34 @@ fn say(line: &str) {
 /// `named`: what the naming pass kept of the snapshots it rewrote.
 pub fn finish(r: &Run, named: digest::Collected) {
     let paths = manifest(&r.plan.manifest);
-    let Digests { all, lead, errors } = digest::read_all(paths, named);
+    let Digests { mut all, lead, errors } = digest::read_all(paths, named);
     for e in errors {
         say(&format!("skipping a snapshot of this run: {e}"));
     }
+    let skipped = focus::read_skip_log(r.skip_log);
+    let recorded: Vec<String> = all.iter().map(|d| d.process.exe.clone()).collect();
+    let warnings = r.focus.unmatched(&recorded, &skipped);
     let root_final = all
         .iter()
         .any(|d| d.process.pid == r.pid && d.process.end != EndKind::Exec && !d.process.forked);
-    if !root_final {
+    if r.focus.selects() && all.is_empty() {
+        say(&r.focus.explain_nothing(r.cmd_name));
+    } else if !root_final && !r.focus.selects() {
         explain_missing(r, &term(r.cmd_name), all.len());
     }
-    let Some(lead) = lead else { return };
+    // The subject of the run leads; its lines are made again when it is
+    // not the heaviest, for which they were made while reading.
+    let moved = r.focus.order(&mut all);
+    let lead = match (moved, all.first()) {
+        (true, Some(first)) => crate::load::snapshot(&first.path).ok().map(|s| digest::lead(&s)),
+        _ => lead,
+    };
+    let Some(lead) = lead else {
+        warnings.iter().for_each(|w| say(w));
+        return;
+    };
     let rows: Vec<ProcessRow> = all.iter().map(|d| d.row.clone()).collect();
-    print_summary(r, &all, &rows, &lead);
+    print_summary(r, &all, &rows, &lead, &skipped, moved);
     let root_path = all
         .iter()
         .find(|d| d.process.pid == r.pid && d.process.exec_seq == 0 && !d.process.forked)
@@ -90,6 +109,7 @@ pub fn finish(r: &Run, named: digest::Collected) {
             }
         ));
     }
+    warnings.iter().for_each(|w| say(w));
 }
 
 /// Writes the run manifest ([`crate::runfile`]) beside the first snapshot;
@@ -184,26 +204,40 @@ fn explain_missing(r: &Run, cmd: &str, others: usize) {
     }
 }
 
-fn print_summary(r: &Run, all: &[Digest], rows: &[ProcessRow], lead: &digest::Lead) {
+/// The first line names the process the summary is about: the command,
+/// or — under cargo or `--only`/`--skip` — the program chosen.
+fn print_summary(r: &Run, all: &[Digest], rows: &[ProcessRow], lead: &digest::Lead, skipped: &[String], moved: bool) {
     let top = &all[0];
     let n = all.len();
     let how = match r.ended {
         Ended::Code(c) => format!("exited with code {c}"),
         Ended::Signal(s) => format!("was killed by {} (signal {s})", signal_name(s)),
     };
+    let chosen = r.focus.is_cargo_program(&top.process.exe) || (r.focus.selects() && top.process.pid != r.pid);
+    let subject = if chosen {
+        format!("{} {}; ", who(&top.process), ending(&top.process))
+    } else {
+        String::new()
+    };
     say(&format!(
-        "{} {how} after {}; {} process image{} traced",
+        "{subject}{} {how} after {}; {} process image{} traced{}",
         term(r.cmd_name),
         duration(r.elapsed.as_nanos() as u64),
         n,
-        if n == 1 { "" } else { "s" }
+        if n == 1 { "" } else { "s" },
+        r.focus.skipped_note(skipped)
     ));
     if n > 1 {
-        say(&format!(
-            "{} allocated most ({}):",
-            who(&top.process),
-            ending(&top.process)
-        ));
+        let why = if r.focus.is_cargo_program(&top.process.exe) {
+            "is the program cargo ran"
+        } else if chosen {
+            "allocated most of the processes chosen by --only/--skip"
+        } else if moved {
+            "allocated most apart from launchers (--only NAME chooses another)"
+        } else {
+            "allocated most"
+        };
+        say(&format!("{} {why} ({}):", who(&top.process), ending(&top.process)));
     }
     for l in &lead.heap {
         say(&format!("  {l}"));
@@ -218,6 +252,9 @@ fn print_summary(r: &Run, all: &[Digest], rows: &[ProcessRow], lead: &digest::Le
         say("  processes by executable, most bytes allocated first:");
         for l in super::groups::group_lines(rows) {
             say(&format!("    {l}"));
+        }
+        if !r.focus.selects() && !chosen {
+            say("  (--only NAME traces just the processes of NAME; --skip NAME leaves them out)");
         }
     }
 }

@@ -1,13 +1,16 @@
-//! `run [--export json|html|both] [-o PATH] [--backtrace N] [--] CMD [ARGS…]`:
-//! traces CMD and every process it starts with libmemscope.so, waits for
+//! `run [--export json|html|both] [-o PATH] [--backtrace N] [--all | --only
+//! PAT… | --skip PAT…] [--] CMD [ARGS…]`: traces CMD and every process it
+//! starts with libmemscope.so (or those [`focus`] chooses), waits for
 //! all of them, writes the report, prints a short summary to stderr and
 //! exits with CMD's own exit code (128+N for signal N).
 //!
 //! Options after CMD belong to CMD (`memscope-cli run cargo run --release`).
 
+mod cargo;
 mod child;
 pub(crate) mod digest;
 mod finish;
+mod focus;
 mod groups;
 mod names;
 mod target;
@@ -47,6 +50,19 @@ pub struct Args {
     backtrace: Option<u32>,
     #[command(flatten)]
     wrappers: crate::sites::WrapperArgs,
+    /// Trace every process, also cargo, rustup and rustc under a cargo
+    /// command (by default only what cargo runs from the target directory).
+    #[arg(long, conflicts_with_all = ["only", "skip"])]
+    all: bool,
+    /// Only processes whose executable matches PATTERN record (a glob; with
+    /// a '/' it is matched against the full path, else the name).
+    /// Repeatable. The others record nothing, but their children are followed.
+    #[arg(long, value_name = "PATTERN")]
+    only: Vec<String>,
+    /// Processes whose executable matches PATTERN record nothing (their
+    /// children are still followed). Repeatable; wins over --only.
+    #[arg(long, value_name = "PATTERN")]
+    skip: Vec<String>,
     /// The command to trace and its arguments.
     #[arg(required = true, value_name = "CMD [ARGS]...")]
     command: Vec<OsString>,
@@ -100,6 +116,9 @@ pub struct Plan {
     /// only HTML is wanted).
     pub lib_template: PathBuf,
     pub manifest: PathBuf,
+    /// The path was chosen by the user (`-o` or `MEMSCOPE_EXPORT_PATH`),
+    /// so it wins over a program's own `enable_auto_export` path.
+    pub chosen: bool,
 }
 
 fn plan(a: &Args, tmp: &Path) -> Result<Plan, String> {
@@ -111,11 +130,12 @@ fn plan(a: &Args, tmp: &Path) -> Result<Plan, String> {
             _ => Export::Json,
         },
     };
+    let user_path = std::env::var_os("MEMSCOPE_EXPORT_PATH").filter(|p| !p.is_empty());
+    let chosen = a.output.is_some() || user_path.is_some();
     let template = match &a.output {
         Some(o) if o.as_os_str().is_empty() => return Err("-o needs a path".into()),
         Some(o) => o.clone(),
-        None => std::env::var_os("MEMSCOPE_EXPORT_PATH")
-            .filter(|p| !p.is_empty())
+        None => user_path
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("memscope-%e-%p.json")),
     };
@@ -149,6 +169,7 @@ fn plan(a: &Args, tmp: &Path) -> Result<Plan, String> {
         template,
         lib_template,
         manifest: tmp.join("manifest"),
+        chosen,
     })
 }
 
@@ -163,6 +184,8 @@ pub fn main(a: Args) -> Outcome {
         .tempdir()
         .map_err(|e| format!("cannot create a temporary directory: {}", crate::load::io_reason(&e)))?;
     let plan = plan(&a, tmp.path())?;
+    let focus = focus::Focus::choose(&a.command, a.all, &a.only, &a.skip)?;
+    let skip_log = tmp.path().join("skipped");
 
     let mut preload = lib.clone().into_os_string();
     if let Some(old) = std::env::var_os("LD_PRELOAD").filter(|p| !p.is_empty()) {
@@ -175,12 +198,21 @@ pub fn main(a: Args) -> Outcome {
         .env("LD_PRELOAD", preload)
         .env("MEMSCOPE_RUN_PPID", std::process::id().to_string())
         .env("MEMSCOPE_MANIFEST", &plan.manifest)
-        .env("MEMSCOPE_EXPORT_PATH", &plan.lib_template)
         .env("MEMSCOPE_EXPORT_FORMAT", "json")
         .env("MEMSCOPE_SYMBOLIZE", "later")
         .env_remove("MEMSCOPE_AUTO_EXPORT")
         .env_remove("MEMSCOPE_ROOT_PID")
         .env_remove("MEMSCOPE_EXEC_SEQ");
+    // SPEC §1: a program's own enable_auto_export path wins over run's
+    // default, not over -o or the user's MEMSCOPE_EXPORT_PATH.
+    if plan.chosen {
+        cmd.env("MEMSCOPE_EXPORT_PATH", &plan.lib_template)
+            .env_remove("MEMSCOPE_DEFAULT_EXPORT_PATH");
+    } else {
+        cmd.env_remove("MEMSCOPE_EXPORT_PATH")
+            .env("MEMSCOPE_DEFAULT_EXPORT_PATH", &plan.lib_template);
+    }
+    focus.apply(&mut cmd, &skip_log);
     if let Some(n) = a.backtrace {
         cmd.env("MEMSCOPE_BACKTRACE", n.to_string());
     }
@@ -207,6 +239,8 @@ pub fn main(a: Args) -> Outcome {
             cmd_name: &cmd_name,
             command: a.command.iter().map(|c| c.to_string_lossy().into_owned()).collect(),
             elapsed: when.duration_since(started),
+            focus: &focus,
+            skip_log: &skip_log,
         },
         named,
     );

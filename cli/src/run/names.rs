@@ -45,6 +45,10 @@ impl Namer {
     /// kept of every snapshot it read.
     pub fn finish(mut self, manifest: &Path) -> Collected {
         self.done.store(true, Ordering::Release);
+        // Wake it from its poll wait: a short command must not wait a POLL.
+        if let Some(t) = &self.thread {
+            t.thread().unpark();
+        }
         match self.thread.take().map(|t| t.join()) {
             Some(Ok(kept)) => kept,
             // No thread (or it died): name everything here.
@@ -68,7 +72,7 @@ fn name_until(manifest: &Path, done: &AtomicBool) -> Collected {
         if last_round {
             return kept;
         }
-        std::thread::sleep(POLL);
+        std::thread::park_timeout(POLL);
     }
 }
 
