@@ -17,6 +17,17 @@ pub struct Args {
 pub fn main(a: Args, mut cmd: clap::Command) -> Outcome {
     let mut script = Vec::new();
     clap_complete::generate(a.shell, &mut cmd, "memscope-cli", &mut script);
-    crate::emit(&String::from_utf8_lossy(&script))?;
+    let mut script = String::from_utf8_lossy(&script).into_owned();
+    if matches!(a.shell, clap_complete::Shell::Bash) {
+        // clap_complete 4.6 spells a hyphenated program's states two ways
+        // in bash (clap-rs/clap#6421): the loop that finds the subcommand
+        // writes `memscope__cli__subcmd__run`, the arms that complete it
+        // match `memscope__subcmd__cli__subcmd__run`, so nothing after the
+        // subcommand would complete. Spell the arms as the loop does (a
+        // no-op once clap_complete is fixed; tests/tests/cli_completions.rs
+        // completes through bash).
+        script = script.replace("memscope__subcmd__cli", "memscope__cli");
+    }
+    crate::emit(&script)?;
     Ok(ExitCode::SUCCESS)
 }
