@@ -8,6 +8,7 @@
 
 mod analyze;
 mod check;
+mod completions;
 mod diff;
 mod export;
 mod load;
@@ -20,14 +21,22 @@ mod sites;
 mod summary;
 mod text;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::io::Write;
 use std::process::ExitCode;
+
+/// `--version`: the package version and the git commit it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("MEMSCOPE_BUILD_COMMIT"),
+    ")"
+);
 
 #[derive(Parser)]
 #[command(
     name = "memscope-cli",
-    version,
+    version = VERSION,
     about = "Heap profiler for any dynamically linked Linux program: every allocation's size, site and lifetime.",
     after_help = "Example: memscope-cli run --export html cargo run --release\n\
                   Exit codes: 0 ok, 1 a check/diff limit was exceeded, 2 usage or input error."
@@ -45,6 +54,7 @@ enum Command {
     Check(check::Args),
     Diff(diff::Args),
     Export(export::Args),
+    Completions(completions::Args),
 }
 
 /// What a command ends with; `Err` is a usage or input error (exit 2).
@@ -96,6 +106,7 @@ fn main() -> ExitCode {
         Command::Check(a) => check::main(a),
         Command::Diff(a) => diff::main(a),
         Command::Export(a) => export::main(a),
+        Command::Completions(a) => completions::main(a, Cli::command()),
     };
     match outcome {
         Ok(code) => code,
@@ -116,7 +127,7 @@ fn usage_error(e: clap::Error) -> ExitCode {
             ExitCode::SUCCESS
         }
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            eprintln!("memscope-cli: a command is required: run, analyze, summary, check, diff or export (see memscope-cli --help)");
+            eprintln!("memscope-cli: a command is required: run, analyze, summary, check, diff, export or completions (see memscope-cli --help)");
             ExitCode::from(2)
         }
         _ => {

@@ -9,7 +9,12 @@ use std::process::{Command, Output};
 /// `memscope-cli` in `dir`, with no memscope variables inherited from the
 /// test's own environment.
 pub fn command(dir: &Path) -> Command {
-    let mut c = Command::new(cli_path());
+    command_of(&cli_path(), dir)
+}
+
+/// [`command`] for another copy of the CLI (an installed one).
+pub fn command_of(cli: &Path, dir: &Path) -> Command {
+    let mut c = Command::new(cli);
     c.current_dir(dir);
     for k in [
         "MEMSCOPE_EXPORT_PATH",

@@ -260,30 +260,6 @@ fn an_existing_ld_preload_is_kept() {
 }
 
 #[test]
-fn finds_the_library_through_memscope_lib() {
-    let dir = scratch("cli_run_memscope_lib");
-    // A copy of the CLI without the library beside it.
-    let cli_copy = dir.join("memscope-cli");
-    std::fs::copy(cli_path(), &cli_copy).unwrap();
-    let out = std::process::Command::new(&cli_copy)
-        .current_dir(&dir)
-        .env_remove("MEMSCOPE_LIB")
-        .args(["run", "true"])
-        .output()
-        .unwrap();
-    let err = assert_one_line_error(&out, "no library");
-    assert!(err.contains("cannot find libmemscope.so"), "{err}");
-    let out = std::process::Command::new(&cli_copy)
-        .current_dir(&dir)
-        .env("MEMSCOPE_LIB", lib_path())
-        .args(["run", "-o", "m.json", "true"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(dir.join("m.json").is_file());
-}
-
-#[test]
 fn waits_for_processes_the_command_left_running() {
     let dir = scratch("cli_run_orphans");
     let script = format!("{} alloc 50 16 0 0 & exit 3", prog().display());

@@ -1,9 +1,11 @@
-//! `export SNAPSHOT.json --to dhat|folded OUTPUT`: the snapshot in formats
-//! other tools open — DHAT's JSON for valgrind's `dh_view.html`, folded
-//! stacks for inferno, flamegraph.pl and speedscope.
+//! `export SNAPSHOT.json --to dhat|folded|pprof OUTPUT`: the snapshot in
+//! formats other tools open — DHAT's JSON for valgrind's `dh_view.html`,
+//! folded stacks for inferno, flamegraph.pl and speedscope, pprof's
+//! profile.proto for `go tool pprof` and continuous-profiling back ends.
 
 mod dhat;
 mod folded;
+mod pprof;
 
 use crate::{load, Outcome};
 use std::path::PathBuf;
@@ -15,6 +17,9 @@ enum To {
     Dhat,
     /// `frame;frame;frame value` lines, outermost frame first.
     Folded,
+    /// pprof's gzip-compressed profile.proto with Go heap profile sample
+    /// types (alloc_objects, alloc_space, inuse_objects, inuse_space).
+    Pprof,
 }
 
 /// What a folded line's value counts.
@@ -51,6 +56,7 @@ pub fn main(a: Args) -> Outcome {
     let written = match a.to {
         To::Dhat => dhat::write(&s, &mut w),
         To::Folded => folded::write(&s, a.weight, &mut w),
+        To::Pprof => pprof::write(&s, &mut w),
     };
     written.map_err(|e| {
         format!(

@@ -12,6 +12,7 @@ pub(crate) mod digest;
 mod finish;
 mod focus;
 mod groups;
+mod library;
 mod names;
 mod target;
 
@@ -66,36 +67,6 @@ pub struct Args {
     /// The command to trace and its arguments.
     #[arg(required = true, value_name = "CMD [ARGS]...")]
     command: Vec<OsString>,
-}
-
-/// Finds libmemscope.so: `$MEMSCOPE_LIB` when set (an explicit choice wins),
-/// else beside this executable, else in `<prefix>/lib` for an installed
-/// `<prefix>/bin/memscope-cli`.
-fn find_library() -> Result<PathBuf, String> {
-    if let Some(p) = std::env::var_os("MEMSCOPE_LIB").filter(|p| !p.is_empty()) {
-        let p = PathBuf::from(p);
-        return match std::fs::canonicalize(&p) {
-            Ok(abs) if abs.is_file() => Ok(abs),
-            _ => Err(format!(
-                "MEMSCOPE_LIB names {}, which is not a file",
-                term(&p.display().to_string())
-            )),
-        };
-    }
-    let exe = std::env::current_exe().map_err(|e| format!("cannot locate memscope-cli itself: {e}"))?;
-    let exe = std::fs::canonicalize(&exe).unwrap_or(exe);
-    let dir = exe.parent().unwrap_or(Path::new("/"));
-    let candidates = [dir.join("libmemscope.so"), dir.join("../lib/libmemscope.so")];
-    for c in &candidates {
-        if c.is_file() {
-            return Ok(std::fs::canonicalize(c).unwrap_or_else(|_| c.clone()));
-        }
-    }
-    Err(format!(
-        "cannot find libmemscope.so beside {} or in {}; build it (cargo build --release) or set MEMSCOPE_LIB",
-        term(&dir.display().to_string()),
-        term(&dir.join("../lib").display().to_string())
-    ))
 }
 
 fn absolute(p: &Path) -> PathBuf {
@@ -175,7 +146,7 @@ fn plan(a: &Args, tmp: &Path) -> Result<Plan, String> {
 
 pub fn main(a: Args) -> Outcome {
     crate::sites::configure(&a.wrappers)?;
-    let lib = find_library()?;
+    let lib = library::find()?;
     let lib_elf = target::library_elf(&lib)?;
     let program = target::resolve(&a.command[0])?;
     target::check(&program, &lib_elf)?;
