@@ -81,8 +81,9 @@ pub fn finish(r: &Run, named: digest::Collected) {
         .unwrap_or(&all[0])
         .path
         .clone();
+    let run_name = run_name(r.plan, &root_path);
     if r.plan.export != Export::Json {
-        let report = report_path(r.plan, &root_path);
+        let report = report_path(r.plan, &run_name);
         match write_report(&all, &rows, &report) {
             Ok(()) => say(&format!(
                 "wrote {} (report over {} process{})",
@@ -95,7 +96,7 @@ pub fn finish(r: &Run, named: digest::Collected) {
     }
     if r.plan.export != Export::Html {
         let extra = all.len() - 1;
-        let listed = write_manifest(r, &all, &root_path);
+        let listed = write_manifest(r, &all, &run_name);
         say(&format!(
             "wrote {}{}{listed}",
             term(&root_path.display().to_string()),
@@ -146,6 +147,22 @@ fn write_manifest(r: &Run, all: &[Digest], root: &Path) -> String {
             say(&e);
             String::new()
         }
+    }
+}
+
+/// What the run's report and manifest are named after: the path the user
+/// gave when it names one file (`-o out/snapshot.json`), even when the
+/// process that would have taken it recorded nothing (a launcher skipped
+/// under `cargo test`); else the run's first snapshot.
+fn run_name(plan: &Plan, root_snapshot: &Path) -> PathBuf {
+    let literal = plan
+        .template
+        .file_name()
+        .is_some_and(|n| !n.to_string_lossy().contains('%'));
+    if plan.chosen && literal {
+        plan.template.clone()
+    } else {
+        root_snapshot.to_path_buf()
     }
 }
 
