@@ -8,11 +8,13 @@
 
 mod analyze;
 mod check;
+mod control;
 mod diff;
 mod export;
 mod load;
 mod run;
 mod sites;
+mod snapshot;
 mod summary;
 mod text;
 
@@ -41,6 +43,7 @@ enum Command {
     Check(check::Args),
     Diff(diff::Args),
     Export(export::Args),
+    Snapshot(snapshot::Args),
 }
 
 /// What a command ends with; `Err` is a usage or input error (exit 2).
@@ -92,6 +95,7 @@ fn main() -> ExitCode {
         Command::Check(a) => check::main(a),
         Command::Diff(a) => diff::main(a),
         Command::Export(a) => export::main(a),
+        Command::Snapshot(a) => snapshot::main(a),
     };
     match outcome {
         Ok(code) => code,
@@ -112,7 +116,7 @@ fn usage_error(e: clap::Error) -> ExitCode {
             ExitCode::SUCCESS
         }
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            eprintln!("memscope-cli: a command is required: run, analyze, summary, check, diff or export (see memscope-cli --help)");
+            eprintln!("memscope-cli: a command is required: run, snapshot, analyze, summary, check, diff or export (see memscope-cli --help)");
             ExitCode::from(2)
         }
         _ => {

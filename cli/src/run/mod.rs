@@ -44,9 +44,21 @@ pub struct Args {
     /// Stack frames recorded per allocation (0 = none; more frames, more cost).
     #[arg(long, value_name = "N")]
     backtrace: Option<u32>,
+    /// Also write a running snapshot of every traced process this often
+    /// (e.g. 10s, 500ms, 5m), named after its snapshot with .at-<unix ms>
+    /// before the extension, so the names sort in time order.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    every: Option<std::time::Duration>,
     /// The command to trace and its arguments.
     #[arg(required = true, value_name = "CMD [ARGS]...")]
     command: Vec<OsString>,
+}
+
+/// A duration for `--every`/`--timeout`: `500ms`, `10s`, `5m`, `1h`, or seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    memscope_format::control::parse_duration(s)
+        .map(std::time::Duration::from_nanos)
+        .ok_or_else(|| format!("{s:?} is not a duration (examples: 500ms, 10s, 5m)"))
 }
 
 /// Finds libmemscope.so: `$MEMSCOPE_LIB` when set (an explicit choice wins),
@@ -177,6 +189,12 @@ pub fn main(a: Args) -> Outcome {
         .env_remove("MEMSCOPE_AUTO_EXPORT")
         .env_remove("MEMSCOPE_ROOT_PID")
         .env_remove("MEMSCOPE_EXEC_SEQ");
+    if let Some(every) = a.every {
+        cmd.env("MEMSCOPE_EVERY", format!("{}ms", every.as_millis().max(1)));
+    }
+    // Running snapshots go beside the user's (with --export html, the
+    // library's own snapshots go to a temporary directory).
+    cmd.env("MEMSCOPE_RUNNING_PATH", &plan.template);
     if let Some(n) = a.backtrace {
         cmd.env("MEMSCOPE_BACKTRACE", n.to_string());
     }

@@ -17,10 +17,12 @@
 //!   in the wrong order: the two are matched.
 
 mod records;
+mod running;
 mod timeline;
 
 use records::FreedRecords;
 pub use records::Record;
+pub use running::RunningCopy;
 use timeline::Timeline;
 
 use crate::event::Kind;
@@ -703,6 +705,13 @@ impl Collector {
     /// Consumes the per-block state and returns what a snapshot needs.
     pub fn finish(mut self, end: u64) -> Finished {
         self.flush_recent();
+        let blocks: Vec<(u64, Block)> = self.live.drain().chain(self.displaced.drain()).collect();
+        self.finish_with(blocks, end)
+    }
+
+    /// [`finish`](Self::finish) with the live blocks given as a list (a
+    /// running snapshot copies them out; see `running`).
+    fn finish_with(mut self, blocks: Vec<(u64, Block)>, end: u64) -> Finished {
         if self.peak_dirty {
             self.peak_epoch += 1;
         }
@@ -712,8 +721,7 @@ impl Collector {
                 s.at_peak_bytes = s.live_bytes;
             }
         }
-        let mut live: Vec<Record> = Vec::with_capacity(self.live_count());
-        let blocks: Vec<(u64, Block)> = self.live.drain().chain(self.displaced.drain()).collect();
+        let mut live: Vec<Record> = Vec::with_capacity(blocks.len());
         let mut inherited_live = (0, 0);
         for (ptr, b) in blocks {
             if b.birth < self.inherited_before {

@@ -1,0 +1,76 @@
+//! A copy of the collector for a snapshot taken while the process goes on
+//! (SPEC §3 `"end": "running"`).
+//!
+//! The copy is made while the consumer lock is held, and every moment of
+//! that is a moment no program thread whose ring is full can go on; so it
+//! is a plain copy of fixed-size values into a buffer the caller allocated
+//! (and faulted in) *before* taking the lock, and everything costly (the
+//! lifetime histograms, records, JSON) happens on the copy afterwards.
+
+use super::{Block, Collector, Finished};
+
+/// What a running snapshot is built from: the collector without its
+/// per-address tables, and the live blocks as a list.
+pub struct RunningCopy {
+    collector: Collector,
+    blocks: Vec<(u64, Block)>,
+}
+
+impl Collector {
+    /// Copies the state for a running snapshot; `blocks` should have room
+    /// for [`live_count`](Self::live_count) entries (it grows if not). The
+    /// collector itself is left as it was.
+    pub fn copy_for_running(&mut self, mut blocks: Vec<(u64, Block)>) -> RunningCopy {
+        self.flush_recent();
+        // The big per-address tables stay out of the clone: the live ones
+        // are copied into `blocks`, the others are not needed to finish.
+        let live = std::mem::take(&mut self.live);
+        let displaced = std::mem::take(&mut self.displaced);
+        let orphans = std::mem::take(&mut self.orphans);
+        let collector = self.clone();
+        blocks.clear();
+        blocks.extend(live.iter().chain(displaced.iter()).map(|(p, b)| (*p, *b)));
+        self.live = live;
+        self.displaced = displaced;
+        self.orphans = orphans;
+        RunningCopy { collector, blocks }
+    }
+}
+
+impl RunningCopy {
+    /// As [`Collector::finish`]: blocks live now get their lifetime so far.
+    pub fn finish(self, end: u64) -> Finished {
+        self.collector.finish_with(self.blocks, end)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Collector;
+    use crate::event::Kind;
+
+    #[test]
+    fn a_running_copy_finishes_as_the_collector_would_and_leaves_it_going() {
+        let mut c = Collector::new(0, 1.0, 100);
+        c.thread_slot(7);
+        for i in 0..100u64 {
+            c.alloc(10 + i, 0x1000 + i * 16, i + 1, Kind::Malloc, 0, 1);
+        }
+        for i in 0..40u64 {
+            c.free(200 + i, 0x1000 + i * 16, 0);
+        }
+        let copy = c.copy_for_running(Vec::with_capacity(4));
+        let running = copy.finish(500);
+        // The collector goes on, unchanged by the copy.
+        c.alloc(600, 0x9000, 5, Kind::Malloc, 0, 2);
+        let fin = c.clone().finish(700);
+        assert_eq!(running.live_at_end.len(), 60);
+        assert_eq!(running.live_bytes, (41..=100).sum::<u64>());
+        assert_eq!(running.totals.allocations, 100);
+        assert_eq!(running.totals.frees, 40);
+        assert!(running.live_at_end.iter().all(|r| r.death == 500));
+        assert_eq!(fin.live_at_end.len(), 61);
+        assert_eq!(fin.totals.allocations, 101);
+        assert_eq!(fin.live_bytes, running.live_bytes + 5);
+    }
+}
