@@ -11,6 +11,7 @@ mod check;
 mod control;
 mod diff;
 mod export;
+mod growth;
 mod load;
 mod run;
 mod sites;

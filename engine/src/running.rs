@@ -66,6 +66,7 @@ pub fn take() -> (fmt::Snapshot, ProcessInfo) {
     };
     blocks.resize(room, (0, blank));
     blocks.clear();
+    let (locked_at, locked_cpu) = (clock::monotonic_ns(), clock::thread_cpu_ns());
     let (copy, process, dropped, end, cal) = ENGINE.with(|slot| {
         let end = clock::now();
         let cal = Calibration::until_now(start);
@@ -76,6 +77,8 @@ pub fn take() -> (fmt::Snapshot, ProcessInfo) {
         let dropped = st.inflight_lost + recorder::UNRECORDABLE.load(Ordering::Relaxed);
         (st.collector.copy_for_running(blocks), process, dropped, end, cal)
     });
+    let locked_ms = (clock::monotonic_ns() - locked_at) as f64 / 1e6;
+    let locked_cpu_ms = (clock::thread_cpu_ns() - locked_cpu) as f64 / 1e6;
     let ending = Ending {
         kind: EndKind::Running,
         end_ticks: end,
@@ -85,7 +88,9 @@ pub fn take() -> (fmt::Snapshot, ProcessInfo) {
     let counts = snapshot::EngineCounts {
         events_dropped: dropped,
     };
-    let snap = snapshot::build(copy.finish(end), &process, ending, &cal, cfg, counts);
+    let fin = copy.finish(end, cfg.max_records as usize);
+    let snap = snapshot::build(fin, &process, ending, &cal, cfg, counts);
+    crate::debug!("running snapshot: the consumer lock was held {locked_ms:.1} ms ({locked_cpu_ms:.1} ms CPU)");
     (snap, process)
 }
 
@@ -172,9 +177,10 @@ impl Server {
 
 /// One snapshot for every request seen together (and the periodic one).
 fn serve(requests: &[control::Request], periodic: bool) {
-    let t0 = clock::monotonic_ns();
+    let (t0, cpu0) = (clock::monotonic_ns(), clock::thread_cpu_ns());
     let (snap, process) = take();
     let built_ms = (clock::monotonic_ns() - t0) as f64 / 1e6;
+    let built_cpu_ms = (clock::thread_cpu_ns() - cpu0) as f64 / 1e6;
     let default = default_path(&process, snap.process.end_unix_ns);
     let mut paths: Vec<String> = requests
         .iter()
@@ -194,12 +200,13 @@ fn serve(requests: &[control::Request], periodic: bool) {
         if done.iter().any(|(q, _)| q == p) {
             continue;
         }
-        let t = clock::monotonic_ns();
+        let (t, cpu) = (clock::monotonic_ns(), clock::thread_cpu_ns());
         let r = write(p, &snap).map_err(|e| format!("cannot write {p}: {e}"));
         match &r {
             Ok(()) => crate::info!(
-                "wrote running snapshot {p}: built in {built_ms:.1} ms, written in {:.1} ms",
-                (clock::monotonic_ns() - t) as f64 / 1e6
+                "wrote running snapshot {p}: built in {built_ms:.1} ms ({built_cpu_ms:.1} ms CPU), written in {:.1} ms ({:.1} ms CPU)",
+                (clock::monotonic_ns() - t) as f64 / 1e6,
+                (clock::thread_cpu_ns() - cpu) as f64 / 1e6
             ),
             Err(e) => crate::warn!("{e}"),
         }

@@ -224,7 +224,7 @@ pub fn build(
             } else {
                 unix(fin.peak.ts).clamp(history_start, end_unix)
             },
-            live_at_exit_allocations: fin.live_at_end.len() as u64 + fin.inherited_live_at_end.0,
+            live_at_exit_allocations: fin.live_count + fin.inherited_live_at_end.0,
             live_at_exit_bytes: fin.live_bytes,
             events_dropped: counts.events_dropped,
             records_omitted,

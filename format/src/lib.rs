@@ -12,6 +12,7 @@
 pub mod control;
 pub mod hist;
 pub mod human;
+mod moment;
 mod read;
 mod tables;
 

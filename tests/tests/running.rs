@@ -300,3 +300,62 @@ fn run_every_rejects_a_bad_duration() {
     let err = assert_one_line_error(&cli(&dir, &["run", "--every", "soon", "true"]), "bad duration");
     assert!(err.contains("soon"), "{err}");
 }
+
+#[test]
+fn diff_of_two_moments_ranks_sites_by_growth_and_reads_say_live_now() {
+    let dir = scratch("running_growth");
+    let mut p = Live::preloaded(&dir, &[]);
+    p.send("hold 1000 100");
+    let (first, _) = p.take(&dir, Some(&dir.join("t1.json")));
+    p.send("grow 500 4000");
+    p.send("hold 10 100");
+    let (second, _) = p.take(&dir, Some(&dir.join("t2.json")));
+    p.quit();
+    let arg = std::ffi::OsStr::new;
+    let o = cli(
+        &dir,
+        &[
+            arg("diff"),
+            first.as_os_str(),
+            second.as_os_str(),
+            arg("--format"),
+            arg("json"),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["sites_ranked_by"], "live_bytes_growth");
+    let growth = |i: usize| {
+        let s = &v["sites"][i];
+        let live = |k: &str| s[k]["live_at_exit_bytes"].as_i64().unwrap_or(0);
+        (s["site"].as_str().unwrap().to_string(), live("new") - live("base"))
+    };
+    let (site, grew) = growth(0);
+    assert!(site.starts_with("grow_blocks"), "{site}");
+    assert_eq!(grew, 2_000_000);
+    let (site, grew) = growth(1);
+    assert!(site.starts_with("hold_blocks"), "{site}");
+    assert_eq!(grew, 1_000);
+    assert_eq!(v["totals"]["live_at_exit"]["change"], 2_001_000);
+
+    let text = stdout(&cli(&dir, &[arg("diff"), first.as_os_str(), second.as_os_str()]));
+    assert!(text.contains("sites by growth of live bytes"), "{text}");
+    assert!(
+        text.contains(&format!("two moments of pid {}", p_pid(&second))),
+        "{text}"
+    );
+    assert!(text.contains("live now"), "{text}");
+    let summary = stdout(&cli(&dir, &[arg("summary"), second.as_os_str()]));
+    assert!(summary.contains("live now:"), "{summary}");
+    assert!(summary.contains("top sites by bytes live now"), "{summary}");
+    assert!(!summary.contains("leak"), "{summary}");
+    let html = dir.join("t2.html");
+    let o = cli(&dir, &[arg("analyze"), second.as_os_str(), html.as_os_str()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("<h3>Live now</h3>") && !page.contains("Live at exit"));
+}
+
+fn p_pid(snapshot: &Path) -> u32 {
+    memscope_format::read_snapshot_file(snapshot).unwrap().process.pid
+}

@@ -39,8 +39,35 @@ impl Collector {
 
 impl RunningCopy {
     /// As [`Collector::finish`]: blocks live now get their lifetime so far.
-    pub fn finish(self, end: u64) -> Finished {
-        self.collector.finish_with(self.blocks, end)
+    /// `live_at_end` holds only what a snapshot of `max_records` records
+    /// can list (see [`Collector::keep_listable`]), oldest first: a heap of
+    /// millions of blocks is counted whole, not turned into records and
+    /// sorted whole.
+    pub fn finish(self, end: u64, max_records: usize) -> Finished {
+        let mut fin = self.collector.finish_with(self.blocks, end, max_records);
+        fin.live_at_end.sort_unstable_by_key(|r| (r.birth, r.ptr));
+        fin
+    }
+}
+
+impl Collector {
+    /// Keeps every block a variable owns and the `keep` oldest others (the
+    /// ones a snapshot lists first, SPEC §3), in no order.
+    pub(super) fn keep_listable(&self, blocks: &mut Vec<(u64, Block)>, keep: usize) {
+        let mut named = 0;
+        if !self.named_blocks.is_empty() {
+            for i in 0..blocks.len() {
+                if self.named_blocks.contains_key(&blocks[i].0) {
+                    blocks.swap(named, i);
+                    named += 1;
+                }
+            }
+        }
+        let rest = &mut blocks[named..];
+        if rest.len() > keep {
+            rest.select_nth_unstable_by_key(keep, |(p, b)| (b.birth, *p));
+            blocks.truncate(named + keep);
+        }
     }
 }
 
@@ -60,7 +87,13 @@ mod tests {
             c.free(200 + i, 0x1000 + i * 16, 0);
         }
         let copy = c.copy_for_running(Vec::with_capacity(4));
-        let running = copy.finish(500);
+        let running = copy.finish(500, 1000);
+        let trimmed = c.copy_for_running(Vec::new()).finish(500, 10);
+        // Only the ten oldest are kept to be listed; all are counted.
+        assert_eq!(trimmed.live_count, 60);
+        assert_eq!(trimmed.live_at_end.len(), 10);
+        let births: Vec<u64> = trimmed.live_at_end.iter().map(|r| r.birth).collect();
+        assert_eq!(births, (50..60).collect::<Vec<u64>>());
         // The collector goes on, unchanged by the copy.
         c.alloc(600, 0x9000, 5, Kind::Malloc, 0, 2);
         let fin = c.clone().finish(700);
