@@ -79,7 +79,8 @@ impl Target {
 
     /// Asks for a running snapshot written to `path` (empty: the process's
     /// default) and waits at most `timeout` for it; returns the path written.
-    pub fn request(&self, path: &str, timeout: Duration) -> Result<String, String> {
+    /// `light`: the aggregates only (see `STATS_PREFIX`).
+    pub fn request(&self, path: &str, light: bool, timeout: Duration) -> Result<String, String> {
         if path.contains('\n') {
             return Err("the output path contains a line break".into());
         }
@@ -97,7 +98,12 @@ impl Target {
                 crate::load::io_reason(&e)
             )
         };
-        std::fs::write(&tmp, path).map_err(io)?;
+        let content = if light {
+            format!("{}{path}", proto::STATS_PREFIX)
+        } else {
+            path.to_string()
+        };
+        std::fs::write(&tmp, content).map_err(io)?;
         std::fs::rename(&tmp, &req).map_err(io)?;
         std::fs::write(self.dir.join(proto::wake_name(pid)), b"").map_err(io)?;
         let done = self.dir.join(proto::done_name(pid, &id));

@@ -18,6 +18,7 @@ mod sites;
 mod snapshot;
 mod summary;
 mod text;
+mod top;
 
 use clap::{Parser, Subcommand};
 use std::io::Write;
@@ -45,6 +46,7 @@ enum Command {
     Diff(diff::Args),
     Export(export::Args),
     Snapshot(snapshot::Args),
+    Top(top::Args),
 }
 
 /// What a command ends with; `Err` is a usage or input error (exit 2).
@@ -97,6 +99,7 @@ fn main() -> ExitCode {
         Command::Diff(a) => diff::main(a),
         Command::Export(a) => export::main(a),
         Command::Snapshot(a) => snapshot::main(a),
+        Command::Top(a) => top::main(a),
     };
     match outcome {
         Ok(code) => code,
@@ -117,7 +120,7 @@ fn usage_error(e: clap::Error) -> ExitCode {
             ExitCode::SUCCESS
         }
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            eprintln!("memscope-cli: a command is required: run, snapshot, analyze, summary, check, diff or export (see memscope-cli --help)");
+            eprintln!("memscope-cli: a command is required: run, snapshot, top, analyze, summary, check, diff or export (see memscope-cli --help)");
             ExitCode::from(2)
         }
         _ => {

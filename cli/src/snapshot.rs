@@ -30,7 +30,7 @@ pub fn main(a: Args) -> Outcome {
             abs.to_str().ok_or("the output path is not valid UTF-8")?.to_string()
         }
     };
-    let written = target.request(&path, a.timeout)?;
+    let written = target.request(&path, false, a.timeout)?;
     crate::emit(&format!("{}\n", crate::text::term(&written)))?;
     Ok(ExitCode::SUCCESS)
 }

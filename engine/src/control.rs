@@ -93,6 +93,8 @@ pub struct Request {
     pub id: String,
     /// Where the snapshot goes; empty: the default running-snapshot path.
     pub path: String,
+    /// Only the aggregates (see `memscope_format::control::STATS_PREFIX`).
+    pub light: bool,
 }
 
 /// The requests waiting for this image, each removed as it is read. Costs
@@ -117,9 +119,16 @@ pub fn take_requests() -> Vec<Request> {
         let content = std::fs::read(&full).unwrap_or_default();
         let _ = std::fs::remove_file(&full);
         if proto::valid_id(id) && content.len() <= 4096 {
+            let text = String::from_utf8_lossy(&content);
+            let text = text.trim_end_matches('\n');
+            let (light, path) = match text.strip_prefix(proto::STATS_PREFIX) {
+                Some(p) => (true, p),
+                None => (false, text),
+            };
             out.push(Request {
                 id: id.to_string(),
-                path: String::from_utf8_lossy(&content).trim_end_matches('\n').to_string(),
+                path: path.to_string(),
+                light,
             });
         }
     }

@@ -51,10 +51,20 @@ pub fn reset_in_child() {
 /// Takes a running snapshot now (see the module docs for what it costs the
 /// program's threads).
 pub fn take() -> (fmt::Snapshot, ProcessInfo) {
+    take_as(false)
+}
+
+/// [`take`], or with `light` only the aggregates (no records; the live
+/// blocks are counted, not copied).
+fn take_as(light: bool) -> (fmt::Snapshot, ProcessInfo) {
     let cfg = config::get();
     let start = lifecycle::start_anchor();
     // Room for the live blocks, allocated and faulted in before the lock.
-    let n = ENGINE.with(|slot| recorder::state(slot).collector.live_count());
+    let n = if light {
+        0
+    } else {
+        ENGINE.with(|slot| recorder::state(slot).collector.live_count())
+    };
     let room = n + n / 8 + 1024;
     let mut blocks: Vec<(u64, Block)> = Vec::with_capacity(room);
     let blank = Block {
@@ -75,7 +85,12 @@ pub fn take() -> (fmt::Snapshot, ProcessInfo) {
         st.refresh_names();
         let process = st.process.clone().unwrap_or_else(|| ProcessInfo::capture(start));
         let dropped = st.inflight_lost + recorder::UNRECORDABLE.load(Ordering::Relaxed);
-        (st.collector.copy_for_running(blocks), process, dropped, end, cal)
+        let copy = if light {
+            st.collector.copy_aggregates()
+        } else {
+            st.collector.copy_for_running(blocks)
+        };
+        (copy, process, dropped, end, cal)
     });
     let locked_ms = (clock::monotonic_ns() - locked_at) as f64 / 1e6;
     let locked_cpu_ms = (clock::thread_cpu_ns() - locked_cpu) as f64 / 1e6;
@@ -88,8 +103,16 @@ pub fn take() -> (fmt::Snapshot, ProcessInfo) {
     let counts = snapshot::EngineCounts {
         events_dropped: dropped,
     };
-    let fin = copy.finish(end, cfg.max_records as usize);
-    let snap = snapshot::build(fin, &process, ending, &cal, cfg, counts);
+    let fin = copy.finish(end, if light { 0 } else { cfg.max_records as usize });
+    let snap = if light {
+        let cfg = config::Config {
+            max_records: 0,
+            ..cfg.clone()
+        };
+        snapshot::build(fin, &process, ending, &cal, &cfg, counts)
+    } else {
+        snapshot::build(fin, &process, ending, &cal, cfg, counts)
+    };
     crate::debug!("running snapshot: the consumer lock was held {locked_ms:.1} ms ({locked_cpu_ms:.1} ms CPU)");
     (snap, process)
 }
@@ -178,7 +201,10 @@ impl Server {
 /// One snapshot for every request seen together (and the periodic one).
 fn serve(requests: &[control::Request], periodic: bool) {
     let (t0, cpu0) = (clock::monotonic_ns(), clock::thread_cpu_ns());
-    let (snap, process) = take();
+    // Light requests alone get a light snapshot; with anything else, all
+    // share the full one.
+    let light = !periodic && requests.iter().all(|r| r.light);
+    let (snap, process) = take_as(light);
     let built_ms = (clock::monotonic_ns() - t0) as f64 / 1e6;
     let built_cpu_ms = (clock::thread_cpu_ns() - cpu0) as f64 / 1e6;
     let default = default_path(&process, snap.process.end_unix_ns);

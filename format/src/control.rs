@@ -15,13 +15,19 @@
 //!   left by a killed process is never mistaken for a new process that got
 //!   its pid.
 //! - `<pid>.req.<id>` — a request (written to a temporary name, then
-//!   renamed): its content is the wanted output path, empty for the default.
+//!   renamed): its content is the wanted output path, empty for the default;
+//!   [`STATS_PREFIX`] before the path asks for a light snapshot (summary,
+//!   call sites and timeline; no records, live blocks not copied), which is
+//!   what `memscope-cli top` asks for every second.
 //! - `<pid>.wake` — created after a request: the library's collector thread
 //!   tries to remove it every [`POLL_MS`] ms (one system call), and only
 //!   when that succeeds lists the directory for requests. Every request
 //!   seen in one listing is answered by one snapshot (requests coalesce).
 //! - `<pid>.done.<id>` — the answer (written to a temporary name, then
 //!   renamed): `ok\n<path>` or `error\n<message>`.
+
+/// Starts the content of a request for a light snapshot.
+pub const STATS_PREFIX: &str = "stats:";
 
 /// How often (ms) a traced process looks for a request.
 pub const POLL_MS: u64 = 50;

@@ -14,13 +14,24 @@ use super::{Block, Collector, Finished};
 pub struct RunningCopy {
     collector: Collector,
     blocks: Vec<(u64, Block)>,
+    with_blocks: bool,
 }
 
 impl Collector {
     /// Copies the state for a running snapshot; `blocks` should have room
     /// for [`live_count`](Self::live_count) entries (it grows if not). The
     /// collector itself is left as it was.
-    pub fn copy_for_running(&mut self, mut blocks: Vec<(u64, Block)>) -> RunningCopy {
+    pub fn copy_for_running(&mut self, blocks: Vec<(u64, Block)>) -> RunningCopy {
+        self.copy_running(blocks, true)
+    }
+
+    /// The aggregates only (summary, call sites, timeline): the live blocks
+    /// are counted, not copied — cheap enough to ask for every second.
+    pub fn copy_aggregates(&mut self) -> RunningCopy {
+        self.copy_running(Vec::new(), false)
+    }
+
+    fn copy_running(&mut self, mut blocks: Vec<(u64, Block)>, with_blocks: bool) -> RunningCopy {
         self.flush_recent();
         // The big per-address tables stay out of the clone: the live ones
         // are copied into `blocks`, the others are not needed to finish.
@@ -29,11 +40,17 @@ impl Collector {
         let orphans = std::mem::take(&mut self.orphans);
         let collector = self.clone();
         blocks.clear();
-        blocks.extend(live.iter().chain(displaced.iter()).map(|(p, b)| (*p, *b)));
+        if with_blocks {
+            blocks.extend(live.iter().chain(displaced.iter()).map(|(p, b)| (*p, *b)));
+        }
         self.live = live;
         self.displaced = displaced;
         self.orphans = orphans;
-        RunningCopy { collector, blocks }
+        RunningCopy {
+            collector,
+            blocks,
+            with_blocks,
+        }
     }
 }
 
@@ -44,8 +61,12 @@ impl RunningCopy {
     /// millions of blocks is counted whole, not turned into records and
     /// sorted whole.
     pub fn finish(self, end: u64, max_records: usize) -> Finished {
+        let (live_blocks, live_bytes) = (self.collector.live_blocks, self.collector.live_bytes);
         let mut fin = self.collector.finish_with(self.blocks, end, max_records);
         fin.live_at_end.sort_unstable_by_key(|r| (r.birth, r.ptr));
+        if !self.with_blocks {
+            (fin.live_count, fin.live_bytes) = (live_blocks, live_bytes);
+        }
         fin
     }
 }
