@@ -26,6 +26,11 @@ fn uid_of(pid: u32) -> Option<u32> {
     line.split_whitespace().nth(2)?.parse().ok()
 }
 
+/// True while process `pid` exists.
+pub fn alive(pid: u32) -> bool {
+    start_time_of(pid).is_some()
+}
+
 fn not_traced(pid: u32) -> String {
     format!(
         "process {pid} is not traced by memscope (start it with memscope-cli run, or with LD_PRELOAD=libmemscope.so)"

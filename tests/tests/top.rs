@@ -28,14 +28,26 @@ struct Screen {
 
 impl Screen {
     fn start(name: &str, pid: u32) -> Screen {
-        let _ = Command::new("tmux").args(["kill-session", "-t", name]).output();
-        let cmd = format!("{} top {pid}; echo EXIT=$?; sleep 60", cli_path().display());
+        Screen::command(name, &format!("{} top {pid}", cli_path().display()))
+    }
+
+    /// A tmux session running `cmd` (a shell command line), then `echo EXIT=$?`.
+    fn command(name: &str, cmd: &str) -> Screen {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &format!("={name}")])
+            .output();
+        let cmd = format!("{cmd}; echo EXIT=$?; sleep 60");
         tmux(&["new-session", "-d", "-s", name, "-x", "120", "-y", "32", &cmd]);
         Screen { name: name.to_string() }
     }
 
+    /// The session exactly (a bare name would also match a longer one).
+    fn target(&self) -> String {
+        format!("={}", self.name)
+    }
+
     fn capture(&self) -> String {
-        tmux(&["capture-pane", "-p", "-t", &self.name])
+        tmux(&["capture-pane", "-p", "-t", &format!("{}:", self.target())])
     }
 
     /// Waits (at most 20 s) until the pane shows something `pred` accepts.
@@ -52,13 +64,15 @@ impl Screen {
     }
 
     fn keys(&self, keys: &str) {
-        tmux(&["send-keys", "-t", &self.name, keys]);
+        tmux(&["send-keys", "-t", &format!("{}:", self.target()), keys]);
     }
 }
 
 impl Drop for Screen {
     fn drop(&mut self) {
-        let _ = Command::new("tmux").args(["kill-session", "-t", &self.name]).output();
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.target()])
+            .output();
     }
 }
 
@@ -143,4 +157,37 @@ fn top_of_a_process_that_is_not_traced_is_one_line_and_exit_2() {
     assert!(err.contains("not traced"), "{err}");
     sleeper.kill().unwrap();
     sleeper.wait().unwrap();
+}
+
+#[test]
+fn run_live_shows_the_view_until_the_command_ends_then_the_summary() {
+    let dir = scratch("top_run_live");
+    let cmd = format!(
+        "cd {} && {} run --live -o l.json sleep 2",
+        dir.display(),
+        cli_path().display()
+    );
+    let screen = Screen::command("memscope-top-run-live", &cmd);
+    let view = screen.wait_for("the live view", |t| t.contains("heap now:"));
+    assert!(view.contains("sleep"), "{view}");
+    let after = screen.wait_for("run's summary", |t| t.contains("EXIT=0"));
+    assert!(after.contains("memscope: sleep exited with code 0"), "{after}");
+    let s = memscope_format::read_snapshot_file(&dir.join("l.json")).unwrap();
+    assert_eq!(s.process.end, memscope_format::EndKind::Exit);
+}
+
+#[test]
+fn q_leaves_run_lives_view_and_the_command_goes_on() {
+    let dir = scratch("top_run_live_q");
+    let cmd = format!(
+        "cd {} && {} run --live -o q.json sh -c 'sleep 3; echo done-$((6*7))'",
+        dir.display(),
+        cli_path().display()
+    );
+    let screen = Screen::command("memscope-top-run-live-q", &cmd);
+    screen.wait_for("the live view", |t| t.contains("heap now:"));
+    screen.keys("q");
+    let after = screen.wait_for("the command's end", |t| t.contains("EXIT=0"));
+    assert!(after.contains("done-42"), "the command went on: {after}");
+    assert!(after.contains("memscope: sh exited with code 0"), "{after}");
 }

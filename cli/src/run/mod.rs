@@ -49,6 +49,10 @@ pub struct Args {
     /// before the extension, so the names sort in time order.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     every: Option<std::time::Duration>,
+    /// Show the live view of `memscope-cli top` on the command's process
+    /// while it runs (q or Ctrl-C leaves the view; the command goes on).
+    #[arg(long)]
+    live: bool,
     /// The command to trace and its arguments.
     #[arg(required = true, value_name = "CMD [ARGS]...")]
     command: Vec<OsString>,
@@ -198,6 +202,9 @@ pub fn main(a: Args) -> Outcome {
     if let Some(n) = a.backtrace {
         cmd.env("MEMSCOPE_BACKTRACE", n.to_string());
     }
+    if a.live && !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        return Err("--live needs a terminal".into());
+    }
     child::prepare();
     let started = std::time::Instant::now();
     let namer = names::Namer::start(&plan.manifest);
@@ -208,9 +215,16 @@ pub fn main(a: Args) -> Outcome {
             crate::load::io_reason(&e)
         )
     })?;
+    let live = a
+        .live
+        .then(|| std::thread::spawn(move || crate::top::watch_live(pid as u32)));
     let (ended, when) = child::wait(pid, || {
         eprintln!("memscope: the command has ended; waiting for the processes it left running (Ctrl-C stops waiting)")
     });
+    if let Some(view) = live {
+        // It leaves at its next refresh, now that the process is gone.
+        let _ = view.join();
+    }
     let cmd_name = a.command[0].to_string_lossy().into_owned();
     let named = namer.finish(&plan.manifest);
     finish::finish(

@@ -30,6 +30,32 @@ pub fn main(a: Args) -> Outcome {
     if !std::io::stdout().is_terminal() {
         return Err("top needs a terminal (for a file, use memscope-cli snapshot)".into());
     }
+    match view(&target, a.interval)? {
+        Leave::Key => {}
+        Leave::Ended(why) => eprintln!("memscope-cli: {why}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `run --live`: the view of the command's process `pid`, from as soon as
+/// it says it is traced until `q`/Ctrl-C or its end; nothing is printed
+/// after (run's own summary follows).
+pub fn watch_live(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let target = loop {
+        match Target::find(pid) {
+            Ok(t) => break t,
+            Err(_) if Instant::now() < deadline && crate::control::alive(pid) => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            Err(_) => return,
+        }
+    };
+    let _ = view(&target, Duration::from_secs(1));
+}
+
+/// Shows the view until a key or the process's end.
+fn view(target: &Target, interval: Duration) -> Result<Leave, String> {
     let tmp = tempfile::Builder::new()
         .prefix("memscope-top-")
         .tempdir()
@@ -39,19 +65,12 @@ pub fn main(a: Args) -> Outcome {
         .to_str()
         .ok_or("the temporary directory's path is not UTF-8")?
         .to_string();
-    let first = sample(&target, &path)?;
+    let first = sample(target, &path)?;
     let mut state = model::State::new(first);
     let mut terminal = ratatui::init();
-    let ended = run(&mut terminal, &target, &path, &mut state, a.interval);
+    let ended = run(&mut terminal, target, &path, &mut state, interval);
     ratatui::restore();
-    match ended {
-        Ok(Leave::Key) => Ok(ExitCode::SUCCESS),
-        Ok(Leave::Ended(why)) => {
-            eprintln!("memscope-cli: {why}");
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(e) => Err(e),
-    }
+    ended
 }
 
 enum Leave {
