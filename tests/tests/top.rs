@@ -159,33 +159,32 @@ fn top_of_a_process_that_is_not_traced_is_one_line_and_exit_2() {
     sleeper.wait().unwrap();
 }
 
-#[test]
-fn run_live_shows_the_view_until_the_command_ends_then_the_summary() {
-    let dir = scratch("top_run_live");
+/// `memscope-cli run --live -o <dir>/out.json ARGS` in tmux, once its view shows.
+fn run_live(test: &str, args: &str) -> (std::path::PathBuf, Screen, String) {
+    let dir = scratch(test);
     let cmd = format!(
-        "cd {} && {} run --live -o l.json sleep 2",
+        "cd {} && {} run --live -o out.json {args}",
         dir.display(),
         cli_path().display()
     );
-    let screen = Screen::command("memscope-top-run-live", &cmd);
+    let screen = Screen::command(&format!("memscope-{test}"), &cmd);
     let view = screen.wait_for("the live view", |t| t.contains("heap now:"));
+    (dir, screen, view)
+}
+
+#[test]
+fn run_live_shows_the_view_until_the_command_ends_then_the_summary() {
+    let (dir, screen, view) = run_live("top_run_live", "sleep 2");
     assert!(view.contains("sleep"), "{view}");
     let after = screen.wait_for("run's summary", |t| t.contains("EXIT=0"));
     assert!(after.contains("memscope: sleep exited with code 0"), "{after}");
-    let s = memscope_format::read_snapshot_file(&dir.join("l.json")).unwrap();
+    let s = memscope_format::read_snapshot_file(&dir.join("out.json")).unwrap();
     assert_eq!(s.process.end, memscope_format::EndKind::Exit);
 }
 
 #[test]
 fn q_leaves_run_lives_view_and_the_command_goes_on() {
-    let dir = scratch("top_run_live_q");
-    let cmd = format!(
-        "cd {} && {} run --live -o q.json sh -c 'sleep 3; echo done-$((6*7))'",
-        dir.display(),
-        cli_path().display()
-    );
-    let screen = Screen::command("memscope-top-run-live-q", &cmd);
-    screen.wait_for("the live view", |t| t.contains("heap now:"));
+    let (_dir, screen, _) = run_live("top_run_live_q", "sh -c 'sleep 3; echo done-$((6*7))'");
     screen.keys("q");
     let after = screen.wait_for("the command's end", |t| t.contains("EXIT=0"));
     assert!(after.contains("done-42"), "the command went on: {after}");
