@@ -83,7 +83,7 @@ pub fn parse_duration(s: &str) -> Option<u64> {
         _ => return None,
     };
     let ns = n * scale;
-    (ns.is_finite() && ns >= 1.0 && ns < 1e18).then_some(ns as u64)
+    (1.0..1e18).contains(&ns).then_some(ns as u64)
 }
 
 #[cfg(test)]

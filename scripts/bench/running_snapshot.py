@@ -32,7 +32,8 @@ def build():
     OUT.mkdir(parents=True, exist_ok=True)
     exe = OUT / "running_stall"
     src = ROOT / "scripts" / "bench" / "running_stall.c"
-    subprocess.run(["gcc", "-O1", "-g", "-fno-omit-frame-pointer", "-fno-optimize-sibling-calls",
+    # -fno-builtin: gcc would otherwise drop the busy threads' free(malloc(n)).
+    subprocess.run(["gcc", "-O1", "-g", "-fno-builtin", "-fno-omit-frame-pointer", "-fno-optimize-sibling-calls",
                     "-pthread", "-o", str(exe), str(src)], check=True)
     return exe
 

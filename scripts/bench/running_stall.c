@@ -7,7 +7,9 @@
  * line on stdin is answered:
  *   reset  -> "ok"           (forget the longest stall so far)
  *   stall  -> "<max ns> <iterations>" (since the last reset)
- *   quit   -> exits */
+ *   rss    -> "<VmRSS bytes>"
+ *   quit   -> frees everything and exits
+ *   leave  -> exits holding the blocks (they end live in the final snapshot) */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -68,8 +70,17 @@ int main(int argc, char **argv) {
             printf("ok\n");
         } else if (strncmp(line, "stall", 5) == 0) {
             printf("%lld %lld\n", atomic_load(&max_ns), atomic_load(&iterations));
+        } else if (strncmp(line, "rss", 3) == 0) {
+            long pages = 0, rss = 0;
+            FILE *f = fopen("/proc/self/statm", "r");
+            if (f && fscanf(f, "%ld %ld", &pages, &rss) == 2) printf("%ld\n", rss * sysconf(_SC_PAGESIZE));
+            else printf("0\n");
+            if (f) fclose(f);
         } else if (strncmp(line, "quit", 4) == 0) {
             break;
+        } else if (strncmp(line, "leave", 5) == 0) {
+            fflush(stdout);
+            exit(0);
         }
         fflush(stdout);
     }
