@@ -60,11 +60,18 @@ fn take_as(light: bool) -> (fmt::Snapshot, ProcessInfo) {
     let cfg = config::get();
     let start = lifecycle::start_anchor();
     // Room for the live blocks, allocated and faulted in before the lock.
-    let n = if light {
-        0
-    } else {
-        ENGINE.with(|slot| recorder::state(slot).collector.live_count())
-    };
+    // The backlog is applied first, in a critical section of its own: the
+    // one that copies then starts with every ring nearly empty, so a busy
+    // thread has a whole ring of room before it could have to wait.
+    let n = ENGINE.with(|slot| {
+        let st = recorder::state(slot);
+        st.drain(Mode::Running);
+        if light {
+            0
+        } else {
+            st.collector.live_count()
+        }
+    });
     let room = n + n / 8 + 1024;
     let mut blocks: Vec<(u64, Block)> = Vec::with_capacity(room);
     let blank = Block {
