@@ -62,16 +62,29 @@ fn start_time() -> Option<u64> {
     proto::stat_start_time(&stat)
 }
 
-/// Says "this image is traced" (called by its collector thread at start).
-pub fn advertise() {
+/// Says "this image is traced" (called by its collector thread); true
+/// when it could.
+pub fn advertise() -> bool {
     let pid = sys::getpid();
     let (Some(dir), Some(start)) = (dir(), start_time()) else {
-        return;
+        return false;
     };
     match write_file(dir, &proto::traced_name(pid), format!("{start}\n").as_bytes()) {
-        Ok(()) => ADVERTISED.store(pid, Ordering::Release),
-        Err(e) => crate::warn!("cannot write to {dir}: {e}; memscope-cli snapshot cannot reach this process"),
+        Ok(()) => {
+            ADVERTISED.store(pid, Ordering::Release);
+            true
+        }
+        Err(e) => {
+            crate::warn!("cannot write to {dir}: {e}; memscope-cli snapshot cannot reach this process");
+            false
+        }
     }
+}
+
+/// True while this image's advertisement stands (it is taken back before
+/// an `exec`, which may fail and leave the image running).
+pub fn advertised() -> bool {
+    ADVERTISED.load(Ordering::Acquire) == sys::getpid()
 }
 
 /// Takes the advertisement back (the image ends or calls `exec`); pending

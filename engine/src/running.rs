@@ -146,6 +146,7 @@ pub fn default_path(process: &ProcessInfo, unix_ns: u64) -> String {
 /// The collector thread's schedule of running snapshots.
 pub struct Server {
     next_poll: u64,
+    tried_advertising: bool,
     advertised: bool,
     every: Option<u64>,
     next_due: u64,
@@ -160,6 +161,7 @@ impl Server {
         let now = clock::monotonic_ns();
         Server {
             next_poll: now + POLL_MS * 1_000_000,
+            tried_advertising: false,
             advertised: false,
             every,
             next_due: now + every.unwrap_or(0),
@@ -175,8 +177,11 @@ impl Server {
         }
         let poll = self.every.map_or(POLL_MS * 1_000_000, |e| e.min(POLL_MS * 1_000_000));
         self.next_poll = now + poll;
-        if !self.advertised {
-            self.advertised = true;
+        if !self.tried_advertising {
+            self.tried_advertising = true;
+            self.advertised = control::advertise();
+        } else if self.advertised && !control::advertised() && lifecycle::tracing() {
+            // An `exec` that failed took it back; the image goes on.
             control::advertise();
         }
         let requests = control::take_requests();
