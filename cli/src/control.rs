@@ -128,6 +128,10 @@ impl Target {
                 checked = Instant::now();
                 if !self.still_traced() && !done.exists() {
                     let _ = std::fs::remove_file(&req);
+                    if !alive(pid) {
+                        // Nobody will take the doorbell down.
+                        let _ = std::fs::remove_file(self.dir.join(proto::wake_name(pid)));
+                    }
                     return Err(format!(
                         "process {pid} ended before it wrote the snapshot (its final snapshot is written as usual)"
                     ));
