@@ -78,6 +78,7 @@ impl SiteDiff {
 }
 
 pub fn site_diffs(base: &Snapshot, new: &Snapshot) -> Vec<SiteDiff> {
+    let growth = crate::growth::two_moments(base, new);
     let mut map: HashMap<Vec<String>, SiteDiff> = HashMap::new();
     for (snap, is_new) in [(base, false), (new, true)] {
         for c in &snap.callsites {
@@ -103,7 +104,13 @@ pub fn site_diffs(base: &Snapshot, new: &Snapshot) -> Vec<SiteDiff> {
         .filter(|d| d.weight() != 0 || d.delta(|n| n.allocations) != 0)
         .collect();
     name_rows(&mut v);
-    v.sort_by(|a, b| b.weight().cmp(&a.weight()).then_with(|| a.label.cmp(&b.label)));
+    if growth {
+        // Two moments of one process: the sites whose live bytes grew most.
+        let live = |d: &SiteDiff| d.delta(|n| n.live_at_exit_bytes);
+        v.sort_by(|a, b| live(b).cmp(&live(a)).then_with(|| a.label.cmp(&b.label)));
+    } else {
+        v.sort_by(|a, b| b.weight().cmp(&a.weight()).then_with(|| a.label.cmp(&b.label)));
+    }
     v
 }
 
@@ -141,6 +148,11 @@ pub struct Total {
 }
 
 fn totals(b: &Snapshot, n: &Snapshot) -> Vec<Total> {
+    let live = if crate::growth::two_moments(b, n) || n.is_running() {
+        "live now"
+    } else {
+        "live at exit"
+    };
     let t = |name, f: fn(&Snapshot) -> u64, is_bytes| Total {
         name,
         base: f(b),
@@ -149,7 +161,7 @@ fn totals(b: &Snapshot, n: &Snapshot) -> Vec<Total> {
     };
     vec![
         t("peak heap", |s| s.summary.peak_live_bytes, true),
-        t("live at exit", |s| s.summary.live_at_exit_bytes, true),
+        t(live, |s| s.summary.live_at_exit_bytes, true),
         t("bytes allocated", |s| s.summary.total_allocated_bytes, true),
         t("allocations", |s| s.summary.total_allocations, false),
         t("reallocs", |s| s.summary.reallocs, false),
@@ -213,7 +225,7 @@ pub fn main(a: Args) -> Outcome {
     let out = match a.format {
         Format::Text => text(&base, &new, &totals, &sites, a.top, &failures),
         Format::Markdown => md(&base, &new, &totals, &sites, a.top, &failures),
-        Format::Json => json(&totals, &sites, &failures),
+        Format::Json => json(&totals, &sites, &failures, crate::growth::two_moments(&base, &new)),
     };
     verdict(&out, &failures)
 }
@@ -301,9 +313,18 @@ fn text(b: &Snapshot, n: &Snapshot, totals: &[Total], sites: &[SiteDiff], top: u
         let [a, b, c, d, e] = total_cells(t);
         let _ = writeln!(o, "  {a:<16} {b:>12} {c:>12} {d:>13} {e:>8}");
     }
+    let growth = crate::growth::two_moments(b, n);
+    if growth {
+        let _ = writeln!(o, "\n{}", crate::growth::interval(b, n));
+    }
     if !sites.is_empty() {
-        let _ = writeln!(o, "\nsites that changed (by bytes allocated and live at exit)");
-        let _ = writeln!(o, "  {:>12} {:>12} {:>12}  site", "bytes", "allocs", "at exit");
+        let (title, live) = if growth {
+            ("sites by growth of live bytes (the most grown first)", "live")
+        } else {
+            ("sites that changed (by bytes allocated and live at exit)", "at exit")
+        };
+        let _ = writeln!(o, "\n{title}");
+        let _ = writeln!(o, "  {:>12} {:>12} {:>12}  site", "bytes", "allocs", live);
         for d in sites.iter().take(top) {
             let [x, y, z] = site_cells(d);
             let _ = writeln!(o, "  {x:>12} {y:>12} {z:>12}  {}{}", term(&d.label), tag(d));
@@ -338,8 +359,14 @@ fn md(b: &Snapshot, n: &Snapshot, totals: &[Total], sites: &[SiteDiff], top: usi
         let _ = writeln!(o, "| {a} | {b} | {c} | {d} | {e} |");
     }
     if !sites.is_empty() {
-        o.push_str("\n<details><summary>Sites that changed</summary>\n\n");
-        o.push_str("| bytes | allocations | live at exit | site |\n|---:|---:|---:|---|\n");
+        if crate::growth::two_moments(b, n) {
+            let _ = writeln!(o, "\n{}: sites by growth of live bytes", crate::growth::interval(b, n));
+            o.push_str("\n<details><summary>Sites by growth of live bytes</summary>\n\n");
+            o.push_str("| bytes | allocations | live | site |\n|---:|---:|---:|---|\n");
+        } else {
+            o.push_str("\n<details><summary>Sites that changed</summary>\n\n");
+            o.push_str("| bytes | allocations | live at exit | site |\n|---:|---:|---:|---|\n");
+        }
         for d in sites.iter().take(top) {
             let [x, y, z] = site_cells(d);
             let _ = writeln!(o, "| {x} | {y} | {z} | {}{} |", markdown(&d.label), tag(d));
@@ -352,13 +379,14 @@ fn md(b: &Snapshot, n: &Snapshot, totals: &[Total], sites: &[SiteDiff], top: usi
     o
 }
 
-fn json(totals: &[Total], sites: &[SiteDiff], fails: &[String]) -> String {
+fn json(totals: &[Total], sites: &[SiteDiff], fails: &[String], growth: bool) -> String {
     use serde_json::json;
     let t: serde_json::Map<String, serde_json::Value> = totals
         .iter()
         .map(|t| {
             (
-                t.name.replace(' ', "_"),
+                // Stable keys for scripts, whatever the rows are called.
+                t.name.replace("live now", "live at exit").replace(' ', "_"),
                 json!({"base": t.base, "new": t.new, "change": t.new as i128 - t.base as i128}),
             )
         })
@@ -370,7 +398,8 @@ fn json(totals: &[Total], sites: &[SiteDiff], fails: &[String]) -> String {
         .iter()
         .map(|d| json!({"site": d.label, "base": nums(&d.base), "new": nums(&d.new)}))
         .collect();
-    let v = json!({"totals": t, "sites": s, "limits_exceeded": fails, "ok": fails.is_empty()});
+    let ranked_by = if growth { "live_bytes_growth" } else { "change" };
+    let v = json!({"totals": t, "sites": s, "sites_ranked_by": ranked_by, "limits_exceeded": fails, "ok": fails.is_empty()});
     format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default())
 }
 

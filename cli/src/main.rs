@@ -9,8 +9,10 @@
 mod analyze;
 mod check;
 mod completions;
+mod control;
 mod diff;
 mod export;
+mod growth;
 mod load;
 mod matching;
 mod run;
@@ -18,8 +20,10 @@ mod runcheck;
 mod rundiff;
 mod runfile;
 mod sites;
+mod snapshot;
 mod summary;
 mod text;
+mod top;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use std::io::Write;
@@ -55,6 +59,8 @@ enum Command {
     Diff(diff::Args),
     Export(export::Args),
     Completions(completions::Args),
+    Snapshot(snapshot::Args),
+    Top(top::Args),
 }
 
 /// What a command ends with; `Err` is a usage or input error (exit 2).
@@ -107,6 +113,8 @@ fn main() -> ExitCode {
         Command::Diff(a) => diff::main(a),
         Command::Export(a) => export::main(a),
         Command::Completions(a) => completions::main(a, Cli::command()),
+        Command::Snapshot(a) => snapshot::main(a),
+        Command::Top(a) => top::main(a),
     };
     match outcome {
         Ok(code) => code,
@@ -127,7 +135,7 @@ fn usage_error(e: clap::Error) -> ExitCode {
             ExitCode::SUCCESS
         }
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            eprintln!("memscope-cli: a command is required: run, analyze, summary, check, diff, export or completions (see memscope-cli --help)");
+            eprintln!("memscope-cli: a command is required: run, snapshot, top, analyze, summary, check, diff, export or completions (see memscope-cli --help)");
             ExitCode::from(2)
         }
         _ => {

@@ -109,7 +109,8 @@ pub fn heap_lines(s: &Snapshot) -> Vec<String> {
             count(m.total_frees)
         ),
         format!(
-            "live at exit: {} in {} blocks",
+            "{:<14}{} in {} blocks",
+            format!("{}:", s.live_label()),
             bytes(m.live_at_exit_bytes),
             count(m.live_at_exit_allocations)
         ),
@@ -188,10 +189,16 @@ fn top_sites(o: &mut String, s: &Snapshot, top: usize) {
     }
     let names = site_names(s);
     type Key = fn(&Callsite) -> u64;
+    let live_title = if s.is_running() {
+        "top sites by bytes live now"
+    } else {
+        "top sites by bytes live at exit (leaks)"
+    };
+    let at_end = if s.is_running() { "live now" } else { "at exit" };
     let lists: [(&str, Key); 3] = [
         ("top sites by bytes allocated", |c| c.bytes),
         ("top sites by allocations", |c| c.allocations),
-        ("top sites by bytes live at exit (leaks)", |c| c.live_at_exit_bytes),
+        (live_title, |c| c.live_at_exit_bytes),
     ];
     for (title, key) in lists {
         let sites = sorted_sites(s, key);
@@ -203,7 +210,7 @@ fn top_sites(o: &mut String, s: &Snapshot, top: usize) {
         let _ = writeln!(
             o,
             "  {:>10} {:>11} {:>11} {:>10}  site",
-            "bytes", "allocs", "at exit", "peak"
+            "bytes", "allocs", at_end, "peak"
         );
         for c in sites.iter().take(top) {
             let _ = writeln!(
@@ -253,8 +260,9 @@ fn lifetimes(o: &mut String, s: &Snapshot) {
     }
     let _ = writeln!(
         o,
-        "block lifetimes ({} blocks; blocks live at exit count up to the end)",
-        count(total)
+        "block lifetimes ({} blocks; blocks {} count up to the end)",
+        count(total),
+        s.live_label()
     );
     let widest = per.iter().map(|p| p.0).max().unwrap_or(1).max(1);
     for (i, &(n, b)) in per.iter().enumerate() {
@@ -284,7 +292,11 @@ fn threads(o: &mut String, s: &Snapshot, top: usize) {
     let _ = writeln!(
         o,
         "  {:>8} {:>11} {:>10} {:>11} {:>10}  name",
-        "tid", "allocs", "bytes", "frees", "at exit"
+        "tid",
+        "allocs",
+        "bytes",
+        "frees",
+        if s.is_running() { "live now" } else { "at exit" }
     );
     for th in t.iter().take(top) {
         let _ = writeln!(

@@ -86,6 +86,12 @@ pub fn monotonic_ns() -> u64 {
     read_clock(libc::CLOCK_MONOTONIC)
 }
 
+/// CPU time of the calling thread (what a piece of work cost, however
+/// busy the machine is).
+pub fn thread_cpu_ns() -> u64 {
+    read_clock(libc::CLOCK_THREAD_CPUTIME_ID)
+}
+
 pub fn realtime_ns() -> u64 {
     read_clock(libc::CLOCK_REALTIME)
 }

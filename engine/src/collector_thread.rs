@@ -39,9 +39,13 @@ extern "C" fn collector_main(_: *mut libc::c_void) -> *mut libc::c_void {
     let pid = PID.load(Ordering::Relaxed);
     RUNNING_FOR.store(pid, Ordering::Release);
     let mut idle_ns = 1_000_000;
+    let mut running = crate::running::Server::start();
     while ENABLED.load(Ordering::Relaxed) && PID.load(Ordering::Relaxed) == pid {
         if crate::lifecycle::serve_final_request() {
             continue;
+        }
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| running.tick())).is_err() {
+            crate::warn!("internal error while taking a running snapshot");
         }
         let ran = std::panic::catch_unwind(|| {
             ENGINE.with(|slot| {

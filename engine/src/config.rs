@@ -51,7 +51,18 @@ pub struct Config {
     /// written at the end of an image leave their frames unnamed
     /// (`symbols_pending`) for `run`, which names a whole run's once.
     pub symbolize_later: bool,
+    /// `MEMSCOPE_EVERY` (`10s`, `500ms`, …): write a running snapshot this
+    /// often (ns); `None`: only on request.
+    pub every_ns: Option<u64>,
+    /// `MEMSCOPE_RUNNING_PATH`: the path template running snapshots are
+    /// named after (default: the export path); `memscope-cli run --export
+    /// html` points it beside the report.
+    pub running_path: Option<String>,
 }
+
+/// The shortest `MEMSCOPE_EVERY` honoured: a snapshot of a large heap takes
+/// a good part of that.
+pub const MIN_EVERY_NS: u64 = 100_000_000;
 
 impl Config {
     /// Parses from a variable lookup; returns the config and a warning for
@@ -124,6 +135,17 @@ impl Config {
                 false
             }
         };
+        let every_ns = match get("MEMSCOPE_EVERY").filter(|v| !v.is_empty()) {
+            None => None,
+            Some(v) => match memscope_format::control::parse_duration(&v) {
+                Some(ns) => Some(ns.max(MIN_EVERY_NS)),
+                None => {
+                    bad("MEMSCOPE_EVERY", &v, "a duration such as 10s, 500ms or 5m");
+                    None
+                }
+            },
+        };
+        let running_path = get("MEMSCOPE_RUNNING_PATH").filter(|p| !p.is_empty());
         (
             Config {
                 export_path,
@@ -135,6 +157,8 @@ impl Config {
                 log,
                 manifest,
                 symbolize_later,
+                every_ns,
+                running_path,
             },
             warnings,
         )
@@ -184,6 +208,18 @@ mod tests {
         assert_eq!(c.log, LogLevel::Warn);
         assert_eq!(c.manifest, None);
         assert!(!c.symbolize_later);
+        assert_eq!(c.every_ns, None);
+    }
+
+    #[test]
+    fn every() {
+        let (c, w) = parse(&[("MEMSCOPE_EVERY", "10s")]);
+        assert!(w.is_empty());
+        assert_eq!(c.every_ns, Some(10_000_000_000));
+        let (c, _) = parse(&[("MEMSCOPE_EVERY", "1ms")]);
+        assert_eq!(c.every_ns, Some(MIN_EVERY_NS));
+        let (c, w) = parse(&[("MEMSCOPE_EVERY", "often")]);
+        assert_eq!((c.every_ns, w.len()), (None, 1));
     }
 
     #[test]

@@ -127,6 +127,10 @@ pub fn finish(kind: EndKind, exit_code: Option<i32>, signal: Option<i32>) {
         return;
     }
     let _g = Guard::enter();
+    // A running snapshot being written completes first (the collector
+    // thread never waits here: it is not busy when it finishes the image).
+    crate::running::wait_idle(5_000_000_000);
+    crate::control::withdraw();
     // No wait for hooks that passed the ENABLED check just before: one that
     // read the clock before the snapshot's end reserved its slot first, and
     // the final drain waits for that slot; one that reads it later records
@@ -152,6 +156,8 @@ pub fn before_exec() {
         return;
     }
     let _g = Guard::enter();
+    crate::running::wait_idle(5_000_000_000);
+    crate::control::withdraw();
     let end = inherited::End {
         kind: EndKind::Exec,
         exit_code: None,
@@ -178,8 +184,9 @@ pub fn next_exec_seq() -> u32 {
     ENGINE.with(|slot| recorder::state(slot).process.as_ref().map_or(0, |p| p.exec_seq) + 1)
 }
 
-/// Takes a snapshot of the image as it is now. `last`: the final one (the
-/// collector's state is consumed and recording stops for good).
+/// Takes the snapshot of the image as it ends (a running one is
+/// `running::take`). `last`: the final one (the collector's state is
+/// consumed and recording stops for good).
 fn take_snapshot(
     kind: EndKind,
     exit_code: Option<i32>,
@@ -236,12 +243,8 @@ pub fn set_program_export_path(path: &str) {
 /// HTML report when the path ends in `.html`); recording goes on.
 pub fn export_now(path: &str) -> std::io::Result<()> {
     let _g = Guard::enter();
-    let (snap, _) = take_snapshot(EndKind::Running, None, None, false);
-    if path.ends_with(".html") {
-        snapshot::write_atomic(path, |w| memscope_report::write_html(std::slice::from_ref(&snap), w))
-    } else {
-        snapshot::write_atomic(path, |w| snap.write_json(w).map_err(std::io::Error::from))
-    }
+    let (snap, _) = crate::running::take();
+    crate::running::write(path, &snap)
 }
 
 fn write_snapshot(kind: EndKind, exit_code: Option<i32>, signal: Option<i32>, last: bool) {
@@ -286,9 +289,15 @@ fn write_snapshot(kind: EndKind, exit_code: Option<i32>, signal: Option<i32>, la
 
 /// Where this image's snapshot goes (SPEC §2).
 fn snapshot_path(process: &ProcessInfo) -> String {
+    snapshot_path_with(process, None)
+}
+
+/// [`snapshot_path`], or the same rules applied to `template` when given.
+pub(crate) fn snapshot_path_with(process: &ProcessInfo, template: Option<&str>) -> String {
     let cfg = config::get();
-    let template = match PROGRAM_PATH.with(|p| p.clone()) {
-        Some(p) if !cfg.export_path_from_env => p,
+    let template = match (template, PROGRAM_PATH.with(|p| p.clone())) {
+        (Some(t), _) => t.to_string(),
+        (None, Some(p)) if !cfg.export_path_from_env => p,
         _ => cfg.export_path.clone(),
     };
     let image = crate::paths::Image {
@@ -335,6 +344,7 @@ extern "C" fn fork_parent() {
 extern "C" fn fork_child() {
     PID.store(sys::getpid(), Ordering::Relaxed);
     collector_thread::reset_in_child();
+    crate::running::reset_in_child();
     // The lineage's first anchor stays: the child's snapshot shows blocks
     // born before the fork, which its own start anchor would extrapolate to.
     START.reset_in_child();

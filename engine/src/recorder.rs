@@ -183,8 +183,9 @@ fn wait_for_space(ring: &Ring) -> bool {
         ring.want_upgrade(true);
     }
     let _g = thread::Guard::enter();
-    if !collector_thread::running() {
-        // No collector thread in this process (yet): drain here.
+    if !collector_thread::running() || crate::running::busy() {
+        // No collector thread in this process (yet), or it is taking a
+        // running snapshot: drain here.
         if ENGINE.try_with(|st| state(st).drain(Mode::Running)).is_none() {
             sys::sleep_ns(20_000);
         }

@@ -37,6 +37,8 @@ pub fn build(
     let t = fin.totals;
     let total_blocks = t.allocations + t.reallocs;
     let max = cfg.max_records as usize;
+    // A running snapshot's live blocks are live now, not leaked (SPEC §3).
+    let ended = ending.kind != fmt::EndKind::Running;
 
     let mut allocations = Vec::with_capacity(max.min(fin.live_at_end.len() + fin.freed.len()));
     let names: std::collections::HashMap<u64, crate::vars::Names> =
@@ -55,7 +57,7 @@ pub fn build(
             timestamp_dealloc: died,
             lifetime_ns: life,
             lifetime_ms: fmt::ns_to_ms(life),
-            is_leaked: leaked,
+            is_leaked: leaked && ended,
             callsite: Some(r.site as u64),
             var_name: n.map(|n| n.var_name.clone()),
             type_name: n.map(|n| n.type_name.clone()),
@@ -222,7 +224,7 @@ pub fn build(
             } else {
                 unix(fin.peak.ts).clamp(history_start, end_unix)
             },
-            live_at_exit_allocations: fin.live_at_end.len() as u64 + fin.inherited_live_at_end.0,
+            live_at_exit_allocations: fin.live_count + fin.inherited_live_at_end.0,
             live_at_exit_bytes: fin.live_bytes,
             events_dropped: counts.events_dropped,
             records_omitted,
@@ -263,7 +265,7 @@ pub fn build(
                     timestamp_dealloc: died,
                     lifetime_ns: died - born,
                     lifetime_ms: fmt::ns_to_ms(died - born),
-                    is_leaked: v.death.is_none(),
+                    is_leaked: v.death.is_none() && ended,
                 }
             })
             .collect(),

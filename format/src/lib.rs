@@ -9,8 +9,10 @@
 //! top carry `#[serde(default)]` so snapshots written by other producers (or
 //! older memscope builds) still read.
 
+pub mod control;
 pub mod hist;
 pub mod human;
+mod moment;
 mod read;
 mod tables;
 

@@ -52,6 +52,8 @@ const SECTIONS_BUDGET: usize = 32 << 20;
 pub struct Section {
     /// The process's position in the rows of the page (anchor `proc-{index}`).
     pub index: usize,
+    /// "live at exit", or "live now" for a running snapshot.
+    pub live_label: &'static str,
     html: String,
     /// [`model::process`] as JSON, already escaped for `<script>`.
     model: String,
@@ -69,6 +71,7 @@ impl Section {
         let model = serde_json::to_string(&model::process(s, index, &names)).unwrap_or_else(|_| "null".into());
         Section {
             index,
+            live_label: s.live_label(),
             html,
             model: escape_script_json(&model),
         }

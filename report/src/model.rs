@@ -156,7 +156,7 @@ fn rate(s: &Snapshot, t0: u64) -> Value {
         let i = slot(a.timestamp_alloc);
         allocs[i] += 1;
         bytes[i] += a.size;
-        if !a.is_leaked {
+        if !s.live_at_end(a) {
             frees[slot(a.timestamp_dealloc)] += 1;
         }
     }

@@ -29,7 +29,7 @@ pub fn body(rows: &[ProcessRow], sections: &[Section], o: &mut String) {
             ("heap", "heap"),
             ("sites", "sites"),
             ("lifetimes", "lifetimes"),
-            ("leaks", "live at exit"),
+            ("leaks", first.live_label),
             ("variables", "variables"),
             ("threads", "threads"),
         ] {
@@ -189,7 +189,7 @@ fn cards(s: &Snapshot, o: &mut String) {
     let sub = format!("{} blocks", count(m.live_at_exit_allocations));
     card(
         "live_at_exit_bytes",
-        "live at exit",
+        s.live_label(),
         m.live_at_exit_bytes,
         bytes(m.live_at_exit_bytes),
         sub,

@@ -75,9 +75,10 @@ pub fn stack(s: &Snapshot, site: &Callsite, caller: usize, o: &mut String) {
 /// and samples from the listed records; the first `max_sites` sites, named
 /// by `names` (per site of `s.callsites`: caller index and name).
 pub fn leaks(s: &Snapshot, i: usize, max_sites: usize, names: &[(usize, String)], o: &mut String) {
-    let _ = write!(o, "<div class=\"card\" id=\"proc-{i}-leaks\"><h3>Live at exit</h3>");
+    let title = if s.is_running() { "Live now" } else { "Live at exit" };
+    let _ = write!(o, "<div class=\"card\" id=\"proc-{i}-leaks\"><h3>{title}</h3>");
     let mut records: HashMap<Option<u64>, Vec<&Allocation>> = HashMap::new();
-    for a in s.allocations.iter().filter(|a| a.is_leaked) {
+    for a in s.allocations.iter().filter(|a| s.live_at_end(a)) {
         records.entry(a.callsite).or_default().push(a);
     }
     let mut sites: Vec<(&Callsite, &(usize, String))> = s
@@ -94,12 +95,21 @@ pub fn leaks(s: &Snapshot, i: usize, max_sites: usize, names: &[(usize, String)]
         ))
     });
     if sites.is_empty() {
-        o.push_str("<p class=\"good\">Nothing was live at exit: every block was freed.</p></div>\n");
+        o.push_str(if s.is_running() {
+            "<p class=\"good\">Nothing was live when the snapshot was taken.</p></div>\n"
+        } else {
+            "<p class=\"good\">Nothing was live at exit: every block was freed.</p></div>\n"
+        });
         return;
     }
+    let when = if s.is_running() {
+        "were live when the snapshot was taken (the process went on)"
+    } else {
+        "were still live when the process ended"
+    };
     let _ = write!(
         o,
-        "<p>{} blocks ({}) were still live when the process ended, from {} site{}.</p><div class=\"leaks\">",
+        "<p>{} blocks ({}) {when}, from {} site{}.</p><div class=\"leaks\">",
         count(s.summary.live_at_exit_allocations),
         bytes(s.summary.live_at_exit_bytes),
         count(sites.len() as u64),
@@ -186,10 +196,11 @@ pub fn variables(s: &Snapshot, i: usize, o: &mut String) {
             v.timestamp_alloc.saturating_sub(t0),
             v.timestamp_dealloc.saturating_sub(t0),
         );
-        let (death_text, life_text) = if v.is_leaked {
+        let live = v.is_leaked || (s.is_running() && v.timestamp_dealloc == s.process.end_unix_ns);
+        let (death_text, life_text) = if live {
             (
-                "live at exit".to_string(),
-                format!("≥ {} (live at exit)", duration(v.lifetime_ns)),
+                s.live_label().to_string(),
+                format!("≥ {} ({})", duration(v.lifetime_ns), s.live_label()),
             )
         } else {
             (format!("+{}", duration(death)), duration(v.lifetime_ns))

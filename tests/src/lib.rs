@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod dhat;
+pub mod running;
 pub mod tools;
 
 use memscope_format::Snapshot;
@@ -396,7 +397,14 @@ pub fn check_invariants(s: &Snapshot) {
         "fork children say what they inherited"
     );
     let at_fork = m.at_fork.unwrap_or_default();
-    let live_listed = s.allocations.iter().filter(|a| a.is_leaked).count() as u64;
+    // A running snapshot's live blocks are not leaked (SPEC §3): they end
+    // at the snapshot's moment.
+    let running = s.process.end == memscope_format::EndKind::Running;
+    let live_listed = s
+        .allocations
+        .iter()
+        .filter(|a| a.is_leaked || (running && a.timestamp_dealloc == s.process.end_unix_ns))
+        .count() as u64;
     assert!(
         live_listed + m.inherited_live_at_exit_allocations == m.live_at_exit_allocations
             || listed == s.tool.max_records

@@ -64,9 +64,25 @@ pub struct Args {
     /// children are still followed). Repeatable; wins over --only.
     #[arg(long, value_name = "PATTERN")]
     skip: Vec<String>,
+    /// Also write a running snapshot of every traced process this often
+    /// (e.g. 10s, 500ms, 5m), named after its snapshot with .at-<unix ms>
+    /// before the extension, so the names sort in time order.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    every: Option<std::time::Duration>,
+    /// Show the live view of `memscope-cli top` on the command's process
+    /// while it runs (q or Ctrl-C leaves the view; the command goes on).
+    #[arg(long)]
+    live: bool,
     /// The command to trace and its arguments.
     #[arg(required = true, value_name = "CMD [ARGS]...")]
     command: Vec<OsString>,
+}
+
+/// A duration for `--every`/`--timeout`: `500ms`, `10s`, `5m`, `1h`, or seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    memscope_format::control::parse_duration(s)
+        .map(std::time::Duration::from_nanos)
+        .ok_or_else(|| format!("{s:?} is not a duration (examples: 500ms, 10s, 5m)"))
 }
 
 fn absolute(p: &Path) -> PathBuf {
@@ -184,8 +200,17 @@ pub fn main(a: Args) -> Outcome {
             .env("MEMSCOPE_DEFAULT_EXPORT_PATH", &plan.lib_template);
     }
     focus.apply(&mut cmd, &skip_log);
+    if let Some(every) = a.every {
+        cmd.env("MEMSCOPE_EVERY", format!("{}ms", every.as_millis().max(1)));
+    }
+    // Running snapshots go beside the user's (with --export html, the
+    // library's own snapshots go to a temporary directory).
+    cmd.env("MEMSCOPE_RUNNING_PATH", &plan.template);
     if let Some(n) = a.backtrace {
         cmd.env("MEMSCOPE_BACKTRACE", n.to_string());
+    }
+    if a.live && !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        return Err("--live needs a terminal".into());
     }
     child::prepare();
     let started = std::time::Instant::now();
@@ -197,9 +222,16 @@ pub fn main(a: Args) -> Outcome {
             crate::load::io_reason(&e)
         )
     })?;
+    let live = a
+        .live
+        .then(|| std::thread::spawn(move || crate::top::watch_live(pid as u32)));
     let (ended, when) = child::wait(pid, || {
         eprintln!("memscope: the command has ended; waiting for the processes it left running (Ctrl-C stops waiting)")
     });
+    if let Some(view) = live {
+        // It leaves at its next refresh, now that the process is gone.
+        let _ = view.join();
+    }
     let cmd_name = a.command[0].to_string_lossy().into_owned();
     let named = namer.finish(&plan.manifest);
     finish::finish(

@@ -17,10 +17,12 @@
 //!   in the wrong order: the two are matched.
 
 mod records;
+mod running;
 mod timeline;
 
 use records::FreedRecords;
 pub use records::Record;
+pub use running::RunningCopy;
 use timeline::Timeline;
 
 use crate::event::Kind;
@@ -682,6 +684,7 @@ impl Collector {
             inherited_live_at_end: (self.live_count() as u64, self.live_bytes),
             peak: self.peak,
             live_at_end: Vec::new(),
+            live_count: 0,
             live_bytes: self.live_bytes,
             freed: Vec::new(),
             sites: Vec::new(),
@@ -703,6 +706,16 @@ impl Collector {
     /// Consumes the per-block state and returns what a snapshot needs.
     pub fn finish(mut self, end: u64) -> Finished {
         self.flush_recent();
+        let blocks: Vec<(u64, Block)> = self.live.drain().chain(self.displaced.drain()).collect();
+        let mut fin = self.finish_with(blocks, end, usize::MAX);
+        fin.live_at_end.sort_by_key(|r| (r.birth, r.ptr));
+        fin
+    }
+
+    /// [`finish`](Self::finish) with the live blocks given as a list (a
+    /// running snapshot copies them out; see `running`), left unsorted;
+    /// only `keep` of them (see `running::keep_listable`) become records.
+    fn finish_with(mut self, mut blocks: Vec<(u64, Block)>, end: u64, keep: usize) -> Finished {
         if self.peak_dirty {
             self.peak_epoch += 1;
         }
@@ -712,21 +725,31 @@ impl Collector {
                 s.at_peak_bytes = s.live_bytes;
             }
         }
-        let mut live: Vec<Record> = Vec::with_capacity(self.live_count());
-        let blocks: Vec<(u64, Block)> = self.live.drain().chain(self.displaced.drain()).collect();
         let mut inherited_live = (0, 0);
-        for (ptr, b) in blocks {
+        let (mut live_count, mut live_bytes) = (0, 0);
+        for (_, b) in &blocks {
             if b.birth < self.inherited_before {
                 // Still as the parent left it: listed in its snapshot.
                 inherited_live = (inherited_live.0 + 1, inherited_live.1 + b.size);
                 continue;
             }
-            let death = end.max(b.birth);
-            let life = death - b.birth;
+            let life = end.max(b.birth) - b.birth;
             let bucket = hist::bucket_of(life);
             self.sites[b.site as usize].lifetimes.record_in(bucket, life);
             self.lifetime_counts[bucket] += 1;
             self.lifetime_bytes[bucket] += b.size;
+            live_count += 1;
+            live_bytes += b.size;
+        }
+        if inherited_live.0 > 0 {
+            blocks.retain(|(_, b)| b.birth >= self.inherited_before);
+        }
+        if blocks.len() > keep {
+            self.keep_listable(&mut blocks, keep);
+        }
+        let mut live: Vec<Record> = Vec::with_capacity(blocks.len());
+        for (ptr, b) in blocks {
+            let death = end.max(b.birth);
             live.push(Record {
                 ptr,
                 size: b.size,
@@ -736,16 +759,20 @@ impl Collector {
                 birth: b.birth,
                 death,
                 inherited: b.birth < self.inherited_before,
-                var: self.named_blocks.get(&ptr).copied().unwrap_or(0),
+                var: if self.named_blocks.is_empty() {
+                    0
+                } else {
+                    self.named_blocks.get(&ptr).copied().unwrap_or(0)
+                },
             });
         }
-        live.sort_by_key(|r| (r.birth, r.ptr));
-        let live_bytes: u64 = live.iter().map(|r| r.size).sum::<u64>() + inherited_live.1;
+        let live_bytes = live_bytes + inherited_live.1;
         Finished {
             totals: self.totals,
             at_fork: self.at_fork,
             inherited_live_at_end: inherited_live,
             peak: self.peak,
+            live_count,
             live_at_end: live,
             live_bytes,
             freed: self.freed.into_kept(),
@@ -778,6 +805,9 @@ pub struct Finished {
     pub peak: Peak,
     /// Blocks live at the end, oldest first.
     pub live_at_end: Vec<Record>,
+    /// How many blocks are live at the end (not inherited): a running
+    /// snapshot's `live_at_end` keeps only the ones it can list.
+    pub live_count: u64,
     pub live_bytes: u64,
     /// Kept freed records, the largest (see `records`), in no order.
     pub freed: Vec<Record>,

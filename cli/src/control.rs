@@ -1,0 +1,150 @@
+//! Asking a traced process for a running snapshot (the protocol is
+//! described in `memscope_format::control`): used by `snapshot` and `top`.
+
+use crate::text::term;
+use memscope_format::control as proto;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// A process that is traced by memscope and ours to ask.
+pub struct Target {
+    pub pid: u32,
+    dir: PathBuf,
+    start_time: u64,
+}
+
+fn start_time_of(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    proto::stat_start_time(&stat)
+}
+
+/// The effective uid of process `pid`.
+fn uid_of(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// True while process `pid` exists.
+pub fn alive(pid: u32) -> bool {
+    start_time_of(pid).is_some()
+}
+
+fn not_traced(pid: u32) -> String {
+    format!(
+        "process {pid} is not traced by memscope (start it with memscope-cli run, or with LD_PRELOAD=libmemscope.so)"
+    )
+}
+
+impl Target {
+    /// Checks that `pid` exists, is ours to ask and is traced (a process
+    /// that started a moment ago gets a little time to say so).
+    pub fn find(pid: u32) -> Result<Target, String> {
+        let gone = || format!("no process with pid {pid}");
+        if pid == 0 {
+            return Err(gone());
+        }
+        let start_time = start_time_of(pid).ok_or_else(gone)?;
+        let uid = uid_of(pid).ok_or_else(gone)?;
+        // SAFETY: no arguments, cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if uid != me && me != 0 {
+            return Err(format!(
+                "process {pid} belongs to another user (uid {uid}); ask as that user (or as root)"
+            ));
+        }
+        let dir = PathBuf::from(proto::dir_for(uid));
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() && m.uid() == uid && m.mode() & 0o077 == 0 => {}
+            _ => return Err(not_traced(pid)),
+        }
+        let traced = dir.join(proto::traced_name(pid));
+        let deadline = Instant::now() + Duration::from_millis(300);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&traced) {
+                // A file left by a killed process whose pid was reused
+                // carries another start time.
+                return match text.trim().parse::<u64>() {
+                    Ok(t) if t == start_time => Ok(Target { pid, dir, start_time }),
+                    _ => Err(not_traced(pid)),
+                };
+            }
+            if Instant::now() >= deadline {
+                return Err(not_traced(pid));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// True while the process is alive and still traced.
+    fn still_traced(&self) -> bool {
+        start_time_of(self.pid) == Some(self.start_time) && self.dir.join(proto::traced_name(self.pid)).exists()
+    }
+
+    /// Asks for a running snapshot written to `path` (empty: the process's
+    /// default) and waits at most `timeout` for it; returns the path written.
+    /// `light`: the aggregates only (see `STATS_PREFIX`).
+    pub fn request(&self, path: &str, light: bool, timeout: Duration) -> Result<String, String> {
+        if path.contains('\n') {
+            return Err("the output path contains a line break".into());
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let id = format!("{}-{}", std::process::id(), now.as_nanos());
+        let pid = self.pid;
+        let req = self.dir.join(format!("{}{id}", proto::request_prefix(pid)));
+        let tmp = self.dir.join(format!(".{}{id}.tmp", proto::request_prefix(pid)));
+        let io = |e: std::io::Error| {
+            format!(
+                "cannot write a request in {}: {}",
+                term(&self.dir.display().to_string()),
+                crate::load::io_reason(&e)
+            )
+        };
+        let content = if light {
+            format!("{}{path}", proto::STATS_PREFIX)
+        } else {
+            path.to_string()
+        };
+        std::fs::write(&tmp, content).map_err(io)?;
+        std::fs::rename(&tmp, &req).map_err(io)?;
+        std::fs::write(self.dir.join(proto::wake_name(pid)), b"").map_err(io)?;
+        let done = self.dir.join(proto::done_name(pid, &id));
+        let started = Instant::now();
+        let mut checked = started;
+        loop {
+            if let Ok(answer) = std::fs::read_to_string(&done) {
+                let _ = std::fs::remove_file(&done);
+                return match answer.split_once('\n') {
+                    Some(("ok", p)) => Ok(p.to_string()),
+                    Some(("error", msg)) => Err(format!("process {pid} could not write the snapshot: {}", term(msg))),
+                    _ => Err(format!("process {pid} gave an unreadable answer")),
+                };
+            }
+            let waited = started.elapsed();
+            if checked.elapsed() >= Duration::from_millis(100) {
+                checked = Instant::now();
+                if !self.still_traced() && !done.exists() {
+                    let _ = std::fs::remove_file(&req);
+                    if !alive(pid) {
+                        // Nobody will take the doorbell down.
+                        let _ = std::fs::remove_file(self.dir.join(proto::wake_name(pid)));
+                    }
+                    return Err(format!(
+                        "process {pid} ended before it wrote the snapshot (its final snapshot is written as usual)"
+                    ));
+                }
+            }
+            if waited >= timeout {
+                let _ = std::fs::remove_file(&req);
+                return Err(format!(
+                    "process {pid} did not answer within {:.0} s (is it stopped? a snapshot of a very large heap takes longer: try --timeout)",
+                    timeout.as_secs_f64()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
