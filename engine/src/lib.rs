@@ -24,6 +24,7 @@ pub mod process;
 pub mod recorder;
 pub mod registry;
 pub mod ring;
+pub mod rss;
 pub mod sigchain;
 pub mod snapshot;
 pub mod sys;

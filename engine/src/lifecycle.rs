@@ -66,8 +66,8 @@ pub fn host() -> Host {
 }
 
 /// Starts the engine: configuration, diagnostics, process facts, the exit,
-/// fork and fatal-signal handlers, and the collector thread. Returns the
-/// facts about this image.
+/// fork and fatal-signal handlers (the collector thread comes later, see
+/// `collector_thread`). Returns the facts about this image.
 pub fn start(host: Host) -> ProcessInfo {
     let _g = Guard::enter();
     IN_PROCESS.store(host == Host::InProcess, Ordering::Relaxed);
@@ -94,7 +94,8 @@ pub fn start(host: Host) -> ProcessInfo {
     }
     install_signal_handlers();
     crate::unwind::enable(cfg.backtrace);
-    collector_thread::ensure();
+    // No collector thread yet: see `collector_thread` (single-threaded
+    // programs stay single-threaded).
     process
 }
 
@@ -430,7 +431,10 @@ extern "C" fn on_fatal_signal(sig: c_int, _info: *mut libc::siginfo_t, _ctx: *mu
     let errno = unsafe { *libc::__errno_location() };
     let kind = if sig == libc::SIGABRT { REQ_ABORT } else { REQ_SIGNAL };
     if !recorder::in_foreign_child() {
-        if collector_thread::running() && !FINISHED.load(Ordering::Acquire) {
+        if !FINISHED.load(Ordering::Acquire)
+            && !inherited::no_event_of_its_own()
+            && collector_thread::start_for_signal()
+        {
             // The collector writes: this thread may be inside malloc.
             FINAL_REQUEST.store((sig as u32) << 8 | kind, Ordering::Release);
             collector_thread::wake();

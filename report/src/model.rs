@@ -8,7 +8,7 @@
 //! number exactly.
 
 use crate::flame;
-use memscope_format::{Callsite, Frame, Snapshot};
+use memscope_format::{Callsite, Frame, Snapshot, TimelinePoint};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 
@@ -72,7 +72,7 @@ pub fn process(s: &Snapshot, index: usize) -> Value {
         .map(|c| s.frames_of(c).map(|f| frames.intern(f, s.module_of(f))).collect())
         .collect();
     let tree = flame::build(&s.callsites, &stacks);
-    json!({
+    let mut v = json!({
         "anchor": format!("proc-{index}"),
         "pid": s.process.pid,
         "end_t": s.process.end_unix_ns.saturating_sub(t0),
@@ -91,25 +91,48 @@ pub fn process(s: &Snapshot, index: usize) -> Value {
         "frames": frames.rows,
         "sites": sites(&s.callsites, &stacks, &tree.leaf_of_site),
         "flame": tree.json,
-    })
+    });
+    resident(&mut v, s);
+    v
+}
+
+/// The resident figures (snapshots since issue 15), only where present so
+/// older snapshots give the same model.
+fn resident(v: &mut Value, s: &Snapshot) {
+    if let Some(rss) = s.summary.peak_rss_bytes {
+        v["summary"]["peak_rss_bytes"] = rss.into();
+    }
+    if memscope_format::resident::mostly_outside_malloc(&s.summary) {
+        v["summary"]["outside_malloc"] = memscope_format::resident::OUTSIDE_MALLOC.into();
+    }
 }
 
 /// `{t: [...], b: [...]}`: the live-bytes step function, bounded, with the
-/// peak kept exactly.
+/// peak kept exactly; `r: [...]` beside them, the resident bytes (null
+/// where not sampled), when the snapshot has any.
 fn timeline(s: &Snapshot, t0: u64) -> Value {
-    let pts: Vec<(u64, u64)> = s.timeline.iter().map(|&(t, b)| (t.saturating_sub(t0), b)).collect();
+    let pts: Vec<TimelinePoint> = s
+        .timeline
+        .iter()
+        .map(|p| TimelinePoint(p.0.saturating_sub(t0), p.1, p.2))
+        .collect();
     let kept = if pts.len() <= MAX_TIMELINE_POINTS {
         pts
     } else {
         downsample(&pts, MAX_TIMELINE_POINTS / 2)
     };
-    let (t, b): (Vec<u64>, Vec<u64>) = kept.into_iter().unzip();
+    let t: Vec<u64> = kept.iter().map(|p| p.0).collect();
+    let b: Vec<u64> = kept.iter().map(|p| p.1).collect();
+    if kept.iter().any(|p| p.2.is_some()) {
+        let r: Vec<Option<u64>> = kept.iter().map(|p| p.2).collect();
+        return json!({ "t": t, "b": b, "r": r });
+    }
     json!({ "t": t, "b": b })
 }
 
 /// Keeps the first, the lowest and the highest point of each of `buckets`
 /// equal time slices, in time order, so spikes (and the peak) survive.
-fn downsample(pts: &[(u64, u64)], buckets: usize) -> Vec<(u64, u64)> {
+fn downsample(pts: &[TimelinePoint], buckets: usize) -> Vec<TimelinePoint> {
     let (first, last) = (pts[0].0, pts[pts.len() - 1].0);
     let span = (last - first).max(1) as u128;
     let mut out = Vec::with_capacity(buckets * 3 + 1);
