@@ -277,12 +277,14 @@ mod tests {
 
     #[test]
     fn downsampling_keeps_extremes_and_order() {
-        let pts: Vec<(u64, u64)> = (0..100_000u64).map(|i| (i * 10, (i * 7919) % 1000)).collect();
+        let pts: Vec<TimelinePoint> = (0..100_000u64)
+            .map(|i| TimelinePoint(i * 10, (i * 7919) % 1000, Some(i)))
+            .collect();
         let mut spiky = pts.clone();
         spiky[54_321].1 = 5000;
         let d = downsample(&spiky, 100);
         assert!(d.len() <= 100 * 4 + 4);
-        assert!(d.contains(&(543_210, 5000)));
+        assert!(d.contains(&TimelinePoint(543_210, 5000, Some(54_321))));
         assert!(d.windows(2).all(|w| w[0].0 < w[1].0));
         assert_eq!(d.first(), spiky.first());
         assert_eq!(d.last(), spiky.last());
