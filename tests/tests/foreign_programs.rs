@@ -192,6 +192,20 @@ fn programs_of_many_kinds_behave_as_untraced() {
         ("posix_spawn", "python3 -c 'import os,subprocess; print(subprocess.run([\"echo\",\"hi\"],capture_output=True,text=True).stdout.strip()); pid=os.posix_spawnp(\"true\",[\"true\"],os.environ); print(os.waitpid(pid,0)[1])'"),
         ("shell_children", "for i in $(seq 200); do /bin/true; done; echo $((6 * 7))"),
     ];
+    // Each program the cases run is installed (else the shell's "not
+    // found", traced and un-traced alike, would pass unseen).
+    for (program, package) in [
+        ("python3", "python3"),
+        ("node", "nodejs"),
+        ("perl", "perl"),
+        ("make", "make"),
+        ("tar", "tar"),
+        ("gzip", "gzip"),
+        ("xz", "xz-utils"),
+        ("md5sum", "coreutils"),
+    ] {
+        tool(program, package);
+    }
     for (name, cmd) in cases {
         let run = same_as_untraced(name, &[sh.to_str().unwrap(), "-c", cmd], b"", false);
         assert!(!run.stdout().is_empty(), "{name}: no output");
