@@ -115,6 +115,15 @@ pub fn heap_lines(s: &Snapshot) -> Vec<String> {
             count(m.live_at_exit_allocations)
         ),
     ];
+    if let Some(rss) = m.peak_rss_bytes {
+        v.push(format!(
+            "peak resident: {} (the whole process, heap or not)",
+            bytes(rss)
+        ));
+    }
+    if memscope_format::resident::mostly_outside_malloc(m) {
+        v.push(format!("NOTE: {}", memscope_format::resident::OUTSIDE_MALLOC));
+    }
     if m.events_dropped > 0 {
         v.push(format!(
             "WARNING: {} events were dropped: the counts above are incomplete",

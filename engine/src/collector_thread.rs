@@ -2,15 +2,18 @@
 //! background, and writes the final snapshot when a fatal signal arrives
 //! (the signalled thread may be inside `malloc`).
 //!
-//! An image that starts with `lifecycle::start` gets one at once. A `fork()`
-//! child gets one at its first event of its own ([`ensure`], from the slow
-//! path that gives a thread its ring), not at the fork: the usual child of
-//! a launcher makes no event before it calls `exec` (or `_exit`), and then
-//! needs no thread — creating one cost every such child ~30 µs, and the
-//! `exec` then had to kill it. Until it runs, nothing is lost: a producer
-//! whose ring is full drains it itself, and the snapshot's own drain reads
-//! whatever is left. A child with no event of its own ends without needing
-//! the collector at all (see `inherited`).
+//! memscope never adds a thread to a single-threaded program: a process
+//! gets its collector thread only once a thread of the program's own other
+//! than the main one makes its first event ([`ensure_if_threaded`], from the
+//! slow path that gives a thread its ring). Programs check that they are
+//! single-threaded: chromium's zygote CHECKs that `/proc/self/task` holds one
+//! entry before it forks (a collector started in every image made it die of
+//! SIGTRAP), and `unshare(CLONE_NEWUSER)` fails with EINVAL in a
+//! multi-threaded process (`unshare -U`, sandboxes). Until a collector runs,
+//! nothing is lost: a producer whose ring is full drains it itself, and the
+//! snapshot's own drain reads whatever is left. A fatal signal in an image
+//! without one starts it then ([`start_for_signal`]), so the snapshot is
+//! still written off the signalled thread, which may be inside `malloc`.
 
 use crate::recorder::{state, Mode, ENABLED, ENGINE, PID};
 use crate::sys;
@@ -83,10 +86,34 @@ extern "C" fn collector_main(_: *mut libc::c_void) -> *mut libc::c_void {
     std::ptr::null_mut()
 }
 
-/// Starts this process's collector thread unless one was started (or
-/// tried) already. Called at start-up and by a thread's first event; the
+/// Starts the collector thread when the calling thread is not the image's
+/// main thread: the program is multi-threaded already, so one more thread
+/// changes nothing it could check. Called by a thread's first event; the
 /// caller holds no lock of memscope's or of `malloc`'s.
-pub fn ensure() {
+pub fn ensure_if_threaded() {
+    if sys::gettid() != PID.load(Ordering::Relaxed) {
+        ensure();
+    }
+}
+
+/// Starts the collector thread for a fatal signal and waits (up to 1 s) for
+/// it to run; false if none could be started (the caller then writes the
+/// snapshot itself).
+pub fn start_for_signal() -> bool {
+    ensure();
+    let deadline = crate::clock::monotonic_ns() + 1_000_000_000;
+    while !running() {
+        if crate::clock::monotonic_ns() > deadline {
+            return false;
+        }
+        sys::sleep_ns(100_000);
+    }
+    true
+}
+
+/// Starts this process's collector thread unless one was started (or
+/// tried) already.
+fn ensure() {
     let pid = PID.load(Ordering::Relaxed);
     if STARTED_FOR.load(Ordering::Relaxed) == pid || STARTED_FOR.swap(pid, Ordering::AcqRel) == pid {
         return;
@@ -131,7 +158,7 @@ pub fn wake() {
 }
 
 /// Forgets the parent's collector thread (fork child); the child's starts
-/// with its first event ([`ensure`]).
+/// as any image's does ([`ensure_if_threaded`]).
 pub fn reset_in_child() {
     RUNNING_FOR.store(0, Ordering::Release);
     SLEEPING.store(false, Ordering::Relaxed);

@@ -118,6 +118,17 @@ pub struct End {
     pub in_signal: bool,
 }
 
+/// True while this image has made no event of its own (a fork child still
+/// as it was at the fork, or an image with no event at all): its snapshot
+/// is then written without `malloc`, from any thread.
+pub fn no_event_of_its_own() -> bool {
+    // SAFETY: PREPARED is only freed by the thread that swaps it out.
+    match unsafe { PREPARED.load(Ordering::Acquire).as_ref() } {
+        Some(prep) => reserved_total() == prep.reserved && UNRECORDABLE.load(Ordering::Relaxed) == prep.unrecordable,
+        None => reserved_total() == 0,
+    }
+}
+
 /// Writes this image's snapshot if it is a fork child that has made no
 /// event of its own, and says so (else the caller writes the full one).
 pub fn write_if_inherited_only(end: End) -> bool {
@@ -153,7 +164,9 @@ fn write(prep: &mut Prepared, end: End) {
     s.process.end_unix_ns = end_unix;
     if let Some(last) = s.timeline.last_mut() {
         last.0 = end_unix;
+        last.2 = crate::rss::current_bytes();
     }
+    s.summary.peak_rss_bytes = crate::rss::peak_bytes();
     let json = prep.json.to_str().unwrap_or("");
     if prep.html.is_none() || end.in_signal {
         let mut w: &mut [u8] = &mut prep.buf;

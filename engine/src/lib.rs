@@ -25,6 +25,7 @@ pub mod process;
 pub mod recorder;
 pub mod registry;
 pub mod ring;
+pub mod rss;
 pub mod running;
 pub mod select;
 pub mod sigchain;

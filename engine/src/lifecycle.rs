@@ -6,8 +6,10 @@
 //! - `_exit`/`_Exit`: hooked;
 //! - fatal signals whose disposition is the default (including `abort`'s
 //!   SIGABRT): a one-shot handler asks the collector thread to write the
-//!   snapshot (the signal may have interrupted `malloc` on this thread), then
-//!   re-raises so the process dies as it would have;
+//!   snapshot (the signal may have interrupted `malloc` on this thread;
+//!   a single-threaded image starts its collector for this), then
+//!   re-raises so the process dies as it would have; a signal that lands
+//!   inside memscope's own code on that thread is handled when it ends;
 //! - `exec`: the old image writes its snapshot first ([`before_exec`], called
 //!   by the preload library's exec hooks);
 //! - `fork`: the child keeps the parent's heap; it writes only the summary
@@ -66,8 +68,8 @@ pub fn host() -> Host {
 }
 
 /// Starts the engine: configuration, diagnostics, process facts, the exit,
-/// fork and fatal-signal handlers, and the collector thread. Returns the
-/// facts about this image.
+/// fork and fatal-signal handlers (the collector thread comes later, see
+/// `collector_thread`). Returns the facts about this image.
 pub fn start(host: Host) -> ProcessInfo {
     let _g = Guard::enter();
     IN_PROCESS.store(host == Host::InProcess, Ordering::Relaxed);
@@ -94,7 +96,8 @@ pub fn start(host: Host) -> ProcessInfo {
     }
     install_signal_handlers();
     crate::unwind::enable(cfg.backtrace);
-    collector_thread::ensure();
+    // No collector thread yet: see `collector_thread` (single-threaded
+    // programs stay single-threaded).
     process
 }
 
@@ -334,7 +337,7 @@ extern "C" fn fork_parent() {
         PROGRAM_PATH.unlock_raw();
         ENGINE.unlock_raw();
     }
-    thread::with(|s| s.guard.set(s.guard.get().saturating_sub(1)));
+    thread::leave();
 }
 
 /// The child's side of `fork()`: it continues the parent's heap and counts
@@ -349,6 +352,7 @@ extern "C" fn fork_child() {
     // born before the fork, which its own start anchor would extrapolate to.
     START.reset_in_child();
     FINAL_REQUEST.store(0, Ordering::Relaxed);
+    DEFERRED.store(0, Ordering::Relaxed);
     let now = Anchor::take();
     // Its ring holds the parent's events up to the fork: drained and
     // released below; the thread claims one at its next event.
@@ -369,7 +373,7 @@ extern "C" fn fork_child() {
         }
         ENGINE.unlock_raw();
     }
-    thread::with(|s| s.guard.set(s.guard.get().saturating_sub(1)));
+    thread::leave();
 }
 
 // --------------------------------------------------------------- signals
@@ -442,30 +446,73 @@ static FINAL_DONE: AtomicU32 = AtomicU32::new(0);
 const REQ_SIGNAL: u32 = 1;
 const REQ_ABORT: u32 = 2;
 
+/// A fatal signal that arrived while its thread ran memscope's own code
+/// (0: none), handled when that code is left ([`run_deferred_signal`]).
+static DEFERRED: AtomicU32 = AtomicU32::new(0);
+
 extern "C" fn on_fatal_signal(sig: c_int, _info: *mut libc::siginfo_t, _ctx: *mut c_void) {
     // SA_RESETHAND has put the default back.
     crate::sigchain::set_ours(sig, false);
+    if thread::with(|s| s.guard.get()) > 0 {
+        // This thread was inside memscope's own code, which may hold the
+        // engine's lock (a single-threaded program merges its own ring):
+        // writing the snapshot now would wait for it forever. That code
+        // ends soon; `thread::leave` then finishes the work below.
+        DEFERRED.store(sig as u32, Ordering::Release);
+        return;
+    }
     // SAFETY: errno is thread-local; saved and restored around our work.
     let errno = unsafe { *libc::__errno_location() };
-    let kind = if sig == libc::SIGABRT { REQ_ABORT } else { REQ_SIGNAL };
-    if !recorder::in_foreign_child() {
-        if collector_thread::running() && !FINISHED.load(Ordering::Acquire) {
-            // The collector writes: this thread may be inside malloc.
-            FINAL_REQUEST.store((sig as u32) << 8 | kind, Ordering::Release);
-            collector_thread::wake();
-            let deadline = clock::monotonic_ns() + 10_000_000_000;
-            while FINAL_DONE.load(Ordering::Acquire) == 0 && clock::monotonic_ns() < deadline {
-                sys::futex_wait(&FINAL_DONE, 0, 50_000_000);
-            }
-        } else {
-            finish_from_signal(kind, sig);
-        }
-    }
+    write_for_signal(sig, true);
     // SAFETY: re-raise on this thread; the signal is blocked until we return,
     // then the (default again) disposition takes the process down.
     unsafe {
         *libc::__errno_location() = errno;
         libc::syscall(libc::SYS_tgkill, sys::getpid() as i64, sys::gettid() as i64, sig as i64);
+    }
+}
+
+/// Handles a fatal signal deferred by [`on_fatal_signal`]: this thread has
+/// just left memscope's code, so it writes the snapshot itself and raises
+/// the signal again (its default disposition ends the process).
+pub(crate) fn run_deferred_signal() {
+    if DEFERRED.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    let sig = DEFERRED.swap(0, Ordering::AcqRel) as c_int;
+    if sig == 0 {
+        return;
+    }
+    write_for_signal(sig, false);
+    // SAFETY: as in on_fatal_signal; not in a handler, so the default
+    // disposition acts at once.
+    unsafe {
+        libc::syscall(libc::SYS_tgkill, sys::getpid() as i64, sys::gettid() as i64, sig as i64);
+    }
+}
+
+/// Writes the snapshot for fatal signal `sig`. In the handler the thread
+/// may have been inside `malloc`: the collector thread writes then
+/// (started for it in a single-threaded image), unless the image has no
+/// event of its own (its snapshot needs no `malloc`).
+fn write_for_signal(sig: c_int, in_handler: bool) {
+    let kind = if sig == libc::SIGABRT { REQ_ABORT } else { REQ_SIGNAL };
+    if recorder::in_foreign_child() {
+        return;
+    }
+    if in_handler
+        && !FINISHED.load(Ordering::Acquire)
+        && !inherited::no_event_of_its_own()
+        && collector_thread::start_for_signal()
+    {
+        FINAL_REQUEST.store((sig as u32) << 8 | kind, Ordering::Release);
+        collector_thread::wake();
+        let deadline = clock::monotonic_ns() + 10_000_000_000;
+        while FINAL_DONE.load(Ordering::Acquire) == 0 && clock::monotonic_ns() < deadline {
+            sys::futex_wait(&FINAL_DONE, 0, 50_000_000);
+        }
+    } else {
+        finish_from_signal(kind, sig);
     }
 }
 

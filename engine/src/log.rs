@@ -1,21 +1,23 @@
 //! memscope's own diagnostics (`MEMSCOPE_LOG`).
 //!
-//! They go to a duplicate of the stderr the program started with, made at
-//! start-up on a high descriptor, and are written only while that descriptor
-//! still refers to the same file: a program that closes fd 2 (or our copy)
-//! and reuses the number never gets memscope text in its own files.
-//! Messages are formatted on the stack, so logging never allocates.
+//! They go to fd 2 while it still refers to the file the program's stderr
+//! was at start-up (same device and inode): a program that closes fd 2 and
+//! reuses the number never gets memscope text in its own files. No
+//! descriptor of memscope's own stays open: a duplicate of stderr kept a
+//! pipe open after the program closed its end (the caller of a daemon that
+//! closes fds 0–2 waited for the daemon to exit), and programs see or count
+//! their descriptors (`ls /proc/self/fd`, sandboxes). Messages are
+//! formatted on the stack, so logging never allocates.
 
 use crate::config::LogLevel;
 use std::fmt::{self, Write};
-use std::sync::atomic::{AtomicI32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
-static FD: AtomicI32 = AtomicI32::new(-1);
+/// True once fd 2's identity at start-up is known.
+static KNOWN: AtomicBool = AtomicBool::new(false);
 static DEV: AtomicU64 = AtomicU64::new(0);
 static INO: AtomicU64 = AtomicU64::new(0);
 static LEVEL: AtomicU8 = AtomicU8::new(LogLevel::Warn as u8);
-
-const PREFERRED_FD: i32 = 200;
 
 fn identity(fd: i32) -> Option<(u64, u64)> {
     // SAFETY: fstat into a zeroed struct on the stack.
@@ -25,22 +27,17 @@ fn identity(fd: i32) -> Option<(u64, u64)> {
     }
 }
 
-/// Duplicates fd 2 (if open) and sets the level. Called once at start-up.
+/// Notes which file fd 2 is (if open) and sets the level. Called once at
+/// start-up.
 pub fn init(level: LogLevel) {
     LEVEL.store(level as u8, Ordering::Relaxed);
-    if level == LogLevel::Off || identity(2).is_none() {
+    if level == LogLevel::Off {
         return;
     }
-    // SAFETY: plain descriptor duplication.
-    let mut fd = unsafe { libc::fcntl(2, libc::F_DUPFD_CLOEXEC, PREFERRED_FD) };
-    if fd < 0 {
-        // SAFETY: as above, any free number.
-        fd = unsafe { libc::fcntl(2, libc::F_DUPFD_CLOEXEC, 3) };
-    }
-    if let Some((dev, ino)) = (fd >= 0).then(|| identity(fd)).flatten() {
+    if let Some((dev, ino)) = identity(2) {
         DEV.store(dev, Ordering::Relaxed);
         INO.store(ino, Ordering::Relaxed);
-        FD.store(fd, Ordering::Relaxed);
+        KNOWN.store(true, Ordering::Release);
     }
 }
 
@@ -67,8 +64,8 @@ pub fn write(level: LogLevel, args: fmt::Arguments) {
     if !enabled(level) {
         return;
     }
-    let fd = FD.load(Ordering::Relaxed);
-    if fd < 0 || identity(fd) != Some((DEV.load(Ordering::Relaxed), INO.load(Ordering::Relaxed))) {
+    if !KNOWN.load(Ordering::Acquire) || identity(2) != Some((DEV.load(Ordering::Relaxed), INO.load(Ordering::Relaxed)))
+    {
         return;
     }
     let mut b = StackBuf { buf: [0; 1024], len: 0 };
@@ -77,12 +74,7 @@ pub fn write(level: LogLevel, args: fmt::Arguments) {
         b.len -= 1;
     }
     b.buf[b.len] = b'\n';
-    let _ = crate::sys::write_all(fd, &b.buf[..b.len + 1]);
-}
-
-/// The descriptor logging writes to (so `fork`/`exec` code can leave it alone).
-pub fn fd() -> i32 {
-    FD.load(Ordering::Relaxed)
+    let _ = crate::sys::write_all(2, &b.buf[..b.len + 1]);
 }
 
 #[macro_export]

@@ -106,8 +106,8 @@ fn attach(ts: &thread::ThreadState) -> Option<&'static Ring> {
         Some(r) => {
             ts.ring.set(r);
             note_name_at_exit(r);
-            // A fork child's first event of its own comes this way.
-            collector_thread::ensure();
+            // A second thread's first event starts the collector.
+            collector_thread::ensure_if_threaded();
             Some(r)
         }
         None => {
@@ -353,6 +353,9 @@ impl EngineState {
         // scan below) can still receive events from `now` on, and those
         // come before the later events of the rings it does know.
         let idle = now.saturating_sub(self.slack);
+        if mode == Mode::Running {
+            crate::rss::sample_if_due();
+        }
         let (idle_bound, ts_limit) = match mode {
             Mode::Running => (idle, idle),
             Mode::UpTo(end) => (end, end),

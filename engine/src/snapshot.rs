@@ -172,16 +172,22 @@ pub fn build(
     };
     let history_start = start_unix.min(first_event);
     let end_unix = unix(ending.end_ticks).max(start_unix);
+    let resident = crate::rss::samples();
+    let at = |ts: u64| crate::rss::resident_at(&resident, ts);
     let mut timeline = Vec::with_capacity(fin.timeline.len() + 2);
     if !process.forked {
-        timeline.push((start_unix, 0));
+        timeline.push(fmt::TimelinePoint(start_unix, 0, resident.first().map(|s| s.1)));
     }
     timeline.extend(
         fin.timeline
             .iter()
-            .map(|&(ts, b)| (unix(ts).clamp(history_start, end_unix), b)),
+            .map(|&(ts, b)| fmt::TimelinePoint(unix(ts).clamp(history_start, end_unix), b, at(ts))),
     );
-    timeline.push((end_unix, fin.live_bytes));
+    timeline.push(fmt::TimelinePoint(
+        end_unix,
+        fin.live_bytes,
+        crate::rss::current_bytes(),
+    ));
 
     fmt::Snapshot {
         format: fmt::FORMAT.to_string(),
@@ -228,6 +234,7 @@ pub fn build(
             live_at_exit_bytes: fin.live_bytes,
             events_dropped: counts.events_dropped,
             records_omitted,
+            peak_rss_bytes: crate::rss::peak_bytes(),
             inherited_allocations: t.inherited_allocations,
             inherited_bytes: t.inherited_bytes,
             unmatched_frees: t.unmatched_frees,
@@ -433,7 +440,7 @@ mod tests {
         assert!(s.callsites[0].frames.is_empty(), "backtraces off: one site, no frames");
         assert_eq!(s.lifetime_histogram.iter().map(|b| b.count).sum::<u64>(), 2);
         assert_eq!(s.timeline.first().unwrap().1, 0);
-        assert_eq!(s.timeline.last().unwrap(), &(s.process.end_unix_ns, 50));
+        assert_eq!(s.timeline.last().unwrap().pair(), (s.process.end_unix_ns, 50));
         assert!(s.timeline.iter().any(|p| p.1 == 150));
         // Round trip through the reader, hostile argv and all.
         let mut buf = Vec::new();

@@ -122,7 +122,21 @@ impl Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        with(|s| s.guard.set(s.guard.get().saturating_sub(1)));
+        leave();
+    }
+}
+
+/// Leaves memscope's own code on this thread (the end of a [`Guard`], or of
+/// the fork handlers' count); once out of it, a fatal signal that arrived
+/// meanwhile is handled (see `lifecycle::on_fatal_signal`).
+pub fn leave() {
+    let left = with(|s| {
+        let g = s.guard.get().saturating_sub(1);
+        s.guard.set(g);
+        g
+    });
+    if left == 0 {
+        crate::lifecycle::run_deferred_signal();
     }
 }
 

@@ -14,10 +14,13 @@ pub mod hist;
 pub mod human;
 mod moment;
 mod read;
+pub mod resident;
 mod tables;
+mod timeline;
 
 pub use read::{read_snapshot, read_snapshot_bytes, read_snapshot_file, ReadError};
 pub use tables::{FrameTables, UNKNOWN_MODULE};
+pub use timeline::TimelinePoint;
 
 use serde::{Deserialize, Serialize};
 
@@ -61,8 +64,8 @@ pub struct Snapshot {
     /// (memscope extension; buckets of [`hist`]).
     pub lifetime_histogram: Vec<HistogramBucket>,
     /// `[unix_ns, live_bytes]` points, bounded in number, always containing
-    /// the peak.
-    pub timeline: Vec<(u64, u64)>,
+    /// the peak; with a third value, resident bytes, where it was sampled.
+    pub timeline: Vec<TimelinePoint>,
 }
 
 /// Who wrote the snapshot and with which settings.
@@ -153,6 +156,12 @@ pub struct Summary {
     pub live_at_exit_bytes: u64,
     pub events_dropped: u64,
     pub records_omitted: u64,
+    /// The process's peak resident set (VmHWM) when the snapshot was taken
+    /// (memscope extension; absent in older files): memory the heap
+    /// counters do not see — an allocator of the program's own, `mmap` —
+    /// shows here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_rss_bytes: Option<u64>,
     /// Blocks (and their bytes) this image inherited from its parent at `fork()`.
     #[serde(default)]
     pub inherited_allocations: u64,

@@ -106,7 +106,7 @@ struct RawSnapshot {
     threads: Vec<ThreadStats>,
     #[serde(default)]
     lifetime_histogram: Vec<HistogramBucket>,
-    timeline: Vec<(u64, u64)>,
+    timeline: Vec<crate::TimelinePoint>,
 }
 
 /// A version-1 frame: everything inline, the module as a path.

@@ -17,7 +17,25 @@ const stepAt = (ts, t) => {
 
 MS.timeline = (box, p) => {
   const tl = p.timeline, span = Math.max(p.end_t, tl.t[tl.t.length - 1] || 0, 1);
-  const peak = p.summary.peak_live_bytes, max = Math.max(peak, ...tl.b, 1) * 1.12;
+  // Resident bytes (whole process, sampled; null where not) beside the heap.
+  const rs = tl.r || [], rssPeak = p.summary.peak_rss_bytes || 0;
+  const peak = p.summary.peak_live_bytes;
+  const max = Math.max(peak, ...tl.b, ...rs.filter((v) => v !== null), rssPeak, 1) * 1.12;
+  const h3 = box.parentElement && box.parentElement.querySelector("h3");
+  if (h3 && (rs.length || rssPeak) && !h3.dataset.resident) {
+    h3.dataset.resident = "1";
+    const key = document.createElement("span");
+    key.className = "hint";
+    key.textContent = ` · blue: live heap · orange: resident memory of the whole process` +
+      (rssPeak ? `, peak ${MS.bytes(rssPeak)}` : "");
+    h3.appendChild(key);
+    if (p.summary.outside_malloc) {
+      const note = document.createElement("p");
+      note.className = "alert";
+      note.textContent = "Note: " + p.summary.outside_malloc + ".";
+      h3.after(note);
+    }
+  }
   const draw = (hoverT) => {
     const { ctx, w, h } = MS.canvas(box);
     const a = area(w, h);
@@ -43,6 +61,19 @@ MS.timeline = (box, p) => {
     ctx.strokeStyle = "#2f6fdd";
     ctx.lineWidth = 1.5;
     ctx.stroke(steps);
+    // Resident bytes: a line through the sampled points.
+    if (rs.some((v) => v !== null)) {
+      const line = new Path2D();
+      let started = false;
+      for (let i = 0; i < tl.t.length; i++) {
+        if (rs[i] === null || rs[i] === undefined) continue;
+        if (started) line.lineTo(X(tl.t[i]), Y(rs[i])); else line.moveTo(X(tl.t[i]), Y(rs[i]));
+        started = true;
+      }
+      ctx.strokeStyle = "#e8590c";
+      ctx.lineWidth = 1.5;
+      ctx.stroke(line);
+    }
     // The peak: a dot, a dashed guide and its value.
     const px = X(p.summary.peak_t), py = Y(peak);
     ctx.setLineDash([3, 3]);
@@ -83,7 +114,8 @@ MS.timeline = (box, p) => {
     if (x < a.x || x > a.x + a.w) { MS.tip(); a = draw(); return; }
     const t = ((x - a.x) / a.w) * span, i = stepAt(tl.t, t);
     a = draw(t);
-    MS.tip(ev, [[MS.bytes(tl.b[i]) + " live", "t"], [`+${MS.dur(t)}  ·  ${MS.count(tl.b[i])} bytes`, "m"]]);
+    const res = rs[i] !== null && rs[i] !== undefined ? [[MS.bytes(rs[i]) + " resident", "m"]] : [];
+    MS.tip(ev, [[MS.bytes(tl.b[i]) + " live", "t"], [`+${MS.dur(t)}  ·  ${MS.count(tl.b[i])} bytes`, "m"], ...res]);
   };
   box.onmouseleave = () => { MS.tip(); a = draw(); };
   return () => { a = draw(); };

@@ -8,7 +8,7 @@
 //! number exactly.
 
 use crate::flame;
-use memscope_format::{Callsite, Frame, Snapshot};
+use memscope_format::{Callsite, Frame, Snapshot, TimelinePoint};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 
@@ -82,7 +82,7 @@ pub fn process(s: &Snapshot, index: usize, names: &[(usize, String)]) -> Value {
         .collect();
     wrappers.sort_unstable();
     wrappers.dedup();
-    json!({
+    let mut v = json!({
         "anchor": format!("proc-{index}"),
         "pid": s.process.pid,
         "end_t": s.process.end_unix_ns.saturating_sub(t0),
@@ -102,25 +102,48 @@ pub fn process(s: &Snapshot, index: usize, names: &[(usize, String)]) -> Value {
         "wrappers": wrappers,
         "sites": sites(&s.callsites, &stacks, &tree.leaf_of_site, names),
         "flame": tree.json,
-    })
+    });
+    resident(&mut v, s);
+    v
+}
+
+/// The resident figures (snapshots since issue 15), only where present so
+/// older snapshots give the same model.
+fn resident(v: &mut Value, s: &Snapshot) {
+    if let Some(rss) = s.summary.peak_rss_bytes {
+        v["summary"]["peak_rss_bytes"] = rss.into();
+    }
+    if memscope_format::resident::mostly_outside_malloc(&s.summary) {
+        v["summary"]["outside_malloc"] = memscope_format::resident::OUTSIDE_MALLOC.into();
+    }
 }
 
 /// `{t: [...], b: [...]}`: the live-bytes step function, bounded, with the
-/// peak kept exactly.
+/// peak kept exactly; `r: [...]` beside them, the resident bytes (null
+/// where not sampled), when the snapshot has any.
 fn timeline(s: &Snapshot, t0: u64) -> Value {
-    let pts: Vec<(u64, u64)> = s.timeline.iter().map(|&(t, b)| (t.saturating_sub(t0), b)).collect();
+    let pts: Vec<TimelinePoint> = s
+        .timeline
+        .iter()
+        .map(|p| TimelinePoint(p.0.saturating_sub(t0), p.1, p.2))
+        .collect();
     let kept = if pts.len() <= MAX_TIMELINE_POINTS {
         pts
     } else {
         downsample(&pts, MAX_TIMELINE_POINTS / 2)
     };
-    let (t, b): (Vec<u64>, Vec<u64>) = kept.into_iter().unzip();
+    let t: Vec<u64> = kept.iter().map(|p| p.0).collect();
+    let b: Vec<u64> = kept.iter().map(|p| p.1).collect();
+    if kept.iter().any(|p| p.2.is_some()) {
+        let r: Vec<Option<u64>> = kept.iter().map(|p| p.2).collect();
+        return json!({ "t": t, "b": b, "r": r });
+    }
     json!({ "t": t, "b": b })
 }
 
 /// Keeps the first, the lowest and the highest point of each of `buckets`
 /// equal time slices, in time order, so spikes (and the peak) survive.
-fn downsample(pts: &[(u64, u64)], buckets: usize) -> Vec<(u64, u64)> {
+fn downsample(pts: &[TimelinePoint], buckets: usize) -> Vec<TimelinePoint> {
     let (first, last) = (pts[0].0, pts[pts.len() - 1].0);
     let span = (last - first).max(1) as u128;
     let mut out = Vec::with_capacity(buckets * 3 + 1);
@@ -272,12 +295,14 @@ mod tests {
 
     #[test]
     fn downsampling_keeps_extremes_and_order() {
-        let pts: Vec<(u64, u64)> = (0..100_000u64).map(|i| (i * 10, (i * 7919) % 1000)).collect();
+        let pts: Vec<TimelinePoint> = (0..100_000u64)
+            .map(|i| TimelinePoint(i * 10, (i * 7919) % 1000, Some(i)))
+            .collect();
         let mut spiky = pts.clone();
         spiky[54_321].1 = 5000;
         let d = downsample(&spiky, 100);
         assert!(d.len() <= 100 * 4 + 4);
-        assert!(d.contains(&(543_210, 5000)));
+        assert!(d.contains(&TimelinePoint(543_210, 5000, Some(54_321))));
         assert!(d.windows(2).all(|w| w[0].0 < w[1].0));
         assert_eq!(d.first(), spiky.first());
         assert_eq!(d.last(), spiky.last());

@@ -374,7 +374,7 @@ pub fn check_invariants(s: &Snapshot) {
         // SPEC §2: a fork child without events of its own shows its
         // parent's summary at the fork and nothing of its heap.
         assert!(s.process.forked && s.allocations.is_empty() && s.callsites.is_empty());
-        assert!(s.timeline.iter().any(|&(_, b)| b == m.peak_live_bytes));
+        assert!(s.timeline.iter().any(|p| p.1 == m.peak_live_bytes));
         return;
     }
     for a in &s.allocations {
@@ -421,7 +421,7 @@ pub fn check_invariants(s: &Snapshot) {
     let own_blocks = m.total_allocations + m.reallocs - at_fork.total_allocations - at_fork.reallocs;
     assert_eq!(hist, own_blocks, "every block of the image has a lifetime");
     assert!(
-        s.timeline.iter().any(|&(_, b)| b == m.peak_live_bytes),
+        s.timeline.iter().any(|p| p.1 == m.peak_live_bytes),
         "the timeline keeps the peak"
     );
 }

@@ -30,6 +30,8 @@ pub struct Digest {
     /// The process (its whole `argv` too: the run manifest lists it).
     pub process: Process,
     pub row: ProcessRow,
+    /// `summary.peak_rss_bytes` and the heap peak beside it.
+    pub resident: memscope_format::Summary,
 }
 
 /// The lines the summary tells about the process it leads with: the
@@ -141,6 +143,11 @@ fn digest(path: PathBuf, s: &Snapshot) -> Digest {
         path,
         process: s.process.clone(),
         row: ProcessRow::of(s),
+        resident: memscope_format::Summary {
+            peak_rss_bytes: s.summary.peak_rss_bytes,
+            peak_live_bytes: s.summary.peak_live_bytes,
+            ..Default::default()
+        },
     }
 }
 

@@ -11,7 +11,7 @@ use super::digest::{self, Digest, Digests};
 use super::focus::{self, Focus};
 use super::{Export, Plan};
 use crate::summary::{ending, who};
-use crate::text::{duration, signal_name, term};
+use crate::text::{bytes, duration, signal_name, term};
 use memscope_format::EndKind;
 use memscope_report::ProcessRow;
 use std::os::unix::ffi::OsStrExt;
@@ -221,6 +221,32 @@ fn explain_missing(r: &Run, cmd: &str, others: usize) {
     }
 }
 
+/// The process with the largest peak resident set, when it is not the one
+/// that allocated most (a browser or a compiler with an allocator of its
+/// own allocates nothing memscope sees, yet holds the memory).
+fn resided_most(all: &[Digest], top: &Digest) {
+    let Some(big) = all
+        .iter()
+        .filter(|d| d.resident.peak_rss_bytes.is_some())
+        .max_by_key(|d| d.resident.peak_rss_bytes)
+    else {
+        return;
+    };
+    // The lead's own lines already carry its resident figure and note.
+    if std::ptr::eq(big, top) {
+        return;
+    }
+    say(&format!(
+        "{} resided most: peak resident {}, peak heap {}",
+        who(&big.process),
+        bytes(big.resident.peak_rss_bytes.unwrap_or(0)),
+        bytes(big.resident.peak_live_bytes)
+    ));
+    if memscope_format::resident::mostly_outside_malloc(&big.resident) {
+        say(&format!("  NOTE: {}", memscope_format::resident::OUTSIDE_MALLOC));
+    }
+}
+
 /// The first line names the process the summary is about: the command,
 /// or — under cargo or `--only`/`--skip` — the program chosen.
 fn print_summary(r: &Run, all: &[Digest], rows: &[ProcessRow], lead: &digest::Lead, skipped: &[String], moved: bool) {
@@ -265,6 +291,7 @@ fn print_summary(r: &Run, all: &[Digest], rows: &[ProcessRow], lead: &digest::Le
             say(&format!("    {l}"));
         }
     }
+    resided_most(all, top);
     if n > 1 {
         say("  processes by executable, most bytes allocated first:");
         for l in super::groups::group_lines(rows) {

@@ -282,13 +282,16 @@ pub fn framed_snapshot() -> Snapshot {
             bucket(25_165_824, 27_262_975, 136),
             bucket(92_274_688, 100_663_295, 13),
         ],
-        timeline: vec![
+        timeline: [
             (T0, 0),
             (T0 + 10_000_000, 20_000),
             (T0 + 40_000_000, 90_000),
             (T0 + 60_000_000, 5_000),
             (T0 + 100_000_000, 872),
-        ],
+        ]
+        .into_iter()
+        .map(TimelinePoint::from)
+        .collect(),
     };
     memscope_tests::install_sites(&mut snap, &MODULES, callsites);
     snap
@@ -374,7 +377,13 @@ pub fn synthetic(sites: u64, allocations: u64) -> Snapshot {
         })
         .collect();
     s.timeline = (0..1024u64)
-        .map(|i| (t0 + i * span / 1023, (i * 7_919 % 1_000) * 1_000_000 + i * 100_000))
+        .map(|i| {
+            TimelinePoint(
+                t0 + i * span / 1023,
+                (i * 7_919 % 1_000) * 1_000_000 + i * 100_000,
+                None,
+            )
+        })
         .collect();
     let peak = s.timeline.iter().max_by_key(|p| p.1).copied().unwrap_or_default();
     s.summary.total_allocations = total_n;

@@ -1,0 +1,155 @@
+//! Resident memory beside the heap: the process's peak resident set
+//! (`VmHWM`, exact, read when a snapshot is taken) and its resident bytes
+//! over time (`/proc/self/statm`, sampled while the rings are drained, at
+//! most once a millisecond). Memory that never went through `malloc` — an
+//! allocator of the program's own (chromium's PartitionAlloc, rustc's
+//! jemalloc), `mmap` — shows here and nowhere else.
+//!
+//! Reads use plain system calls into stack buffers: nothing allocates, so
+//! they are safe in a signal handler and in a fork child. No descriptor is
+//! kept open between reads (programs close every fd, or count them).
+
+use crate::clock;
+use crate::lock::Locked;
+
+/// Samples kept; when full, every other one is dropped and the spacing
+/// doubles, so a long run keeps its whole span.
+const SAMPLES: usize = 512;
+const FIRST_SPACING_NS: u64 = 1_000_000;
+
+struct Samples {
+    /// `(event ticks, resident bytes)`, in time order.
+    points: [(u64, u64); SAMPLES],
+    len: usize,
+    spacing_ns: u64,
+    last_ns: u64,
+}
+
+static SERIES: Locked<Samples> = Locked::new(Samples {
+    points: [(0, 0); SAMPLES],
+    len: 0,
+    spacing_ns: FIRST_SPACING_NS,
+    last_ns: 0,
+});
+
+/// Reads `path` (a /proc file) into `buf`; the bytes read.
+fn read_proc<'a>(path: &std::ffi::CStr, buf: &'a mut [u8]) -> Option<&'a [u8]> {
+    // SAFETY: a NUL-terminated path; `buf` is writable for its length; the
+    // descriptor is closed before returning.
+    unsafe {
+        let fd = libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return None;
+        }
+        let mut len = 0;
+        while len < buf.len() {
+            let n = libc::read(fd, buf[len..].as_mut_ptr().cast(), buf.len() - len);
+            if n <= 0 {
+                break;
+            }
+            len += n as usize;
+        }
+        libc::close(fd);
+        Some(&buf[..len])
+    }
+}
+
+fn parse_u64(s: &[u8]) -> Option<u64> {
+    let digits: &[u8] = &s[s.iter().position(u8::is_ascii_digit)?..];
+    let end = digits.iter().position(|b| !b.is_ascii_digit()).unwrap_or(digits.len());
+    std::str::from_utf8(&digits[..end]).ok()?.parse().ok()
+}
+
+/// The `VmHWM:` value of a /proc/PID/status text, in bytes.
+fn peak_from_status(text: &[u8]) -> Option<u64> {
+    let at = text.windows(6).position(|w| w == b"VmHWM:")?;
+    parse_u64(&text[at + 6..]).map(|kib| kib * 1024)
+}
+
+/// Resident bytes from a /proc/PID/statm text (its second field is pages).
+fn resident_from_statm(text: &[u8], page: u64) -> Option<u64> {
+    let second = text.iter().position(|&b| b == b' ')?;
+    parse_u64(&text[second..]).map(|pages| pages * page)
+}
+
+/// The process's peak resident set so far.
+pub fn peak_bytes() -> Option<u64> {
+    let mut buf = [0u8; 4096];
+    peak_from_status(read_proc(c"/proc/self/status", &mut buf)?)
+}
+
+/// The process's resident bytes now.
+pub fn current_bytes() -> Option<u64> {
+    let mut buf = [0u8; 128];
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64;
+    resident_from_statm(read_proc(c"/proc/self/statm", &mut buf)?, page)
+}
+
+/// Takes a sample if the last one is at least the current spacing old.
+/// Called with the rings being drained (by the collector thread, or by a
+/// program thread that drains its own full ring in a single-threaded image).
+pub fn sample_if_due() {
+    let now = clock::monotonic_ns();
+    let due = SERIES.with(|s| s.len == 0 || now.saturating_sub(s.last_ns) >= s.spacing_ns);
+    if !due {
+        return;
+    }
+    let Some(bytes) = current_bytes() else { return };
+    let ticks = clock::now();
+    SERIES.with(|s| {
+        if s.len == SAMPLES {
+            for i in 0..SAMPLES / 2 {
+                s.points[i] = s.points[2 * i + 1];
+            }
+            s.len = SAMPLES / 2;
+            s.spacing_ns *= 2;
+        }
+        s.points[s.len] = (ticks, bytes);
+        s.len += 1;
+        s.last_ns = now;
+    });
+}
+
+/// The samples taken so far, `(event ticks, resident bytes)`.
+pub fn samples() -> Vec<(u64, u64)> {
+    SERIES.with(|s| s.points[..s.len].to_vec())
+}
+
+/// The resident value to show at `ticks`: the last sample at or before it,
+/// else the first one after it (`samples` sorted by time).
+pub fn resident_at(samples: &[(u64, u64)], ticks: u64) -> Option<u64> {
+    let i = samples.partition_point(|s| s.0 <= ticks);
+    samples.get(i.checked_sub(1).unwrap_or(0)).map(|s| s.1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_vmhwm_and_statm() {
+        let status = b"Name:\tx\nVmPeak:\t  9000 kB\nVmHWM:\t    1234 kB\nVmRSS:\t 1000 kB\n";
+        assert_eq!(peak_from_status(status), Some(1234 * 1024));
+        assert_eq!(peak_from_status(b"Name:\tx\n"), None);
+        assert_eq!(resident_from_statm(b"2000 300 100 1 0 50 0\n", 4096), Some(300 * 4096));
+    }
+
+    #[test]
+    fn reads_this_process() {
+        let v = vec![1u8; 32 << 20];
+        std::hint::black_box(&v);
+        assert!(current_bytes().unwrap() >= 32 << 20);
+        assert!(peak_bytes().unwrap() >= current_bytes().unwrap());
+    }
+
+    #[test]
+    fn resident_at_takes_the_last_sample_before() {
+        let s = [(10, 1), (20, 2), (30, 3)];
+        assert_eq!(resident_at(&s, 5), Some(1));
+        assert_eq!(resident_at(&s, 20), Some(2));
+        assert_eq!(resident_at(&s, 29), Some(2));
+        assert_eq!(resident_at(&s, 99), Some(3));
+        assert_eq!(resident_at(&[], 99), None);
+    }
+}
