@@ -37,6 +37,22 @@ fn not_traced(pid: u32) -> String {
     )
 }
 
+/// True when libmemscope.so is mapped into `pid` (traced, but perhaps not
+/// reachable yet).
+fn preloaded(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/maps")).is_ok_and(|m| m.contains("/libmemscope.so"))
+}
+
+/// Why a traced process does not answer: memscope adds no thread to a
+/// single-threaded program until it is asked while the program allocates.
+fn unreachable(pid: u32) -> String {
+    format!(
+        "process {pid} is traced but cannot be asked now: memscope adds no thread to a single-threaded \
+         program, which is reached only while it allocates; start it with MEMSCOPE_REACHABLE=1 \
+         (or memscope-cli run --live / --every) to reach it at any time"
+    )
+}
+
 impl Target {
     /// Checks that `pid` exists, is ours to ask and is traced (a process
     /// that started a moment ago gets a little time to say so).
@@ -71,7 +87,11 @@ impl Target {
                 };
             }
             if Instant::now() >= deadline {
-                return Err(not_traced(pid));
+                return Err(if preloaded(pid) {
+                    unreachable(pid)
+                } else {
+                    not_traced(pid)
+                });
             }
             std::thread::sleep(Duration::from_millis(20));
         }

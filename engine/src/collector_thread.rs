@@ -14,11 +14,16 @@
 //! snapshot's own drain reads whatever is left. A fatal signal in an image
 //! without one starts it then ([`start_for_signal`]), so the snapshot is
 //! still written off the signalled thread, which may be inside `malloc`.
+//!
+//! Looking at a running process needs the thread: it is started at once
+//! when the user asked for that up front (`MEMSCOPE_EVERY`,
+//! `MEMSCOPE_REACHABLE`, `run --every`/`--live`), and in a single-threaded
+//! image when `memscope-cli snapshot`/`top` asks it ([`poll_without_thread`]).
 
 use crate::recorder::{state, Mode, ENABLED, ENGINE, PID};
 use crate::sys;
 use crate::thread;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 /// Pid of the process whose collector thread is running (0: none).
 static RUNNING_FOR: AtomicU32 = AtomicU32::new(0);
@@ -93,6 +98,57 @@ extern "C" fn collector_main(_: *mut libc::c_void) -> *mut libc::c_void {
 pub fn ensure_if_threaded() {
     if sys::gettid() != PID.load(Ordering::Relaxed) {
         ensure();
+    }
+}
+
+/// True when the user asked to look at running processes up front
+/// (periodic snapshots, or `MEMSCOPE_REACHABLE`): every image then gets
+/// its collector thread at once.
+pub fn wanted_at_start() -> bool {
+    let cfg = crate::config::get();
+    cfg.every_ns.is_some() || cfg.reachable
+}
+
+/// Starts the collector thread now (see [`wanted_at_start`]).
+pub fn start_now() {
+    ensure();
+}
+
+/// Pid for which [`NEXT_POLL_NS`] and [`ADVERTISED_FOR`] hold.
+static POLL_PID: AtomicU32 = AtomicU32::new(0);
+/// When a producer of a thread-less image looks for requests next.
+static NEXT_POLL_NS: AtomicU64 = AtomicU64::new(0);
+/// Pid that tried to advertise itself from [`poll_without_thread`].
+static ADVERTISED_FOR: AtomicU32 = AtomicU32::new(0);
+
+/// Called by a producer every quarter ring while no collector thread runs
+/// (a single-threaded program; its rings are drained inline): at most every
+/// `POLL_MS` it advertises the image for `memscope-cli snapshot` (once), and
+/// when a request waits — or running snapshots were asked for up front —
+/// starts the collector thread, which serves it: the user asked, so the
+/// thread is added then. A process that makes no event never comes here:
+/// `memscope-cli snapshot` says so and names `MEMSCOPE_REACHABLE`.
+#[cold]
+pub fn poll_without_thread() {
+    let pid = PID.load(Ordering::Relaxed);
+    let now = crate::clock::monotonic_ns();
+    let period = memscope_format::control::POLL_MS * 1_000_000;
+    if POLL_PID.load(Ordering::Relaxed) != pid {
+        // The first poll of an image (or of a fork child) comes a period
+        // later: a short-lived process never pays for advertising.
+        POLL_PID.store(pid, Ordering::Relaxed);
+        NEXT_POLL_NS.store(now + period, Ordering::Relaxed);
+        return;
+    }
+    if now < NEXT_POLL_NS.load(Ordering::Relaxed) {
+        return;
+    }
+    NEXT_POLL_NS.store(now + period, Ordering::Relaxed);
+    let _g = thread::Guard::enter();
+    if wanted_at_start() || crate::control::requested() {
+        ensure();
+    } else if ADVERTISED_FOR.swap(pid, Ordering::Relaxed) != pid {
+        crate::control::advertise();
     }
 }
 

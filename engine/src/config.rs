@@ -58,6 +58,12 @@ pub struct Config {
     /// named after (default: the export path); `memscope-cli run --export
     /// html` points it beside the report.
     pub running_path: Option<String>,
+    /// `MEMSCOPE_REACHABLE=1`: start memscope's thread in every image at
+    /// once, so `memscope-cli snapshot`/`top` reach even a single-threaded
+    /// process that no longer allocates (set by `run --live`; implied by
+    /// `MEMSCOPE_EVERY`). Off by default: the thread is one a program that
+    /// checks it is single-threaded would see.
+    pub reachable: bool,
 }
 
 /// The shortest `MEMSCOPE_EVERY` honoured: a snapshot of a large heap takes
@@ -146,6 +152,14 @@ impl Config {
             },
         };
         let running_path = get("MEMSCOPE_RUNNING_PATH").filter(|p| !p.is_empty());
+        let reachable = match get("MEMSCOPE_REACHABLE").as_deref().map(str::trim) {
+            None | Some("") | Some("0") | Some("off") => false,
+            Some("1") | Some("on") => true,
+            Some(v) => {
+                bad("MEMSCOPE_REACHABLE", v, "1 or 0");
+                false
+            }
+        };
         (
             Config {
                 export_path,
@@ -159,6 +173,7 @@ impl Config {
                 symbolize_later,
                 every_ns,
                 running_path,
+                reachable,
             },
             warnings,
         )

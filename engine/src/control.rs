@@ -2,7 +2,8 @@
 //! the reasons for files are in `memscope_format::control`): advertising
 //! that this image is traced, finding requests, answering them.
 //!
-//! Only the collector thread (and an ending image withdrawing its
+//! Only the collector thread, a producer of a single-threaded image polling
+//! (`collector_thread::poll_without_thread`), and an ending image withdrawing its
 //! advertisement) comes here, always with memscope's guard held.
 
 use crate::sys;
@@ -97,6 +98,16 @@ pub fn withdraw() {
     ADVERTISED.store(0, Ordering::Release);
     if let Some(dir) = dir() {
         let _ = std::fs::remove_file(format!("{dir}/{}", proto::traced_name(pid)));
+    }
+}
+
+/// True when a request waits for this (advertised) image: its doorbell
+/// file exists. One `access` call; the request stays for the collector.
+pub fn requested() -> bool {
+    let pid = sys::getpid();
+    match dir().filter(|_| ADVERTISED.load(Ordering::Acquire) == pid) {
+        Some(dir) => std::path::Path::new(&format!("{dir}/{}", proto::wake_name(pid))).exists(),
+        None => false,
     }
 }
 

@@ -96,8 +96,12 @@ pub fn start(host: Host) -> ProcessInfo {
     }
     install_signal_handlers();
     crate::unwind::enable(cfg.backtrace);
-    // No collector thread yet: see `collector_thread` (single-threaded
-    // programs stay single-threaded).
+    // No collector thread yet, unless running snapshots were asked for up
+    // front: see `collector_thread` (single-threaded programs stay
+    // single-threaded).
+    if collector_thread::wanted_at_start() {
+        collector_thread::start_now();
+    }
     process
 }
 

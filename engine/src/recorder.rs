@@ -159,6 +159,9 @@ fn upgrade(ts: &thread::ThreadState, old: &'static Ring) {
 #[cold]
 #[inline(never)]
 fn quarter_checkpoint(r: &Ring, h: u64) {
+    if !collector_thread::running() {
+        collector_thread::poll_without_thread();
+    }
     if r.backlog(h) > r.capacity() / 2 {
         let _g = thread::Guard::enter();
         if ENGINE.try_with(|st| state(st).drain(Mode::Running)).is_some() {

@@ -24,11 +24,15 @@ pub struct Live {
 
 impl Live {
     /// `running` with libmemscope.so preloaded, snapshots to `<dir>/snap.json`.
+    /// The program is single-threaded and waits without allocating, so it
+    /// is made reachable at any time (`MEMSCOPE_REACHABLE=1`) unless `env`
+    /// says otherwise.
     pub fn preloaded(dir: &Path, env: &[(&str, &str)]) -> Live {
         let mut c = Command::new(program());
         c.current_dir(dir)
             .env("LD_PRELOAD", lib_path())
             .env("MEMSCOPE_EXPORT_PATH", dir.join("snap.json"))
+            .env("MEMSCOPE_REACHABLE", "1")
             .env_remove("MEMSCOPE_EVERY")
             .env_remove("MEMSCOPE_MANIFEST");
         for (k, v) in env {
@@ -37,10 +41,11 @@ impl Live {
         Live::start(c)
     }
 
-    /// `memscope-cli run ARGS… running` in `dir`.
+    /// `memscope-cli run ARGS… running` in `dir` (reachable at any time,
+    /// as [`Live::preloaded`]).
     pub fn under_run(dir: &Path, args: &[&str]) -> Live {
         let mut c = command(dir);
-        c.arg("run").args(args).arg(program());
+        c.env("MEMSCOPE_REACHABLE", "1").arg("run").args(args).arg(program());
         Live::start(c)
     }
 
@@ -77,8 +82,18 @@ impl Live {
 
     /// Sends one command and returns (blocks, bytes) the program holds.
     pub fn send(&mut self, cmd: &str) -> (u64, u64) {
+        self.start_command(cmd);
+        self.reply(cmd)
+    }
+
+    /// Sends one command without waiting for its answer ([`Live::reply`]).
+    pub fn start_command(&mut self, cmd: &str) {
         writeln!(self.stdin, "{cmd}").unwrap();
         self.stdin.flush().unwrap();
+    }
+
+    /// The answer to the command sent last: (blocks, bytes) held.
+    pub fn reply(&mut self, cmd: &str) -> (u64, u64) {
         let l = self.line();
         let v: Vec<u64> = l
             .strip_prefix("ok ")
@@ -87,6 +102,11 @@ impl Live {
             .map(|x| x.parse().unwrap())
             .collect();
         (v[0], v[1])
+    }
+
+    /// The number of threads the process has now.
+    pub fn threads(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/task", self.pid)).unwrap().count()
     }
 
     /// `memscope-cli snapshot PID [-o path]`.

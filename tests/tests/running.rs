@@ -99,6 +99,53 @@ fn snapshot_pid_shows_exactly_what_the_program_holds_and_it_goes_on() {
     all_in(&blocks, &fin, "held.json");
 }
 
+/// By default memscope adds no thread to a single-threaded program: one
+/// that waits without allocating cannot be asked, and `snapshot` says how
+/// to make it reachable; its final snapshot is as always.
+#[test]
+fn an_idle_single_threaded_process_is_not_asked_and_the_cli_says_why() {
+    let dir = scratch("running_idle_default");
+    let mut p = Live::preloaded(&dir, &[("MEMSCOPE_REACHABLE", "0")]);
+    assert_eq!(p.send("hold 10 100"), (10, 1000));
+    let o = p.snapshot(&dir, None);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("is traced but cannot be asked now") && err.contains("MEMSCOPE_REACHABLE=1"),
+        "{err}"
+    );
+    assert_eq!(p.threads(), 1, "memscope added a thread to a single-threaded program");
+    let pid = p.pid;
+    assert_eq!(p.quit().status.code(), Some(0));
+    let fin = memscope_format::read_snapshot_file(&dir.join("snap.json")).unwrap();
+    assert_eq!((fin.process.pid, fin.process.end), (pid, EndKind::Exit));
+    assert_eq!(live_of_size(&fin, 100).len(), 10);
+}
+
+/// A single-threaded program that allocates is reached without
+/// `MEMSCOPE_REACHABLE`: its own thread sees the request between events
+/// and starts memscope's thread to answer it (the user asked).
+#[test]
+fn a_single_threaded_process_that_allocates_answers_a_request() {
+    let dir = scratch("running_busy_default");
+    let mut p = Live::preloaded(&dir, &[("MEMSCOPE_REACHABLE", "0")]);
+    assert_eq!(p.send("hold 1000 7777"), (1000, 7_777_000));
+    p.start_command("churn 3000");
+    // The image advertises itself a poll period into its events.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(p.threads(), 1, "a thread before anyone asked");
+    let (_, s) = p.take(&dir, None);
+    assert_running(&s, p.pid);
+    assert_eq!(live_of_size(&s, 7777).len(), 1000);
+    assert_eq!(p.threads(), 2, "memscope's thread answers from now on");
+    assert_eq!(p.reply("churn 3000"), (1000, 7_777_000));
+    assert_eq!(p.quit().status.code(), Some(0));
+    let fin = memscope_format::read_snapshot_file(&dir.join("snap.json")).unwrap();
+    assert_eq!(live_of_size(&fin, 7777).len(), 1000);
+    assert_eq!(fin.summary.events_dropped, 0);
+}
+
 #[test]
 fn snapshot_pid_of_a_process_under_run() {
     let dir = scratch("running_under_run");

@@ -203,6 +203,11 @@ pub fn main(a: Args) -> Outcome {
     if let Some(every) = a.every {
         cmd.env("MEMSCOPE_EVERY", format!("{}ms", every.as_millis().max(1)));
     }
+    if a.live {
+        // The view asks every second: even a single-threaded command must
+        // be reachable when it does not allocate (see MEMSCOPE_REACHABLE).
+        cmd.env("MEMSCOPE_REACHABLE", "1");
+    }
     // Running snapshots go beside the user's (with --export html, the
     // library's own snapshots go to a temporary directory).
     cmd.env("MEMSCOPE_RUNNING_PATH", &plan.template);
