@@ -43,12 +43,15 @@ pub fn allowed_in(value: &str, name: &str) -> bool {
 /// What a missing `need` means given the opt-out variable's `value`:
 /// `Ok(note)` to skip (opted out), `Err(line)` to fail with.
 pub fn verdict(value: &str, need: Need) -> Result<String, String> {
-    if allowed_in(value, need.name) {
-        return Ok(format!("SKIPPED ({ALLOW_MISSING}={value}): {} is missing", need.name));
+    verdict_for(value, need.name, need.how)
+}
+
+fn verdict_for(value: &str, name: &str, how: &str) -> Result<String, String> {
+    if allowed_in(value, name) {
+        return Ok(format!("SKIPPED ({ALLOW_MISSING}={value}): {name} is missing"));
     }
     Err(format!(
-        "{} is missing: {} (or set {ALLOW_MISSING}={} to skip the tests that need it)",
-        need.name, need.how, need.name
+        "{name} is missing: {how} (or set {ALLOW_MISSING}={name} to skip the tests that need it)"
     ))
 }
 
@@ -56,10 +59,31 @@ pub fn verdict(value: &str, need: Need) -> Result<String, String> {
 /// to get it, or — opted out — notes the skip on stderr and returns.
 #[track_caller]
 pub fn missing(need: Need) {
-    match verdict(&std::env::var(ALLOW_MISSING).unwrap_or_default(), need) {
+    missing_named(need.name, need.how);
+}
+
+#[track_caller]
+fn missing_named(name: &str, how: &str) {
+    match verdict_for(&std::env::var(ALLOW_MISSING).unwrap_or_default(), name, how) {
         Ok(note) => eprintln!("{note}"),
         Err(line) => panic!("{line}"),
     }
+}
+
+/// The PATH tests that run real programs use: the system's programs, not a
+/// user's shims (a pyenv `python3` is a shell script that runs others).
+pub const SYSTEM_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// The program `name` (from Debian's `package`) on [`SYSTEM_PATH`]; when it
+/// is missing the test fails saying how to install it, or — the user opted
+/// out with `MEMSCOPE_TESTS_ALLOW_MISSING=name` — `None` (skip).
+#[track_caller]
+pub fn program(name: &str, package: &str) -> Option<PathBuf> {
+    let found = on_path_in(SYSTEM_PATH.as_ref(), &[name]);
+    if found.is_none() {
+        missing_named(name, &format!("apt-get install {package} (.ci/run installs it)"));
+    }
+    found
 }
 
 /// The first of `names` found on `PATH` (`command -v`'s answer).

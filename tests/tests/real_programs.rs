@@ -5,18 +5,11 @@
 //! and the same kind of stdio.
 
 use memscope_tests::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
-/// The PATH of every run here: the system's programs, not a user's shims
-/// (a pyenv `python3` is a shell script that runs other programs).
-const PATH: &str = "/usr/local/bin:/usr/bin:/bin";
-
-/// `name` on [`PATH`] (as `command -v` finds it there), or the test fails
-/// saying how to install it.
-fn tool(name: &str, package: &str) -> PathBuf {
-    tools::on_path_in(PATH.as_ref(), &[name]).unwrap_or_else(|| panic!("{name} is missing: apt-get install {package}"))
-}
+/// The PATH of every run here: the system's programs, not a user's shims.
+const PATH: &str = tools::SYSTEM_PATH;
 
 /// One explicit environment for every run of a comparison: the variables
 /// valgrind adds to its client (LD_LIBRARY_PATH, GLIBCPP/GLIBCXX_FORCE_NEW,
@@ -155,7 +148,9 @@ fn sort() {
     let mut lines: Vec<String> = (0..5000).map(|i| format!("{:08}\n", (i * 7919) % 10007)).collect();
     std::fs::write(&input, lines.concat()).unwrap();
     lines.sort();
-    let sort = tool("sort", "coreutils");
+    let Some(sort) = tools::program("sort", "coreutils") else {
+        return;
+    };
     let argv = [sort.to_str().unwrap(), input.to_str().unwrap()];
     let run = same_behaviour("real_sort", &argv, None, &[], lines.concat().as_bytes());
     equals_dhat(&run, &argv, None, &[]);
@@ -172,7 +167,9 @@ fn sqlite3() {
          SELECT count(*), max(v) FROM t;\n",
     )
     .unwrap();
-    let sqlite = tool("sqlite3", "sqlite3");
+    let Some(sqlite) = tools::program("sqlite3", "sqlite3") else {
+        return;
+    };
     let argv = [sqlite.to_str().unwrap(), ":memory:"];
     // 2000 rows; 'v999' is the greatest of 'v1'…'v2000' as text.
     let run = same_behaviour("real_sqlite3", &argv, Some(&script), &[], b"2000|v999\n");
@@ -181,7 +178,9 @@ fn sqlite3() {
 
 #[test]
 fn python3() {
-    let py = tool("python3", "python3");
+    let Some(py) = tools::program("python3", "python3") else {
+        return;
+    };
     let argv = [
         py.to_str().unwrap(),
         "-c",
@@ -194,7 +193,9 @@ fn python3() {
 
 #[test]
 fn git() {
-    let git = tool("git", "git");
+    let Some(git) = tools::program("git", "git") else {
+        return;
+    };
     let repo = root();
     // The count by another path through git: one line per commit.
     let log = Command::new(&git)
@@ -221,7 +222,9 @@ fn git() {
 /// DHAT's for the same image (valgrind following gcc into its children).
 #[test]
 fn gcc_compiling_a_file() {
-    let gcc = tool("gcc", "gcc");
+    let Some(gcc) = tools::program("gcc", "gcc") else {
+        return;
+    };
     let src = root().join("tests/programs/entry_points.c");
     let dir = scratch("real_gcc_objects");
     let (a, b) = (dir.join("traced.o"), dir.join("plain.o"));
@@ -273,7 +276,8 @@ fn gcc_compiling_a_file() {
             let exe = if cmd.contains('/') {
                 cmd.into()
             } else {
-                tool(&cmd, "binutils")
+                tools::on_path_in(PATH.as_ref(), &[cmd.as_str()])
+                    .unwrap_or_else(|| panic!("{cmd} ran under DHAT but is not on {PATH}"))
             };
             (name(exe.to_str().unwrap()), t)
         })

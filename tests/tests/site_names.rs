@@ -11,14 +11,6 @@ use memscope_tests::*;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 
-fn tool(name: &str) -> PathBuf {
-    ["/usr/bin", "/bin", "/usr/local/bin"]
-        .iter()
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| panic!("{name} is not installed (apt-get install {name}; .ci/run installs it)"))
-}
-
 /// `memscope-cli run -o <dir>/snap.json argv…` (stdin from `input`).
 fn run(dir: &Path, argv: &[&Path], input: Option<&Path>) -> (PathBuf, Snapshot) {
     let path = dir.join("snap.json");
@@ -82,7 +74,10 @@ fn sqlite3_sites_are_named_after_sqlite_functions_not_its_allocator() {
          SELECT count(*), max(v) FROM t;\n",
     )
     .unwrap();
-    let (path, _) = run(&dir, &[&tool("sqlite3"), Path::new(":memory:")], Some(&script));
+    let Some(sqlite3) = tools::program("sqlite3", "sqlite3") else {
+        return;
+    };
+    let (path, _) = run(&dir, &[&sqlite3, Path::new(":memory:")], Some(&script));
     let names = top_names(&summary(&dir, &path, &[]));
     assert_eq!(names.len(), 5, "{names:#?}");
     for n in &names {
@@ -217,7 +212,10 @@ fn python3_sites_are_past_the_pymem_allocators() {
          blobs = make_blobs(2000)\nprint(len(blobs))\n",
     )
     .unwrap();
-    let (path, s) = run(&dir, &[&tool("python3"), &script], None);
+    let Some(python3) = tools::program("python3", "python3") else {
+        return;
+    };
+    let (path, s) = run(&dir, &[&python3, &script], None);
     let names = top_names(&summary(&dir, &path, &[]));
     for n in &names {
         assert!(
