@@ -42,6 +42,10 @@ pub struct Naming {
     /// Index (innermost first) of the first frame that is not a wrapper:
     /// the frames before it are shown dimmed.
     pub caller: usize,
+    /// Index of the frame whose name the site bears: `caller`, or past it
+    /// when that frame is unnamed (a static function of a stripped
+    /// library) and a named caller follows.
+    pub named: usize,
     /// The labels of the naming frame and of its next named caller (the
     /// first alone names the site; the second tells equal names apart).
     /// Empty for a site without frames.
@@ -69,7 +73,8 @@ pub fn naming(s: &Snapshot, site: &Callsite, w: &Wrappers) -> Naming {
             .find(|(f, _)| f.function.is_some())
             .map(|(f, m)| frame_label(f, *m)),
     );
-    Naming { caller, parts }
+    let named = if rest.is_empty() { caller } else { from + first };
+    Naming { caller, named, parts }
 }
 
 /// One name per entry, no two equal: each is its first part (the caller,

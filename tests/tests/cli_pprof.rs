@@ -182,6 +182,21 @@ fn go_tool_pprof_totals_equal_a_real_sqlite3_run() {
     }
     let top = pprof(&["-top", "-sample_index=alloc_space"], &profile);
     assert!(top.contains("File: sqlite3"), "{top}");
+    // Samples start where the site's name does: pprof's heaviest functions
+    // are sqlite's callers of its allocator, not the allocator, its
+    // wrappers or unnamed helpers.
+    let flat: Vec<&str> = top
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("flat"))
+        .skip(1)
+        .take(5)
+        .map(|l| l.split_whitespace().last().unwrap_or(""))
+        .collect();
+    assert_eq!(flat.len(), 5, "{top}");
+    for f in &flat {
+        assert!(!f.starts_with("0x") && !["malloc", "realloc", "sqlite3Malloc", "sqlite3Realloc"].contains(f), "{top}");
+    }
+    assert!(flat.iter().filter(|f| f.starts_with("sqlite3")).count() >= 3, "{top}");
 }
 
 #[test]

@@ -48,9 +48,14 @@ pub struct Args {
     /// For --to folded: what each stack's value counts.
     #[arg(long, value_enum, default_value = "bytes")]
     weight: Weight,
+    /// For --to pprof, which starts each sample's stack at the site's
+    /// caller, past the allocation wrappers.
+    #[command(flatten)]
+    wrappers: crate::sites::WrapperArgs,
 }
 
 pub fn main(a: Args) -> Outcome {
+    crate::sites::configure(&a.wrappers)?;
     let s = load::snapshot(&a.snapshot)?;
     let mut w = crate::create_output(&a.output)?;
     let written = match a.to {

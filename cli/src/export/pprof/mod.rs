@@ -5,7 +5,14 @@
 //!
 //! One sample per call site with anything to count: allocations and
 //! reallocs (as DHAT's blocks and the folded export count them), their
-//! bytes, and the site's blocks and bytes live at the end. Each distinct
+//! bytes, and the site's blocks and bytes live at the end. A sample's stack
+//! starts at the frame the site is named after: the allocation wrappers
+//! memscope's site names skip (`malloc`, `operator new`, `RawVec::grow_one`,
+//! `sqlite3Malloc` …, see the `sites` crate and `--wrapper`) and unnamed
+//! static helpers right after them are left out, as pprof leaves out a Go
+//! program's allocator frames, so `pprof -top` names the functions that
+//! asked for the memory, as `summary` does (a stack of wrappers only is
+//! kept whole). Each distinct
 //! frame address becomes a location whose lines are the frame and the
 //! frames inlined into it (innermost first, as pprof wants); each module a
 //! mapping. Every location carries a function — an unnamed frame is named
@@ -138,11 +145,14 @@ impl Builder {
         id
     }
 
-    /// A site's stack as location ids, innermost first.
+    /// A site's stack as location ids, innermost first, from the frame the
+    /// site is named after.
     fn stack(&mut self, s: &Snapshot, c: &Callsite) -> Vec<u64> {
+        let n = memscope_sites::naming(s, c, crate::sites::wrappers());
+        let from = if n.caller < c.frames.len() { n.named } else { 0 };
         let mut ids = Vec::new();
         let mut group = Vec::new();
-        for &i in &c.frames {
+        for &i in &c.frames[from..] {
             group.push(i);
             if !s.frames[i as usize].inlined {
                 ids.push(self.location(s, &group));
@@ -266,15 +276,31 @@ mod tests {
         assert_eq!(p.sample.len(), 2, "the empty site 3 has nothing to count");
         assert_eq!(p.sample[0].value, [5, 60, 1, 30]);
         assert_eq!(p.sample[1].value, [1, 8, 0, 0]);
+        // The stack starts at the caller: malloc, a wrapper, is left out.
         let stack = &p.sample[0].location_id;
-        assert_eq!(stack.len(), 2);
-        assert_eq!(name(&p, stack[0], 0), "malloc");
-        assert_eq!(name(&p, stack[1], 0), "inlined_helper");
-        assert_eq!(name(&p, stack[1], 1), "main");
-        assert_eq!(p.location[stack[1] as usize - 1].line[1].line, 5);
+        assert_eq!(stack.len(), 1);
+        assert_eq!(name(&p, stack[0], 0), "inlined_helper");
+        assert_eq!(name(&p, stack[0], 1), "main");
+        assert_eq!(p.location[stack[0] as usize - 1].line[1].line, 5);
         assert_eq!(name(&p, p.sample[1].location_id[0], 0), "0x30 (in prog)");
         assert_eq!(p.mapping.len(), 1);
         assert_eq!((p.mapping[0].memory_start, p.mapping[0].memory_limit), (0x10, 0x31));
+    }
+
+    #[test]
+    fn a_stack_of_wrappers_only_is_kept_whole() {
+        let s = with_sites(vec![(
+            1,
+            vec![
+                frame(0x10, Some("malloc"), None, None),
+                frame(0x18, Some("xmalloc"), None, None),
+            ],
+            1,
+            8,
+        )]);
+        let p = profile(&s);
+        let names: Vec<&str> = p.sample[0].location_id.iter().map(|&l| name(&p, l, 0)).collect();
+        assert_eq!(names, ["malloc", "xmalloc"]);
     }
 
     #[test]
