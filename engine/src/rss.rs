@@ -139,8 +139,14 @@ mod tests {
     fn reads_this_process() {
         let v = vec![1u8; 32 << 20];
         std::hint::black_box(&v);
-        assert!(current_bytes().unwrap() >= 32 << 20);
-        assert!(peak_bytes().unwrap() >= current_bytes().unwrap());
+        let now = current_bytes().unwrap();
+        assert!(now >= 32 << 20, "{now}");
+        // Read after `now`, the peak is at least what was resident then —
+        // up to the kernel's per-thread batching of its RSS counters (64
+        // page events per thread; other tests run threads meanwhile).
+        let peak = peak_bytes().unwrap();
+        let slack = 64 * 4096 * 16;
+        assert!(peak + slack >= now, "peak {peak} < resident {now}");
     }
 
     #[test]

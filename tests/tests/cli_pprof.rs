@@ -194,7 +194,10 @@ fn go_tool_pprof_totals_equal_a_real_sqlite3_run() {
         .collect();
     assert_eq!(flat.len(), 5, "{top}");
     for f in &flat {
-        assert!(!f.starts_with("0x") && !["malloc", "realloc", "sqlite3Malloc", "sqlite3Realloc"].contains(f), "{top}");
+        assert!(
+            !f.starts_with("0x") && !["malloc", "realloc", "sqlite3Malloc", "sqlite3Realloc"].contains(f),
+            "{top}"
+        );
     }
     assert!(flat.iter().filter(|f| f.starts_with("sqlite3")).count() >= 3, "{top}");
 }
