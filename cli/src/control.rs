@@ -37,6 +37,36 @@ fn not_traced(pid: u32) -> String {
     )
 }
 
+/// Removes what processes that no longer exist left in the control
+/// directory (a killed process cannot take back its `<pid>.traced`; requests
+/// it never answered stay): files of a pid that is gone, or whose
+/// `.traced` names another start time (the pid was reused). Only files a
+/// minute old: a process that just ended may still be answered.
+fn sweep(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let old = |e: &std::fs::DirEntry| {
+        e.metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|a| a > Duration::from_secs(60)))
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.split('.').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let stale = match start_time_of(pid) {
+            None => true,
+            Some(now) => {
+                name == proto::traced_name(pid)
+                    && std::fs::read_to_string(e.path()).is_ok_and(|t| t.trim().parse::<u64>().ok() != Some(now))
+            }
+        };
+        if stale && old(&e) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// True when libmemscope.so is mapped into `pid` (traced, but perhaps not
 /// reachable yet).
 fn preloaded(pid: u32) -> bool {
@@ -75,6 +105,7 @@ impl Target {
             Ok(m) if m.is_dir() && m.uid() == uid && m.mode() & 0o077 == 0 => {}
             _ => return Err(not_traced(pid)),
         }
+        sweep(&dir);
         let traced = dir.join(proto::traced_name(pid));
         let deadline = Instant::now() + Duration::from_millis(300);
         loop {

@@ -146,6 +146,35 @@ fn a_single_threaded_process_that_allocates_answers_a_request() {
     assert_eq!(fin.summary.events_dropped, 0);
 }
 
+/// A killed process cannot take back its `<pid>.traced`: the next
+/// `snapshot` clears what processes that are gone left (a minute old).
+#[test]
+fn snapshot_clears_the_files_of_killed_processes() {
+    let dir = scratch("running_sweep");
+    let mut killed = Live::preloaded(&dir, &[]);
+    killed.take(&dir, None);
+    let gone = killed.pid;
+    killed.child.kill().unwrap();
+    killed.child.wait().unwrap();
+    // SAFETY: no arguments, cannot fail.
+    let ctl = Path::new(&memscope_format::control::dir_for(unsafe { libc::geteuid() })).to_path_buf();
+    let left = ctl.join(format!("{gone}.traced"));
+    let recent = ctl.join(format!("{gone}.wake"));
+    std::fs::write(&recent, b"").unwrap();
+    let minutes_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(120);
+    let f = std::fs::File::options()
+        .write(true)
+        .open(&left)
+        .expect("a killed process leaves its .traced");
+    f.set_modified(minutes_ago).unwrap();
+    let p = Live::preloaded(&dir, &[]);
+    p.take(&dir, None);
+    assert!(!left.exists(), "the gone process's advertisement stays");
+    assert!(recent.exists(), "a file of the last minute may still be answered");
+    std::fs::remove_file(&recent).unwrap();
+    assert_eq!(p.quit().status.code(), Some(0));
+}
+
 #[test]
 fn snapshot_pid_of_a_process_under_run() {
     let dir = scratch("running_under_run");
