@@ -61,15 +61,17 @@ extern "C" fn collector_main(_: *mut libc::c_void) -> *mut libc::c_void {
         let ran = std::panic::catch_unwind(|| {
             ENGINE.with(|slot| {
                 let st = state(slot);
-                st.drain(Mode::Running);
+                let applied = st.drain(Mode::Running);
                 st.maintain();
-                st.backlog()
+                (st.backlog(), applied)
             })
         });
         match ran {
-            // Little left: let events pile up (producers nudge at a quarter
-            // ring) rather than polling their rings and stealing cache lines.
-            Ok(n) if n < 1024 => {
+            // Little left, or little that could be applied yet (events
+            // younger than the merge's slack wait for the next round): let
+            // events pile up (producers nudge at a quarter ring) rather than
+            // polling their rings and stealing cache lines.
+            Ok((n, applied)) if n < 1024 || applied < 1024 => {
                 let w = WAKE.load(Ordering::Acquire);
                 SLEEPING.store(true, Ordering::SeqCst);
                 sys::futex_wait(&WAKE, w, idle_ns);
