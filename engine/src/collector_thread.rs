@@ -67,11 +67,12 @@ extern "C" fn collector_main(_: *mut libc::c_void) -> *mut libc::c_void {
             })
         });
         match ran {
-            // Little left, or little that could be applied yet (events
-            // younger than the merge's slack wait for the next round): let
-            // events pile up (producers nudge at a quarter ring) rather than
-            // polling their rings and stealing cache lines.
-            Ok((n, applied)) if n < 1024 || applied < 1024 => {
+            // Little left, or little that could be applied yet while not
+            // much is waiting (events younger than the merge's slack wait
+            // for the next round): let events pile up (producers nudge at a
+            // quarter ring) rather than polling their rings and stealing
+            // cache lines. A large backlog is worked on without a pause.
+            Ok((n, applied)) if n < 1024 || (applied < 1024 && n < 16 * 1024) => {
                 let w = WAKE.load(Ordering::Acquire);
                 SLEEPING.store(true, Ordering::SeqCst);
                 sys::futex_wait(&WAKE, w, idle_ns);
