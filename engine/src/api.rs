@@ -83,7 +83,7 @@ unsafe extern "C" fn export(path: *const u8, len: usize) -> i32 {
         let _g = crate::thread::Guard::enter();
         text(path, len)
     };
-    match crate::lifecycle::export_now(&path) {
+    match crate::running::export_now(&path) {
         Ok(()) => 0,
         Err(e) => e.raw_os_error().unwrap_or(libc::EIO),
     }
@@ -94,11 +94,11 @@ unsafe extern "C" fn set_export_path(path: *const u8, len: usize) {
         let _g = crate::thread::Guard::enter();
         text(path, len)
     };
-    crate::lifecycle::set_program_export_path(&path)
+    crate::destination::set_program_export_path(&path)
 }
 
 unsafe extern "C" fn note_panic() {
-    crate::lifecycle::note_panic()
+    crate::ending::note_panic()
 }
 
 pub static API_V1: ApiV1 = ApiV1 {

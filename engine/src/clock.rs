@@ -140,7 +140,7 @@ impl Anchor {
 ///
 /// There is no minimum interval between the anchors. Every event of an
 /// image lies between its first anchor (taken before its first event, and
-/// kept by a `fork()` child: see `lifecycle`) and the anchor taken when the
+/// kept by a `fork()` child: see `image::start_anchor`) and the anchor taken when the
 /// snapshot is written, after its last event. Between two points each known
 /// to within `e`, linear interpolation is off by at most `e` anywhere, and a
 /// lifetime `L` inside an interval `T` by at most `2e * L / T <= 2e`, however

@@ -20,9 +20,12 @@
 //! `MEMSCOPE_REACHABLE`, `run --every`/`--live`), and in a single-threaded
 //! image when `memscope-cli snapshot`/`top` asks it ([`poll_without_thread`]).
 
-use crate::recorder::{state, Mode, ENABLED, ENGINE, PID};
+use crate::consumer::{state, Mode, ENGINE};
+use crate::ending;
+use crate::image::{ENABLED, PID};
 use crate::sys;
 use crate::thread;
+use memscope_format::EndKind;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 /// Pid of the process whose collector thread is running (0: none).
@@ -49,7 +52,7 @@ extern "C" fn collector_main(_: *mut libc::c_void) -> *mut libc::c_void {
     let mut idle_ns = 1_000_000;
     let mut running = crate::running::Server::start();
     while ENABLED.load(Ordering::Relaxed) && PID.load(Ordering::Relaxed) == pid {
-        if crate::lifecycle::serve_final_request() {
+        if serve_final_request() {
             continue;
         }
         if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| running.tick())).is_err() {
@@ -58,15 +61,18 @@ extern "C" fn collector_main(_: *mut libc::c_void) -> *mut libc::c_void {
         let ran = std::panic::catch_unwind(|| {
             ENGINE.with(|slot| {
                 let st = state(slot);
-                st.drain(Mode::Running);
+                let applied = st.drain(Mode::Running);
                 st.maintain();
-                st.backlog()
+                (st.backlog(), applied)
             })
         });
         match ran {
-            // Little left: let events pile up (producers nudge at a quarter
-            // ring) rather than polling their rings and stealing cache lines.
-            Ok(n) if n < 1024 => {
+            // Little left, or little that could be applied yet while not
+            // much is waiting (events younger than the merge's slack wait
+            // for the next round): let events pile up (producers nudge at a
+            // quarter ring) rather than polling their rings and stealing
+            // cache lines. A large backlog is worked on without a pause.
+            Ok((n, applied)) if n < 1024 || (applied < 1024 && n < 16 * 1024) => {
                 let w = WAKE.load(Ordering::Acquire);
                 SLEEPING.store(true, Ordering::SeqCst);
                 sys::futex_wait(&WAKE, w, idle_ns);
@@ -218,4 +224,44 @@ pub fn wake() {
 pub fn reset_in_child() {
     RUNNING_FOR.store(0, Ordering::Release);
     SLEEPING.store(false, Ordering::Relaxed);
+    FINAL_REQUEST.store(0, Ordering::Relaxed);
+}
+
+/// A pending request for the collector thread to take the final snapshot:
+/// `signal << 8 | kind`.
+static FINAL_REQUEST: AtomicU32 = AtomicU32::new(0);
+static FINAL_DONE: AtomicU32 = AtomicU32::new(0);
+const REQ_SIGNAL: u32 = 1;
+const REQ_ABORT: u32 = 2;
+
+/// Has the running collector thread take the final snapshot of an image
+/// ended by fatal signal `sig` (`end`: [`EndKind::Abort`] for SIGABRT,
+/// else [`EndKind::Signal`]) and waits for it, at most 10 s: the signalled
+/// thread may be inside `malloc` (see `signals`).
+pub fn finish_there(end: EndKind, sig: i32) {
+    let kind = if end == EndKind::Abort { REQ_ABORT } else { REQ_SIGNAL };
+    FINAL_REQUEST.store((sig as u32) << 8 | kind, Ordering::Release);
+    wake();
+    let deadline = crate::clock::monotonic_ns() + 10_000_000_000;
+    while FINAL_DONE.load(Ordering::Acquire) == 0 && crate::clock::monotonic_ns() < deadline {
+        sys::futex_wait(&FINAL_DONE, 0, 50_000_000);
+    }
+}
+
+/// Called by the collector thread between rounds; true if it served a
+/// request of [`finish_there`].
+fn serve_final_request() -> bool {
+    let req = FINAL_REQUEST.swap(0, Ordering::AcqRel);
+    if req == 0 {
+        return false;
+    }
+    let end = if req & 0xff == REQ_ABORT {
+        EndKind::Abort
+    } else {
+        EndKind::Signal
+    };
+    ending::finish(end, None, Some((req >> 8) as i32));
+    FINAL_DONE.store(1, Ordering::Release);
+    sys::futex_wake_all_u32(&FINAL_DONE);
+    true
 }

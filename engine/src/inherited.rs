@@ -13,8 +13,9 @@
 
 use crate::clock::{Anchor, Calibration};
 use crate::config::{self, ExportFormat};
+use crate::consumer::EngineState;
+use crate::image::UNRECORDABLE;
 use crate::process::ProcessInfo;
-use crate::recorder::{EngineState, UNRECORDABLE};
 use crate::{paths, registry, snapshot, sys};
 use memscope_format::{EndKind, Snapshot};
 use std::ffi::CString;

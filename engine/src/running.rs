@@ -13,11 +13,12 @@
 use crate::clock::{self, Calibration};
 use crate::collector::Block;
 use crate::config;
+use crate::consumer::{self, Mode, ENGINE};
 use crate::control;
+use crate::destination;
 use crate::event::Kind;
-use crate::lifecycle;
+use crate::image;
 use crate::process::ProcessInfo;
-use crate::recorder::{self, Mode, ENGINE};
 use crate::snapshot::{self, Ending};
 use crate::sys;
 use memscope_format::{self as fmt, control::POLL_MS, EndKind};
@@ -58,13 +59,13 @@ pub fn take() -> (fmt::Snapshot, ProcessInfo) {
 /// blocks are counted, not copied).
 fn take_as(light: bool) -> (fmt::Snapshot, ProcessInfo) {
     let cfg = config::get();
-    let start = lifecycle::start_anchor();
+    let start = image::start_anchor();
     // Room for the live blocks, allocated and faulted in before the lock.
     // The backlog is applied first, in a critical section of its own: the
     // one that copies then starts with every ring nearly empty, so a busy
     // thread has a whole ring of room before it could have to wait.
     let n = ENGINE.with(|slot| {
-        let st = recorder::state(slot);
+        let st = consumer::state(slot);
         st.drain(Mode::Running);
         if light {
             0
@@ -87,11 +88,11 @@ fn take_as(light: bool) -> (fmt::Snapshot, ProcessInfo) {
     let (copy, process, dropped, end, cal) = ENGINE.with(|slot| {
         let end = clock::now();
         let cal = Calibration::until_now(start);
-        let st = recorder::state(slot);
+        let st = consumer::state(slot);
         st.drain(Mode::UpTo(end));
         st.refresh_names();
         let process = st.process.clone().unwrap_or_else(|| ProcessInfo::capture(start));
-        let dropped = st.inflight_lost + recorder::UNRECORDABLE.load(Ordering::Relaxed);
+        let dropped = st.inflight_lost + image::UNRECORDABLE.load(Ordering::Relaxed);
         let copy = if light {
             st.collector.copy_aggregates()
         } else {
@@ -134,11 +135,20 @@ pub fn write(path: &str, snap: &fmt::Snapshot) -> std::io::Result<()> {
     }
 }
 
+/// Writes a snapshot of the image as it is now to `path` (JSON, or the
+/// HTML report when the path ends in `.html`); recording goes on
+/// (memscope-rs's `export`).
+pub fn export_now(path: &str) -> std::io::Result<()> {
+    let _g = crate::thread::Guard::enter();
+    let (snap, _) = take();
+    write(path, &snap)
+}
+
 /// The default path of a running snapshot taken at `unix_ns`: the image's
 /// export path (or `MEMSCOPE_RUNNING_PATH`) with `.at-<unix_ms>` before the
 /// extension — names that sort in time order.
 pub fn default_path(process: &ProcessInfo, unix_ns: u64) -> String {
-    let base = lifecycle::snapshot_path_with(process, config::get().running_path.as_deref());
+    let base = destination::snapshot_path_with(process, config::get().running_path.as_deref());
     let base = crate::paths::with_extension(&base, "json");
     crate::paths::insert_before_extension(&base, &format!(".at-{:013}", unix_ns / 1_000_000))
 }
@@ -180,7 +190,7 @@ impl Server {
         if !self.tried_advertising {
             self.tried_advertising = true;
             self.advertised = control::advertise();
-        } else if self.advertised && !control::advertised() && lifecycle::tracing() {
+        } else if self.advertised && !control::advertised() && image::tracing() {
             // An `exec` that failed took it back; the image goes on.
             control::advertise();
         }
@@ -195,7 +205,7 @@ impl Server {
             return;
         }
         BUSY.store(1, Ordering::SeqCst);
-        if lifecycle::tracing() {
+        if image::tracing() {
             serve(&requests, periodic);
         } else {
             for r in &requests {

@@ -9,25 +9,12 @@
 //! action), asking for the disposition answers "default", and installing a
 //! handler of the program's own (or ignoring the signal) steps memscope aside.
 
+use crate::image;
+use crate::signals::{fatal_action, is_ours, set_ours, watches_signal};
 use crate::thread;
 use libc::c_int;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 pub type RealSigaction = unsafe extern "C" fn(c_int, *const libc::sigaction, *mut libc::sigaction) -> c_int;
-
-/// Per signal: memscope's handler is installed (and the program believes
-/// the disposition is the default).
-static OURS: [AtomicBool; 65] = [const { AtomicBool::new(false) }; 65];
-
-pub(crate) fn set_ours(sig: c_int, on: bool) {
-    if let Some(o) = OURS.get(sig as usize) {
-        o.store(on, Ordering::Release);
-    }
-}
-
-fn is_ours(sig: c_int) -> bool {
-    OURS.get(sig as usize).is_some_and(|o| o.load(Ordering::Acquire))
-}
 
 /// What the program sees for a signal whose disposition it left (or set)
 /// to the default.
@@ -46,7 +33,7 @@ pub unsafe fn program_sigaction(
     old: *mut libc::sigaction,
     real: RealSigaction,
 ) -> c_int {
-    let watched = crate::lifecycle::watches_signal(sig);
+    let watched = watches_signal(sig);
     if !watched || thread::current().guard.get() != 0 {
         return real(sig, act, old);
     }
@@ -67,9 +54,9 @@ pub unsafe fn program_sigaction(
         }
         return r;
     }
-    if wants_default && crate::lifecycle::tracing() {
+    if wants_default && image::tracing() {
         // Back to the default from a handler of the program's: watch again.
-        let ours = crate::lifecycle::fatal_action();
+        let ours = fatal_action();
         let r = real(sig, &ours, old);
         if r == 0 {
             set_ours(sig, true);

@@ -41,8 +41,8 @@ pub fn build(
     let ended = ending.kind != fmt::EndKind::Running;
 
     let mut allocations = Vec::with_capacity(max.min(fin.live_at_end.len() + fin.freed.len()));
-    let names: std::collections::HashMap<u64, crate::vars::Names> =
-        fin.vars.iter().map(|v| (v.id, crate::vars::names(v.id))).collect();
+    let names: std::collections::HashMap<u64, crate::var_names::Names> =
+        fin.vars.iter().map(|v| (v.id, crate::var_names::names(v.id))).collect();
     let record = |r: &Record, leaked: bool| {
         let n = names.get(&r.var);
         // The lifetime is exactly the difference of the two timestamps shown.
@@ -102,7 +102,7 @@ pub fn build(
     let name_now =
         !cfg.symbolize_later || cfg.format != crate::config::ExportFormat::Json || ending.kind == fmt::EndKind::Running;
     let mut symbols = crate::unwind::symbolize::Symbolizer::new(name_now);
-    let in_process = crate::lifecycle::host() == crate::lifecycle::Host::InProcess;
+    let in_process = crate::image::host() == crate::image::Host::InProcess;
     let callsites = fin
         .sites
         .iter()
@@ -195,9 +195,9 @@ pub fn build(
         tool: fmt::Tool {
             name: "memscope".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            mode: match crate::lifecycle::host() {
-                crate::lifecycle::Host::Preload => "preload".into(),
-                crate::lifecycle::Host::InProcess => "in-process".into(),
+            mode: match crate::image::host() {
+                crate::image::Host::Preload => "preload".into(),
+                crate::image::Host::InProcess => "in-process".into(),
             },
             backtrace_depth: cfg.backtrace,
             max_records: cfg.max_records,

@@ -12,7 +12,8 @@
 
 use crate::ring::Ring;
 use std::cell::Cell;
-use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::atomic::{AtomicIsize, AtomicU32, Ordering};
+use std::sync::OnceLock;
 
 pub struct ThreadState {
     /// This thread's ring, null until its first event.
@@ -126,17 +127,32 @@ impl Drop for Guard {
     }
 }
 
+/// A fatal signal that arrived while its thread ran memscope's own code
+/// (0: none), handled when that code is left (see `signals::on_fatal_signal`).
+pub(crate) static DEFERRED_SIGNAL: AtomicU32 = AtomicU32::new(0);
+
+/// What handles a deferred signal ([`on_deferred_signal`]).
+static DEFERRED_HANDLER: OnceLock<fn()> = OnceLock::new();
+
+/// Sets what [`leave`] calls when [`DEFERRED_SIGNAL`] is set: the signal
+/// handling sits above this module, which only keeps the flag.
+pub(crate) fn on_deferred_signal(handler: fn()) {
+    let _ = DEFERRED_HANDLER.set(handler);
+}
+
 /// Leaves memscope's own code on this thread (the end of a [`Guard`], or of
 /// the fork handlers' count); once out of it, a fatal signal that arrived
-/// meanwhile is handled (see `lifecycle::on_fatal_signal`).
+/// meanwhile is handled.
 pub fn leave() {
     let left = with(|s| {
         let g = s.guard.get().saturating_sub(1);
         s.guard.set(g);
         g
     });
-    if left == 0 {
-        crate::lifecycle::run_deferred_signal();
+    if left == 0 && DEFERRED_SIGNAL.load(Ordering::Relaxed) != 0 {
+        if let Some(handle) = DEFERRED_HANDLER.get() {
+            handle();
+        }
     }
 }
 

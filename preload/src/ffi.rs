@@ -123,7 +123,7 @@ extern "C" {
 
 /// Runs `real` with memscope's environment, after the pre-exec snapshot.
 unsafe fn exec_with(envp: *const *const c_char, real: impl FnOnce(*const *const c_char) -> c_int) -> c_int {
-    if memscope_engine::recorder::in_foreign_child() {
+    if memscope_engine::image::in_foreign_child() {
         // A vfork child is no image of its own: what it execs is its pid's first.
         let env = exec::build(envp, memscope_engine::sys::getpid(), 0);
         return real(env.as_ref().map_or(envp, |e| e.as_ptr()));

@@ -65,8 +65,8 @@ fn init() {
 #[cfg(not(test))]
 fn skip() {
     use std::sync::atomic::Ordering;
-    memscope_engine::recorder::ENABLED.store(false, Ordering::Relaxed);
-    memscope_engine::recorder::PID.store(memscope_engine::sys::getpid(), Ordering::Relaxed);
+    memscope_engine::image::ENABLED.store(false, Ordering::Relaxed);
+    memscope_engine::image::PID.store(memscope_engine::sys::getpid(), Ordering::Relaxed);
     memscope_engine::select::note_skipped();
     if memscope_engine::sys::getenv(memscope_engine::process::RUN_PPID_VAR).is_none() {
         // Without `run`, later images still learn they are not the first.

@@ -1,0 +1,197 @@
+//! The snapshot of an image as it ends: on exit, `_exit`, a fatal signal
+//! ([`crate::signals`], often through the collector thread) or before
+//! `exec` (SPEC §2/§3 `process.end`). Drains what is left, builds the
+//! snapshot from the collector's finished state and writes it where
+//! [`crate::destination`] says.
+
+use crate::clock::{self, Calibration};
+use crate::config::{self, ExportFormat};
+use crate::consumer::{self, Mode, ENGINE};
+use crate::image::{self, ENABLED, FINISHED, SHUT_DOWN, UNRECORDABLE};
+use crate::inherited;
+use crate::process::ProcessInfo;
+use crate::snapshot::{self, Ending};
+use crate::sys;
+use crate::thread::Guard;
+use memscope_format::EndKind;
+use std::ffi::c_int;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// `_exit`/`_Exit`.
+pub fn before_underscore_exit(status: c_int) {
+    finish(EndKind::UnderscoreExit, Some(status), None);
+}
+
+/// Set by memscope-rs's panic hook: a process that then exits with Rust's
+/// panic status (101) or aborts ended by a panic.
+static PANICKED: AtomicBool = AtomicBool::new(false);
+
+pub fn note_panic() {
+    PANICKED.store(true, Ordering::Release);
+}
+
+/// Takes the final snapshot of this image (once) and stops recording.
+pub fn finish(kind: EndKind, exit_code: Option<i32>, signal: Option<i32>) {
+    let panicked = PANICKED.load(Ordering::Acquire);
+    let kind = match kind {
+        EndKind::Exit if panicked && exit_code == Some(101) => EndKind::Panic,
+        EndKind::Abort if panicked => EndKind::Panic,
+        k => k,
+    };
+    if crate::select::skipped() || image::in_foreign_child() || FINISHED.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let _g = Guard::enter();
+    // A running snapshot being written completes first (the collector
+    // thread never waits here: it is not busy when it finishes the image).
+    crate::running::wait_idle(5_000_000_000);
+    crate::control::withdraw();
+    // No wait for hooks that passed the ENABLED check just before: one that
+    // read the clock before the snapshot's end reserved its slot first, and
+    // the final drain waits for that slot; one that reads it later records
+    // an event after the end, which no snapshot of this image shows.
+    ENABLED.store(false, Ordering::SeqCst);
+    let end = inherited::End {
+        kind,
+        exit_code,
+        signal,
+        keep: false,
+        in_signal: signal.is_some(),
+    };
+    if inherited::write_if_inherited_only(end) {
+        SHUT_DOWN.store(true, Ordering::Release);
+        return;
+    }
+    write_snapshot(kind, exit_code, signal, true);
+}
+
+/// Writes the snapshot of the image as it is now, before `exec`.
+pub fn before_exec() {
+    if FINISHED.load(Ordering::Acquire) || crate::select::skipped() {
+        return;
+    }
+    let _g = Guard::enter();
+    crate::running::wait_idle(5_000_000_000);
+    crate::control::withdraw();
+    let end = inherited::End {
+        kind: EndKind::Exec,
+        exit_code: None,
+        signal: None,
+        keep: true,
+        in_signal: false,
+    };
+    if !inherited::write_if_inherited_only(end) {
+        write_snapshot(EndKind::Exec, None, None, false);
+    }
+}
+
+/// The `exec` counter for the next image of this pid. It counts the images
+/// that record: a skipped image (no engine state, its own number in the
+/// environment it was given) passes its number on, since it wrote no file
+/// the next could repeat — so under `run cargo run`, the program cargo
+/// execs is still the run's first image and writes `-o`'s path itself.
+pub fn next_exec_seq() -> u32 {
+    if crate::select::skipped() {
+        return sys::getenv(crate::process::EXEC_SEQ_VAR)
+            .and_then(|v| crate::process::parse_exec_seq(v, sys::getpid()))
+            .unwrap_or(0);
+    }
+    ENGINE.with(|slot| consumer::state(slot).process.as_ref().map_or(0, |p| p.exec_seq) + 1)
+}
+
+/// Takes the snapshot of the image as it ends (a running one is
+/// `running::take`). `last`: the final one (the collector's state is
+/// consumed and recording stops for good).
+fn take_snapshot(
+    kind: EndKind,
+    exit_code: Option<i32>,
+    signal: Option<i32>,
+    last: bool,
+) -> (memscope_format::Snapshot, ProcessInfo) {
+    let cfg = config::get();
+    let start = image::start_anchor();
+    ENGINE.with(|slot| {
+        // The end is read under the lock: a drain that ran before this one
+        // (bounded by its own, earlier "now") cannot have applied anything
+        // later than it. The end anchor follows it: no event lies outside.
+        let end = clock::now();
+        let cal = Calibration::until_now(start);
+        let st = consumer::state(slot);
+        st.drain(Mode::UpTo(end));
+        st.refresh_names();
+        if last {
+            SHUT_DOWN.store(true, Ordering::Release);
+        }
+        let process = st.process.clone().unwrap_or_else(|| ProcessInfo::capture(start));
+        let dropped = st.inflight_lost + UNRECORDABLE.load(Ordering::Relaxed);
+        let collector = if last {
+            std::mem::replace(&mut st.collector, crate::collector::Collector::new(end, 1.0, 0))
+        } else {
+            st.collector.clone()
+        };
+        let ending = Ending {
+            kind,
+            end_ticks: end,
+            exit_code,
+            signal,
+        };
+        let counts = snapshot::EngineCounts {
+            events_dropped: dropped,
+        };
+        (
+            snapshot::build(collector.finish(end), &process, ending, &cal, cfg, counts),
+            process,
+        )
+    })
+}
+
+fn write_snapshot(kind: EndKind, exit_code: Option<i32>, signal: Option<i32>, last: bool) {
+    let cfg = config::get();
+    if !cfg.auto_export {
+        // Nothing to build: only stop recording for good.
+        if last {
+            SHUT_DOWN.store(true, Ordering::Release);
+        }
+        return;
+    }
+    let t0 = clock::monotonic_ns();
+    let (snap, process) = take_snapshot(kind, exit_code, signal, last);
+    let built_ms = (clock::monotonic_ns() - t0) as f64 / 1e6;
+    let overflowed = crate::unwind::sites::overflowed();
+    if overflowed > 0 {
+        crate::warn!(
+            "{overflowed} allocations came from stacks beyond the {} distinct call sites memscope tells apart; \
+             they are counted in call site 0 (no frames)",
+            crate::unwind::sites::MAX_SITES
+        );
+    }
+    let path = crate::destination::snapshot_path(&process);
+    let mut written = Vec::new();
+    if cfg.format != ExportFormat::Html {
+        let t = clock::monotonic_ns();
+        let r = snapshot::write_atomic(&path, |w| snap.write_json(w).map_err(std::io::Error::from));
+        note_written(r, &path, built_ms, t, &mut written);
+    }
+    if cfg.format != ExportFormat::Json {
+        let html = crate::paths::with_extension(&path, "html");
+        let t = clock::monotonic_ns();
+        let r = snapshot::write_atomic(&html, |w| memscope_report::write_html(std::slice::from_ref(&snap), w));
+        note_written(r, &html, built_ms, t, &mut written);
+    }
+    if let Some(m) = &cfg.manifest {
+        for p in &written {
+            let _ = snapshot::append_manifest(m, p);
+        }
+    }
+}
+
+fn note_written(r: std::io::Result<()>, path: &str, built_ms: f64, start: u64, written: &mut Vec<String>) {
+    match r {
+        Ok(()) => {
+            let ms = (clock::monotonic_ns() - start) as f64 / 1e6;
+            crate::info!("wrote {path}: snapshot built in {built_ms:.1} ms, written in {ms:.1} ms");
+            written.push(path.to_string());
+        }
+        Err(e) => crate::warn!("cannot write the snapshot to {path}: {e}"),
+    }
+}
