@@ -60,6 +60,7 @@ fn embed_library() {
         "format",
         "symbols",
         "report",
+        "sites",
         "Cargo.toml",
         "Cargo.lock",
     ] {
