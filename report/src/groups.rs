@@ -113,6 +113,18 @@ pub fn ranked(rows: &[ProcessRow]) -> Vec<usize> {
     order
 }
 
+/// The first `n` rows to detail: the first row — the run's subject, which
+/// `run` puts first even when it is light (the program `cargo run` ran,
+/// beside hundreds of rustc under `--all`) — then the heaviest others.
+pub fn to_detail(rows: &[ProcessRow], n: usize) -> Vec<usize> {
+    let mut order = ranked(rows);
+    if let Some(at) = order.iter().position(|&i| i == 0) {
+        order[..=at].rotate_right(1);
+    }
+    order.truncate(n);
+    order
+}
+
 /// The processes of one executable.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Group {
@@ -231,6 +243,19 @@ mod tests {
                 ..Summary::default()
             },
         }
+    }
+
+    #[test]
+    fn the_first_row_is_detailed_even_when_it_is_the_lightest() {
+        let mut rows = vec![row(1, "/t/program", 10, 10, false)];
+        rows.extend((2..30).map(|p| row(p, "/usr/bin/rustc", 1000 + u64::from(p), 500, false)));
+        let picked = to_detail(&rows, 20);
+        assert_eq!(picked.len(), 20);
+        assert_eq!(picked[0], 0, "the subject leads");
+        // The others are the 19 heaviest rustc, heaviest first.
+        assert_eq!(picked[1..], (11..30).rev().map(|p| p - 1).collect::<Vec<usize>>()[..]);
+        assert_eq!(to_detail(&rows[..1], 20), [0]);
+        assert!(to_detail(&[], 20).is_empty());
     }
 
     #[test]

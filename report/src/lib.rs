@@ -82,8 +82,9 @@ impl Section {
     }
 }
 
-/// The full sections of a page over `rows`: the heaviest processes
-/// ([`groups::heavier_first`]), at most [`MAX_DETAILED`] and within the
+/// The full sections of a page over `rows`: the first row (the run's
+/// subject) and the heaviest others ([`groups::to_detail`]), at most
+/// [`MAX_DETAILED`] and within the
 /// page's budget, returned in the order of `rows`. `load(i)` gives row
 /// `i`'s snapshot, read only now (None: it is left out), and it is dropped
 /// before the next is asked for.
@@ -101,7 +102,7 @@ pub fn render_sections_with<S: Borrow<Snapshot>>(
     let planned = rows.len().min(MAX_DETAILED);
     let mut sections = Vec::with_capacity(planned);
     let mut size = 0;
-    for i in groups::ranked(rows).into_iter().take(MAX_DETAILED) {
+    for i in groups::to_detail(rows, MAX_DETAILED) {
         if size >= SECTIONS_BUDGET {
             break;
         }
