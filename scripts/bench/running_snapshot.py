@@ -21,21 +21,14 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-LIB = ROOT / "target" / "release" / "libmemscope.so"
-CLI = ROOT / "target" / "release" / "memscope-cli"
-OUT = ROOT / "target" / "bench"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import CLI, LIB, build_c  # noqa: E402
 
 
 def build():
-    subprocess.run(["cargo", "build", "--release", "-q"], cwd=ROOT, check=True)
-    OUT.mkdir(parents=True, exist_ok=True)
-    exe = OUT / "running_stall"
-    src = ROOT / "scripts" / "bench" / "running_stall.c"
     # -fno-builtin: gcc would otherwise drop the busy threads' free(malloc(n)).
-    subprocess.run(["gcc", "-O1", "-g", "-fno-builtin", "-fno-omit-frame-pointer", "-fno-optimize-sibling-calls",
-                    "-pthread", "-o", str(exe), str(src)], check=True)
-    return exe
+    return build_c("running_stall", ["-O1", "-g", "-fno-builtin", "-fno-omit-frame-pointer",
+                                     "-fno-optimize-sibling-calls", "-pthread"])
 
 
 class Program:

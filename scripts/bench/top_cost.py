@@ -12,23 +12,17 @@ import argparse
 import os
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-LIB = ROOT / "target" / "release" / "libmemscope.so"
-CLI = ROOT / "target" / "release" / "memscope-cli"
-OUT = ROOT / "target" / "bench"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import CLI, LIB, build_c  # noqa: E402
 
 
 def build():
-    subprocess.run(["cargo", "build", "--release", "-q"], cwd=ROOT, check=True)
-    OUT.mkdir(parents=True, exist_ok=True)
-    exe = OUT / "alloc_bench"
-    subprocess.run(["gcc", "-O2", "-g", "-pthread", "-o", str(exe), str(ROOT / "scripts/bench/alloc_bench.c")],
-                   check=True)
-    return exe
+    return build_c("alloc_bench", ["-O2", "-g", "-pthread"])
 
 
 def once(exe, iters, watched, scratch):
