@@ -24,6 +24,15 @@ fn exe_name(s: &memscope_format::Snapshot) -> &str {
     s.process.exe.rsplit('/').next().unwrap()
 }
 
+/// The snapshot of the executable named `name` among `snaps`.
+fn of<'a>(snaps: &'a [(PathBuf, memscope_format::Snapshot)], name: &str) -> &'a memscope_format::Snapshot {
+    snaps
+        .iter()
+        .map(|(_, s)| s)
+        .find(|s| exe_name(s) == name)
+        .unwrap_or_else(|| panic!("{name} not traced"))
+}
+
 #[test]
 fn the_programs_own_path_wins_unless_the_user_chose_one() {
     let seed = rs_example("seed");
@@ -268,16 +277,7 @@ fn without_a_choice_the_summary_leads_with_the_heaviest_non_launcher() {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");
     let snaps = snapshots(&dir);
-    let bash = snaps
-        .iter()
-        .map(|(_, s)| s)
-        .find(|s| exe_name(s) == "bash")
-        .expect("bash traced");
-    let a = snaps
-        .iter()
-        .map(|(_, s)| s)
-        .find(|s| exe_name(s) == "prog_a")
-        .expect("prog_a traced");
+    let (bash, a) = (of(&snaps, "bash"), of(&snaps, "prog_a"));
     assert!(
         bash.summary.total_allocated_bytes > 1_000_000,
         "{}",

@@ -166,9 +166,10 @@ fn run_name(plan: &Plan, root_snapshot: &Path) -> PathBuf {
     }
 }
 
-/// The report goes beside the first snapshot, named after it.
-fn report_path(plan: &Plan, root_snapshot: &Path) -> PathBuf {
-    let name = root_snapshot
+/// The report goes in the output directory, named after the run
+/// ([`run_name`]).
+fn report_path(plan: &Plan, run_name: &Path) -> PathBuf {
+    let name = run_name
         .file_name()
         .map(PathBuf::from)
         .unwrap_or_else(|| "memscope.json".into());
