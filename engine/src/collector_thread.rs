@@ -202,6 +202,7 @@ fn spawn() -> bool {
 
 /// True when a collector thread of this process runs (and so can be asked
 /// to write the final snapshot from a signal handler).
+#[inline]
 pub fn running() -> bool {
     RUNNING_FOR.load(Ordering::Acquire) == PID.load(Ordering::Relaxed)
 }

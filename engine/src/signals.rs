@@ -4,7 +4,9 @@
 //! single-threaded image starts its collector for this) — then re-raises,
 //! so the process dies as it would have. A signal that lands inside
 //! memscope's own code on that thread is handled when that code ends
-//! ([`crate::thread::leave`] calls back [`run_deferred_signal`]).
+//! ([`crate::thread::leave`] calls back [`run_deferred_signal`]), and so is
+//! one that lands inside the real allocator of an image without a
+//! collector thread ([`inside_allocator`]).
 //! [`crate::sigchain`] keeps the program's view of these signals.
 
 use crate::collector_thread;
@@ -15,7 +17,7 @@ use crate::sys;
 use crate::thread::{self, DEFERRED_SIGNAL as DEFERRED};
 use memscope_format::EndKind;
 use std::ffi::{c_int, c_void};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{compiler_fence, AtomicBool, Ordering};
 
 /// Signals whose default action kills the process, and which memscope
 /// catches (when their disposition is the default) to write the snapshot.
@@ -95,15 +97,47 @@ pub(crate) fn reset_in_child() {
     DEFERRED.store(0, Ordering::Relaxed);
 }
 
+/// True while a hook of an image without a collector thread (a
+/// single-threaded program) runs the real allocator. One flag for the
+/// process, not per thread: such an image has one thread that allocates,
+/// and an image whose collector runs never writes it (no shared line
+/// written by many threads).
+static IN_ALLOCATOR: AtomicBool = AtomicBool::new(false);
+
+/// Runs the real allocator function `real` for a hook. Where no collector
+/// thread runs, a fatal signal that lands inside it is handled when it
+/// returns: the handler would otherwise start the collector thread, and
+/// `pthread_create` allocates — inside an interrupted `malloc` of a process
+/// glibc knows to be single-threaded (so it takes no lock), that corrupts
+/// the heap ("corrupted double-linked list", seen under SIGTERM).
+#[inline(always)]
+pub fn inside_allocator<T>(real: impl FnOnce() -> T) -> T {
+    if collector_thread::running() {
+        return real();
+    }
+    IN_ALLOCATOR.store(true, Ordering::Relaxed);
+    compiler_fence(Ordering::SeqCst);
+    let r = real();
+    compiler_fence(Ordering::SeqCst);
+    IN_ALLOCATOR.store(false, Ordering::Relaxed);
+    if DEFERRED.load(Ordering::Relaxed) != 0 {
+        run_deferred_signal();
+    }
+    r
+}
+
 extern "C" fn on_fatal_signal(sig: c_int, _info: *mut libc::siginfo_t, _ctx: *mut c_void) {
     // SA_RESETHAND has put the default back.
     set_ours(sig, false);
-    if thread::with(|s| s.guard.get()) > 0 {
+    let in_allocator = IN_ALLOCATOR.load(Ordering::Relaxed) && !collector_thread::running();
+    if in_allocator || thread::with(|s| s.guard.get()) > 0 {
         // This thread was inside memscope's own code, which may hold the
         // engine's lock (a single-threaded program merges its own ring):
-        // writing the snapshot now would wait for it forever. That code
-        // ends soon; `thread::leave` then finishes the work below
-        // (through the callback `lifecycle::start` registered).
+        // writing the snapshot now would wait for it forever; or inside
+        // the real allocator, where starting a thread would corrupt the
+        // heap. Either ends soon; `thread::leave` (through the callback
+        // `lifecycle::start` registered) or [`inside_allocator`] then
+        // finishes the work below.
         DEFERRED.store(sig as u32, Ordering::Release);
         return;
     }

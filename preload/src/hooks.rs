@@ -8,6 +8,7 @@ use crate::real::{as_fn, REAL};
 use crate::real::{AlignFn, CallocFn, FreeFn, MallocFn, PosixMemalignFn, ReallocFn, UsableSizeFn};
 use memscope_engine::event::Kind;
 use memscope_engine::recorder::{record, record_realloc};
+use memscope_engine::signals::inside_allocator;
 use memscope_engine::unwind::Caller;
 use std::ffi::{c_int, c_void};
 
@@ -31,7 +32,7 @@ pub unsafe fn malloc(size: usize, caller: Caller) -> *mut c_void {
     if f == 0 {
         return bootstrap::alloc(size, 16);
     }
-    let p = as_fn::<MallocFn>(f)(size);
+    let p = inside_allocator(|| as_fn::<MallocFn>(f)(size));
     if !p.is_null() {
         record(Kind::Malloc, p as usize, size, site(caller));
     }
@@ -48,7 +49,7 @@ pub unsafe fn free(p: *mut c_void) {
     record(Kind::Free, p as usize, 0, 0);
     let f = REAL.free.get();
     if f != 0 {
-        as_fn::<FreeFn>(f)(p);
+        inside_allocator(|| as_fn::<FreeFn>(f)(p));
     }
 }
 
@@ -64,7 +65,7 @@ pub unsafe fn calloc(n: usize, size: usize, caller: Caller) -> *mut c_void {
             None => std::ptr::null_mut(),
         };
     }
-    let p = as_fn::<CallocFn>(f)(n, size);
+    let p = inside_allocator(|| as_fn::<CallocFn>(f)(n, size));
     if !p.is_null() {
         record(Kind::Calloc, p as usize, n.wrapping_mul(size), site(caller));
     }
@@ -82,7 +83,7 @@ pub unsafe fn realloc(p: *mut c_void, size: usize, caller: Caller) -> *mut c_voi
     if f == 0 {
         return bootstrap::alloc(size, 16);
     }
-    resize(p, size, caller, |p| as_fn::<ReallocFn>(f)(p, size))
+    resize(p, size, caller, |p| inside_allocator(|| as_fn::<ReallocFn>(f)(p, size)))
 }
 
 /// # Safety
@@ -142,7 +143,7 @@ pub unsafe fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -
         *out = p;
         return 0;
     }
-    let r = as_fn::<PosixMemalignFn>(f)(out, align, size);
+    let r = inside_allocator(|| as_fn::<PosixMemalignFn>(f)(out, align, size));
     if r == 0 {
         record(Kind::Aligned, *out as usize, size, site(Caller::UNKNOWN));
     }
@@ -165,9 +166,9 @@ unsafe fn aligned_with(sym: &crate::real::Sym, align: usize, size: usize, kind: 
     let p = match sym.get() {
         0 => match REAL.memalign.get() {
             0 => return bootstrap::alloc(size, align.next_power_of_two().max(16)),
-            m => as_fn::<AlignFn>(m)(align, size),
+            m => inside_allocator(|| as_fn::<AlignFn>(m)(align, size)),
         },
-        f => as_fn::<AlignFn>(f)(align, size),
+        f => inside_allocator(|| as_fn::<AlignFn>(f)(align, size)),
     };
     if !p.is_null() {
         record(kind, p as usize, size, site(Caller::UNKNOWN));
@@ -180,7 +181,7 @@ unsafe fn aligned_with(sym: &crate::real::Sym, align: usize, size: usize, kind: 
 pub unsafe fn valloc(size: usize) -> *mut c_void {
     let p = match REAL.valloc.get() {
         0 => return aligned_with(&REAL.memalign, page_size(), size, Kind::Valloc),
-        f => as_fn::<MallocFn>(f)(size),
+        f => inside_allocator(|| as_fn::<MallocFn>(f)(size)),
     };
     if !p.is_null() {
         record(Kind::Valloc, p as usize, size, site(Caller::UNKNOWN));
@@ -198,7 +199,7 @@ pub unsafe fn pvalloc(size: usize) -> *mut c_void {
             return match REAL.memalign.get() {
                 0 => std::ptr::null_mut(),
                 m => {
-                    let p = as_fn::<AlignFn>(m)(ps, rounded.max(ps));
+                    let p = inside_allocator(|| as_fn::<AlignFn>(m)(ps, rounded.max(ps)));
                     if !p.is_null() {
                         record(Kind::Pvalloc, p as usize, size, site(Caller::UNKNOWN));
                     }
@@ -206,7 +207,7 @@ pub unsafe fn pvalloc(size: usize) -> *mut c_void {
                 }
             };
         }
-        f => as_fn::<MallocFn>(f)(size),
+        f => inside_allocator(|| as_fn::<MallocFn>(f)(size)),
     };
     if !p.is_null() {
         record(Kind::Pvalloc, p as usize, size, site(Caller::UNKNOWN));
