@@ -22,6 +22,10 @@ pub struct Live {
     pub transcript: String,
 }
 
+/// Records listed by the live program's snapshots: room for every block
+/// the tests hold (thousands), above the default cap.
+const LISTED: &str = "20000";
+
 impl Live {
     /// `running` with libmemscope.so preloaded, snapshots to `<dir>/snap.json`.
     /// The program is single-threaded and waits without allocating, so it
@@ -33,6 +37,7 @@ impl Live {
             .env("LD_PRELOAD", lib_path())
             .env("MEMSCOPE_EXPORT_PATH", dir.join("snap.json"))
             .env("MEMSCOPE_REACHABLE", "1")
+            .env("MEMSCOPE_MAX_RECORDS", LISTED)
             .env_remove("MEMSCOPE_EVERY")
             .env_remove("MEMSCOPE_MANIFEST");
         for (k, v) in env {
@@ -45,7 +50,11 @@ impl Live {
     /// as [`Live::preloaded`]).
     pub fn under_run(dir: &Path, args: &[&str]) -> Live {
         let mut c = command(dir);
-        c.env("MEMSCOPE_REACHABLE", "1").arg("run").args(args).arg(program());
+        c.env("MEMSCOPE_REACHABLE", "1")
+            .env("MEMSCOPE_MAX_RECORDS", LISTED)
+            .arg("run")
+            .args(args)
+            .arg(program());
         Live::start(c)
     }
 

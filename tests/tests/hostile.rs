@@ -46,7 +46,13 @@ fn hostile_argv_and_thread_names_are_escaped() {
 fn thousands_of_short_threads() {
     let prog = c_program("hostile", &["-lpthread"]);
     let n: u64 = 3000;
-    let run = traced("hostile_threads", &prog, &["short-threads", &n.to_string()], &[]);
+    // Room for every live block of the 3000 threads (the default cap is smaller).
+    let run = traced(
+        "hostile_threads",
+        &prog,
+        &["short-threads", &n.to_string()],
+        &[("MEMSCOPE_MAX_RECORDS", "20000")],
+    );
     assert!(run.output.status.success(), "{}", run.stderr());
     let s = &run.only().summary;
     check_invariants(run.only());

@@ -70,6 +70,26 @@ impl Collector {
         }
     }
 
+    /// The timeline a snapshot shows. A `fork()` child's starts at the
+    /// fork: the parent's points before it are in the parent's snapshot
+    /// (a shell's hundreds of children would each repeat them, ~13 KB
+    /// apiece); the peak, if it came before the fork, stays as one point,
+    /// and the fork itself is a point at the live bytes inherited.
+    fn own_timeline(&self) -> Vec<(u64, u64)> {
+        let points = self.timeline.points();
+        if self.at_fork.is_none() {
+            return points;
+        }
+        let fork = self.inherited_before;
+        let mut out = Vec::with_capacity(points.len().min(64));
+        if self.peak.bytes > 0 && self.peak.ts < fork {
+            out.push((self.peak.ts, self.peak.bytes));
+        }
+        out.push((fork, self.totals.inherited_bytes));
+        out.extend(points.into_iter().filter(|p| p.0 >= fork));
+        out
+    }
+
     pub fn live_count(&self) -> usize {
         self.live.len() + self.displaced.len() + self.recent.is_some() as usize
     }
@@ -139,6 +159,7 @@ impl Collector {
             });
         }
         let live_bytes = live_bytes + inherited_live.1;
+        let timeline = self.own_timeline();
         Finished {
             totals: self.totals,
             at_fork: self.at_fork,
@@ -152,7 +173,7 @@ impl Collector {
             threads: self.threads,
             lifetime_counts: self.lifetime_counts,
             lifetime_bytes: self.lifetime_bytes,
-            timeline: self.timeline.points(),
+            timeline,
             vars: self.vars,
             named_freed: self.named_freed,
             inherited_only: false,

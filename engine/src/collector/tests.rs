@@ -206,6 +206,8 @@ fn inherited_blocks_are_marked() {
     c.alloc(6, 0x4, 40, Kind::Malloc, 0, 0);
     c.free(7, 0x2, 0);
     let f = c.finish(9);
+    // The child's timeline starts at the fork, at the live bytes inherited.
+    assert_eq!(f.timeline, vec![(5, 50), (6, 90), (7, 70)]);
     assert_eq!(
         f.freed.iter().map(|r| (r.size, r.inherited)).collect::<Vec<_>>(),
         vec![(20, true)]
@@ -223,6 +225,25 @@ fn inherited_blocks_are_marked() {
     assert_eq!(f.lifetime_counts.iter().sum::<u64>(), 1);
     let t = &f.threads[0];
     assert_eq!((t.allocations, t.bytes, t.frees, t.live_bytes), (1, 40, 1, 40));
+}
+
+#[test]
+fn a_fork_childs_timeline_keeps_the_parents_peak_as_one_point() {
+    // Events 100 µs apart, each in its own timeline bucket.
+    let mut c = new();
+    let t = |i: u64| 1 + 100_000 * i;
+    for i in 0..10u64 {
+        c.alloc(t(i), 0x1000 + i, 10, Kind::Malloc, 0, 0);
+    }
+    for i in 0..9u64 {
+        c.free(t(10 + i), 0x1000 + i, 0);
+    }
+    assert!(c.timeline.points().len() >= 19);
+    c.mark_inherited(t(20));
+    c.alloc(t(21), 0x9000, 5, Kind::Malloc, 0, 0);
+    let f = c.finish(t(22));
+    assert_eq!(f.peak.bytes, 100);
+    assert_eq!(f.timeline, vec![(t(9), 100), (t(20), 10), (t(21), 15)]);
 }
 
 /// A random single-threaded-truth history, shuffled across threads the way
