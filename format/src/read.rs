@@ -380,6 +380,26 @@ mod tests {
         assert!(bad("[-1]", tables).starts_with("not a valid memscope snapshot"));
     }
 
+    /// A null `file`/`line` of a frame, or null names of a record, may be
+    /// left out: they read as null. memscope writes them (SPEC §3 lists them
+    /// as required); this keeps its readers ready for files that do not.
+    #[test]
+    fn null_fields_left_out_read_as_null() {
+        let tables = r#","modules":["/bin/x"],"frames":[{"ip":"0x1","function":"f","module":0}]"#;
+        let record = r#""allocations":[{"ptr":"0x10","size":8,"kind":"malloc","thread_id":1,"timestamp_alloc":1,
+"timestamp_dealloc":2,"lifetime_ns":1,"lifetime_ms":0,"is_leaked":false,"callsite":7}]"#;
+        let text = with_frames(2, "[0]", tables).replace(r#""allocations":[]"#, record);
+        let s = read_snapshot(text.as_bytes()).unwrap();
+        let f = &s.frames[0];
+        assert_eq!(
+            (f.function.as_deref(), f.file.as_deref(), f.line),
+            (Some("f"), None, None)
+        );
+        let a = &s.allocations[0];
+        assert_eq!((a.size, a.callsite), (8, Some(7)));
+        assert!(a.var_name.is_none() && a.type_name.is_none() && a.scope_name.is_none());
+    }
+
     #[test]
     fn trailing_garbage_is_rejected() {
         let e = err(r#"{"format":"memscope","format_version":1} xyz"#);
