@@ -109,4 +109,13 @@ fn a_child_that_allocates_writes_a_full_snapshot() {
         .map(|c| (c.allocations, c.bytes, c.live_at_exit_bytes))
         .collect();
     assert_eq!(sites, vec![(1, 50, 50)]);
+    // Its timeline starts at the fork: the parent's peak (600 B, before the
+    // fork) as one point, the 400 B inherited, then d and a; the points
+    // before the fork are the parent's snapshot's, not repeated here.
+    let values: Vec<u64> = s.timeline.iter().map(|p| p.1).collect();
+    assert_eq!(values, vec![600, 400, 450, 350, 350]);
+    assert!(s.timeline.windows(2).all(|w| w[0].0 <= w[1].0));
+    let parent = run.find(|s| !s.process.forked && s.process.exe.ends_with("/inherited"))[0];
+    let drift = s.timeline[0].0.abs_diff(parent.summary.peak_unix_ns);
+    assert!(drift < 1_000, "the parent's peak moved by {drift} ns");
 }
