@@ -300,8 +300,13 @@ impl Collector {
             }
             return std::mem::replace(&mut self.recent, Recent::NONE);
         }
-        match self.live.remove(&ptr) {
-            Some(block) => Recent { ptr, block },
+        // Read in place, then removed: a block handed back by `remove`
+        // passes through memory, and reading it there waited on the copy.
+        match self.live.get(&ptr) {
+            Some(&block) => {
+                self.live.remove(&ptr);
+                Recent { ptr, block }
+            }
             None => Recent::NONE,
         }
     }

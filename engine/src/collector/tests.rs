@@ -367,7 +367,7 @@ fn assert_same_result(fast: Collector, slow: Collector, end: u64) {
 #[test]
 fn realloc_of_the_recent_block_equals_the_table_path() {
     let script = |c: &mut Collector, fast: bool| {
-        let mut realloc = |c: &mut Collector, ts, old, new, size, thread, site| {
+        let realloc = |c: &mut Collector, ts, old, new, size, thread, site| {
             if !fast {
                 // Moves the recent block into the table: the general path.
                 c.flush_recent();
