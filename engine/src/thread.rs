@@ -8,7 +8,9 @@
 //! `__tls_get_addr` (~4.5 ns per event here). A library loaded at start-up
 //! (as `LD_PRELOAD` does) has its TLS in the static block, at the same offset
 //! from the thread pointer in every thread; once that is verified (two
-//! threads agree on the offset), [`with`] uses `%fs:0 + offset` instead.
+//! threads agree on the offset), [`with`] uses `%fs:0 + offset` instead;
+//! until then the main thread, noted at start-up, finds its own state by
+//! its thread pointer (a single-threaded program never proves the offset).
 
 use crate::ring::Ring;
 use std::cell::Cell;
