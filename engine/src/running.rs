@@ -80,7 +80,7 @@ fn take_as(light: bool) -> (fmt::Snapshot, ProcessInfo) {
         birth: 0,
         site: 0,
         thread: 0,
-        kind: Kind::Malloc,
+        kind: Kind::Malloc as u8,
     };
     blocks.resize(room, (0, blank));
     blocks.clear();

@@ -23,14 +23,14 @@ ROOT = Path(__file__).resolve().parents[2]
 BENCH = Path(__file__).resolve().parent
 
 
-def bucket(dso, sym):
+def bucket(dso, sym, lib_name="libmemscope"):
     if "kernel" in dso:
         return "kernel"
     if "libc" in dso:
         return "libc"
     if "alloc_bench" in dso:
         return "program"
-    if "libmemscope" not in dso:
+    if lib_name not in dso:
         return "other"
     if "unwind" in sym:
         return "stack walk"
@@ -85,7 +85,7 @@ def main():
         if not m:
             continue
         comm, tid, sym, dso = m.groups()
-        per[(comm, tid)][bucket(dso, sym)] += 1
+        per[(comm, tid)][bucket(dso, sym, Path(a.lib).name)] += 1
         top[(comm, tid)][sym.strip()[:80]] += 1
     ns = 1e9 / a.freq / events
     how = "un-traced" if a.plain else f"traced {' '.join(a.env)}"

@@ -2,7 +2,7 @@
 //! (freed by their thread's next event) and the reorder repairs described
 //! in the module docs of [`super`].
 
-use super::{Block, Collector, OrphanFree, Record, VarState};
+use super::{Block, Collector, OrphanFree, Recent, Record, VarState};
 use crate::event::Kind;
 use memscope_format::hist;
 
@@ -29,26 +29,14 @@ impl Collector {
             birth: ts,
             site,
             thread,
-            kind,
+            kind: kind as u8,
         };
-        if let Some((p, b)) = self.recent.replace((ptr, block)) {
-            self.insert_live(ts, p, b);
+        if self.recent.is_some() {
+            let old = self.recent;
+            self.insert_live(ts, old.ptr, old.block);
         }
-        if site as usize >= self.sites.len() {
-            self.grow_sites(site);
-        }
-        let epoch = self.peak_epoch;
-        let s = &mut self.sites[site as usize];
-        if by_realloc {
-            s.reallocs += 1;
-        } else {
-            s.allocations += 1;
-        }
-        s.bytes += size;
-        s.live_blocks += 1;
-        Self::checkpoint_at_peak(s, epoch);
-        s.live_bytes += size;
-        s.peak_live_bytes = s.peak_live_bytes.max(s.live_bytes);
+        self.recent = Recent { ptr, block };
+        self.start_in_site(size, site, by_realloc);
         let t = &mut self.threads[thread as usize];
         t.allocations += 1;
         t.bytes += size;
@@ -199,6 +187,17 @@ impl Collector {
 
     /// A successful realloc(old, size > 0) that returned `new`.
     pub fn realloc(&mut self, ts: u64, old: u64, new: u64, size: u64, thread: u32, site: u32) {
+        let r = &self.recent;
+        if r.ptr == old
+            && old != 0
+            && r.block.thread == thread
+            && r.block.birth <= ts
+            && r.block.birth >= self.inherited_before
+            && self.displaced.is_empty()
+            && self.named_blocks.is_empty()
+        {
+            return self.realloc_recent(ts, new, size, thread, site);
+        }
         if let Some(var) = self.death(ts, old, thread, Death::Realloc) {
             self.totals.reallocs += 1;
             self.totals.allocated_bytes += size;
@@ -220,6 +219,56 @@ impl Collector {
         }
     }
 
+    /// A realloc of the recent block by the thread that allocated it (a
+    /// growing buffer: each step reallocates the block the previous one
+    /// returned). Exactly what `death` then `birth` do, in one pass: no
+    /// table, no variable, no inherited block is involved, both ends have
+    /// the same timestamp, and the timeline's bucket sees only the final
+    /// value (the one in between, the old block gone, is never above it).
+    fn realloc_recent(&mut self, ts: u64, new: u64, size: u64, thread: u32, site: u32) {
+        let old = std::mem::replace(
+            &mut self.recent,
+            Recent {
+                ptr: new,
+                block: Block {
+                    size,
+                    birth: ts,
+                    site,
+                    thread,
+                    kind: Kind::Realloc as u8,
+                },
+            },
+        );
+        let b = old.block;
+        self.totals.freed_bytes += b.size;
+        self.totals.reallocs += 1;
+        self.totals.allocated_bytes += size;
+        self.leaving_peak();
+        self.end_in_site(&b, ts);
+        self.freed.offer(Record {
+            ptr: old.ptr,
+            size: b.size,
+            kind: b.kind,
+            thread,
+            site: b.site,
+            birth: b.birth,
+            death: ts,
+            inherited: false,
+            var: 0,
+        });
+        self.start_in_site(size, site, true);
+        let t = &mut self.threads[thread as usize];
+        t.live_bytes = t.live_bytes.saturating_sub(b.size);
+        t.allocations += 1;
+        t.bytes += size;
+        t.live_bytes += size;
+        self.live_bytes = self.live_bytes.saturating_sub(b.size) + size;
+        if self.live_bytes > self.peak.bytes {
+            self.new_peak(ts);
+        }
+        self.timeline.record(ts, self.live_bytes);
+    }
+
     #[inline(never)]
     fn insert_live(&mut self, ts: u64, ptr: u64, block: Block) {
         if let Some(old) = self.live.insert(ptr, block) {
@@ -231,42 +280,53 @@ impl Collector {
     }
 
     /// Removes the block a free of `ptr` by `thread` ends: the oldest one at
-    /// that address.
-    #[inline]
-    fn take_block(&mut self, ptr: u64, thread: u32) -> Option<Block> {
+    /// that address ([`Recent::NONE`] if there is none; not an `Option`, for
+    /// the reason [`Recent`] gives).
+    #[inline(always)]
+    fn take_block(&mut self, ptr: u64, thread: u32) -> Recent {
         if !self.displaced.is_empty() {
-            if let Some(b) = self.displaced.remove(&ptr) {
-                return Some(b);
+            if let Some(block) = self.displaced.remove(&ptr) {
+                return Recent { ptr, block };
             }
         }
-        match self.recent {
-            Some((p, b)) if p == ptr => {
-                // An older block at the same address whose free is still on
-                // its way goes first. Such a free comes from another thread:
-                // the allocating thread's own program order rules it out.
-                if b.thread != thread {
-                    if let Some(older) = self.live.remove(&ptr) {
-                        return Some(older);
-                    }
+        if self.recent.ptr == ptr && ptr != 0 {
+            // An older block at the same address whose free is still on
+            // its way goes first. Such a free comes from another thread:
+            // the allocating thread's own program order rules it out.
+            if self.recent.block.thread != thread {
+                if let Some(block) = self.live.remove(&ptr) {
+                    return Recent { ptr, block };
                 }
-                self.recent = None;
-                Some(b)
             }
-            _ => self.live.remove(&ptr),
+            return std::mem::replace(&mut self.recent, Recent::NONE);
+        }
+        // Read in place, then removed: a block handed back by `remove`
+        // passes through memory, and reading it there waited on the copy.
+        match self.live.get(&ptr) {
+            Some(&block) => {
+                self.live.remove(&ptr);
+                Recent { ptr, block }
+            }
+            None => Recent::NONE,
         }
     }
 
     /// Moves the recent block into the table (before anything that walks it).
     pub(super) fn flush_recent(&mut self) {
-        if let Some((p, b)) = self.recent.take() {
-            self.insert_live(b.birth, p, b);
+        if self.recent.is_some() {
+            let r = std::mem::replace(&mut self.recent, Recent::NONE);
+            self.insert_live(r.block.birth, r.ptr, r.block);
         }
     }
 
     /// Ends the block at `ptr`: `None` if there is none, else the id of the
     /// variable that owned it (0: none).
     fn death(&mut self, ts: u64, ptr: u64, thread: u32, how: Death) -> Option<u64> {
-        let block = self.take_block(ptr, thread)?;
+        let taken = self.take_block(ptr, thread);
+        if !taken.is_some() {
+            return None;
+        }
+        let block = taken.block;
         let var = if self.named_blocks.is_empty() {
             0
         } else {
@@ -283,7 +343,7 @@ impl Collector {
         let record = Record {
             ptr,
             size: block.size,
-            kind: block.kind as u8,
+            kind: block.kind,
             thread: block.thread,
             site: block.site,
             birth: block.birth,
@@ -324,7 +384,9 @@ impl Collector {
     }
 
     fn has_block(&self, ptr: u64) -> bool {
-        self.recent.is_some_and(|(p, _)| p == ptr) || self.live.contains_key(&ptr) || self.displaced.contains_key(&ptr)
+        (self.recent.is_some() && self.recent.ptr == ptr)
+            || self.live.contains_key(&ptr)
+            || self.displaced.contains_key(&ptr)
     }
 
     /// What any end of a block changes: live bytes (process, site, owner
@@ -341,6 +403,15 @@ impl Collector {
         }
         let owner = &mut self.threads[block.thread as usize];
         owner.live_bytes = owner.live_bytes.saturating_sub(block.size);
+        self.end_in_site(block, ts);
+        self.live_bytes = self.live_bytes.saturating_sub(block.size);
+        self.timeline.record(ts, self.live_bytes);
+    }
+
+    /// What a block's end changes in its site and in the lifetime
+    /// histograms (after [`Collector::leaving_peak`]).
+    #[inline(always)]
+    fn end_in_site(&mut self, block: &Block, ts: u64) {
         let life = ts - block.birth;
         let bucket = hist::bucket_of(life);
         let epoch = self.peak_epoch;
@@ -351,8 +422,26 @@ impl Collector {
         s.lifetimes.record_in(bucket, life);
         self.lifetime_counts[bucket] += 1;
         self.lifetime_bytes[bucket] += block.size;
-        self.live_bytes = self.live_bytes.saturating_sub(block.size);
-        self.timeline.record(ts, self.live_bytes);
+    }
+
+    /// What a block's birth changes in its site.
+    #[inline(always)]
+    fn start_in_site(&mut self, size: u64, site: u32, by_realloc: bool) {
+        if site as usize >= self.sites.len() {
+            self.grow_sites(site);
+        }
+        let epoch = self.peak_epoch;
+        let s = &mut self.sites[site as usize];
+        if by_realloc {
+            s.reallocs += 1;
+        } else {
+            s.allocations += 1;
+        }
+        s.bytes += size;
+        s.live_blocks += 1;
+        Self::checkpoint_at_peak(s, epoch);
+        s.live_bytes += size;
+        s.peak_live_bytes = s.peak_live_bytes.max(s.live_bytes);
     }
 
     /// A displaced block whose free never came: its address was reused, so it

@@ -68,7 +68,37 @@ pub struct Block {
     pub birth: u64,
     pub site: u32,
     pub thread: u32,
-    pub kind: Kind,
+    /// A [`Kind`] as its `u8`: an enum here would lend `Option<Block>` (the
+    /// live table's answers) its spare values, and the byte-wide packing
+    /// that costs makes the next read of the block stall.
+    pub kind: u8,
+}
+
+/// The collector's most recent block: address 0 when there is none. Not an
+/// `Option<(u64, Block)>`: that one keeps its tag in `Block::kind`'s spare
+/// values, and the byte-wide writes that packs made every later read of the
+/// block wait (a failed store-to-load forward) on the hottest path.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Recent {
+    pub ptr: u64,
+    pub block: Block,
+}
+
+impl Recent {
+    pub const NONE: Recent = Recent {
+        ptr: 0,
+        block: Block {
+            size: 0,
+            birth: 0,
+            site: 0,
+            thread: 0,
+            kind: Kind::Malloc as u8,
+        },
+    };
+
+    pub fn is_some(&self) -> bool {
+        self.ptr != 0
+    }
 }
 
 /// Per call-site aggregates.
@@ -143,7 +173,7 @@ struct OrphanFree {
 pub struct Collector {
     /// The most recently born block, kept out of `live`: most blocks die
     /// before the next one is born, and then never touch the hash table.
-    recent: Option<(u64, Block)>,
+    recent: Recent,
     live: AddrMap<Block>,
     displaced: AddrMap<Block>,
     orphans: AddrMap<OrphanFree>,
@@ -189,7 +219,7 @@ impl Collector {
     pub fn new(start_ticks: u64, ns_per_tick: f64, max_records: usize) -> Collector {
         let ticks = |ns: u64| ((ns as f64 / ns_per_tick.max(1e-6)) as u64).max(1);
         let mut c = Collector {
-            recent: None,
+            recent: Recent::NONE,
             live: AddrMap::default(),
             displaced: AddrMap::default(),
             orphans: AddrMap::default(),

@@ -329,24 +329,35 @@ fn transient_equals_alloc_then_free() {
     let (mut slow, mut fast) = (new(), new());
     script(&mut slow, false);
     script(&mut fast, true);
+    assert_same_result(fast, slow, 200);
+}
+
+/// Everything a snapshot shows of `fast` equals what it shows of `slow`.
+fn assert_same_result(fast: Collector, slow: Collector, end: u64) {
     check_counts(&fast);
+    check_counts(&slow);
     assert_eq!(fast.totals, slow.totals);
     assert_eq!(fast.peak, slow.peak);
-    let (f, s) = (fast.finish(200), slow.finish(200));
+    let (f, s) = (fast.finish(end), slow.finish(end));
+    assert_eq!(f.sites.len(), s.sites.len());
     for (a, b) in f.sites.iter().zip(&s.sites) {
         assert_eq!(
             (
                 a.allocations,
+                a.reallocs,
                 a.bytes,
                 a.live_bytes,
+                a.live_blocks,
                 a.peak_live_bytes,
                 a.at_peak_bytes,
                 a.lifetimes.stats()
             ),
             (
                 b.allocations,
+                b.reallocs,
                 b.bytes,
                 b.live_bytes,
+                b.live_blocks,
                 b.peak_live_bytes,
                 b.at_peak_bytes,
                 b.lifetimes.stats()
@@ -354,8 +365,10 @@ fn transient_equals_alloc_then_free() {
         );
     }
     assert_eq!(f.lifetime_counts, s.lifetime_counts);
+    assert_eq!(f.lifetime_bytes, s.lifetime_bytes);
     assert_eq!(f.timeline, s.timeline);
     assert_eq!(f.freed, s.freed);
+    assert_eq!(f.live_at_end, s.live_at_end);
     assert_eq!(
         f.threads
             .iter()
@@ -366,6 +379,41 @@ fn transient_equals_alloc_then_free() {
             .map(|t| (t.allocations, t.frees, t.bytes, t.live_bytes))
             .collect::<Vec<_>>()
     );
+}
+
+/// A realloc of the block its thread allocated last takes a one-pass path;
+/// it must give exactly what the live-table path gives: growing and
+/// shrinking, across call sites, raising the peak and staying under it,
+/// with another thread's blocks live meanwhile.
+#[test]
+fn realloc_of_the_recent_block_equals_the_table_path() {
+    let script = |c: &mut Collector, fast: bool| {
+        let realloc = |c: &mut Collector, ts, old, new, size, thread, site| {
+            if !fast {
+                // Moves the recent block into the table: the general path.
+                c.flush_recent();
+            }
+            c.realloc(ts, old, new, size, thread, site);
+        };
+        c.alloc(1, 0x10, 16, Kind::Malloc, 0, 1);
+        realloc(c, 2, 0x10, 0x20, 32, 0, 2);
+        realloc(c, 3, 0x20, 0x20, 4000, 0, 2); // a new peak, in place
+        realloc(c, 4, 0x20, 0x30, 8, 0, 3); // shrinks: leaves the peak
+        c.alloc(5, 0x40, 100, Kind::Malloc, 1, 4);
+        realloc(c, 6, 0x30, 0x50, 64, 0, 3);
+        realloc(c, 400, 0x50, 0x60, 3990, 0, 2); // just under the peak, later
+        c.free(500, 0x40, 1);
+        realloc(c, 600, 0x60, 0x70, 5000, 0, 5);
+        c.free(700, 0x70, 0);
+        c.alloc(800, 0x80, 7, Kind::Malloc, 1, 4);
+        realloc(c, 900, 0x80, 0x90, 9, 1, 6); // left live at the end
+    };
+    let (mut slow, mut fast) = (new(), new());
+    script(&mut slow, false);
+    script(&mut fast, true);
+    assert_eq!(fast.totals.reallocs, 7);
+    assert_eq!(fast.peak.bytes, 5000);
+    assert_same_result(fast, slow, 1000);
 }
 
 #[test]
