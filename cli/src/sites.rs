@@ -118,6 +118,8 @@ pub mod tests {
             live_at_exit_allocations: 0,
             reallocs: 0,
             at_peak_bytes: 0,
+            at_peak_allocations: 0,
+            peak_live_allocations: None,
         }
     }
 

@@ -201,6 +201,11 @@ impl Calibration {
         (ticks as f64 * self.ns_per_tick) as u64
     }
 
+    /// A sum of many durations in ticks as nanoseconds (saturating).
+    pub fn duration_ns_sum(&self, ticks: u128) -> u64 {
+        (ticks as f64 * self.ns_per_tick).min(u64::MAX as f64) as u64
+    }
+
     /// A duration in nanoseconds as ticks.
     pub fn ticks_for_ns(&self, ns: u64) -> u64 {
         (ns as f64 / self.ns_per_tick) as u64

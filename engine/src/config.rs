@@ -9,8 +9,9 @@ use std::sync::OnceLock;
 /// measurement (issue 13): 20,000 made two thirds of node's 8.6 MB snapshot;
 /// at 256 a short program (`ls`: 239 blocks) is still listed whole and
 /// node's snapshot is 2.9 MB (its call sites and frames alone take
-/// 2.8 MB; at 500 it was 2.94–3.01 MB). Beyond it, `export --to dhat`
-/// estimates total lifetimes and block counts at the peaks, and says so.
+/// 2.8 MB; at 500 it was 2.94–3.01 MB). `export --to dhat` stays exact
+/// whatever the cap: call sites carry DHAT's total lifetime and block
+/// counts at the peaks as aggregates.
 pub const DEFAULT_MAX_RECORDS: u64 = 256;
 /// Frames captured per allocation by default. Chosen by measurement
 /// (scripts/bench): the walk stops at the outermost frame, so the depth

@@ -126,10 +126,13 @@ pub fn build(
                     p50: ns(st.p50),
                     p99: ns(st.p99),
                     max: ns(st.max),
+                    total: Some(cal.duration_ns_sum(s.lifetimes.sum())),
                 },
                 live_at_exit_allocations: s.live_blocks,
                 reallocs: s.reallocs,
                 at_peak_bytes: s.at_peak_bytes,
+                at_peak_allocations: s.at_peak_blocks,
+                peak_live_allocations: (s.peak_live_blocks != 1).then_some(s.peak_live_blocks),
             }
         })
         .collect();

@@ -51,6 +51,8 @@ pub struct LogHistogram {
     lo: usize,
     counts: Vec<u64>,
     total: u64,
+    /// Exact sum of every value recorded (DHAT's total lifetime).
+    sum: u128,
     min: u64,
     max: u64,
 }
@@ -72,6 +74,7 @@ impl LogHistogram {
         if i < self.counts.len() {
             self.counts[i] += 1;
             self.total += 1;
+            self.sum += v as u128;
             self.min = self.min.min(v);
             self.max = self.max.max(v);
         } else {
@@ -101,6 +104,11 @@ impl LogHistogram {
         self.total
     }
 
+    /// The exact sum of the values recorded.
+    pub fn sum(&self) -> u128 {
+        self.sum
+    }
+
     /// The value at quantile `q` (0.0..=1.0): midpoint of the bucket holding
     /// the `ceil(q * n)`-th smallest value, clamped to [min, max]. 0 when empty.
     pub fn quantile(&self, q: f64) -> u64 {
@@ -127,6 +135,7 @@ impl LogHistogram {
             p50: self.quantile(0.5),
             p99: self.quantile(0.99),
             max: self.max,
+            total: Some(self.sum.min(u64::MAX as u128) as u64),
         }
     }
 
@@ -188,6 +197,12 @@ mod tests {
         assert_eq!(h.stats().max, 1 << 40);
         let got: Vec<_> = h.buckets().map(|(b, _)| b).collect();
         assert_eq!(got, vec![3, bucket_of(1000), bucket_of(1 << 40)]);
-        assert_eq!(LogHistogram::new().stats(), LifetimeStats::default());
+        assert_eq!(h.sum(), 1000 + 3 + (1 << 40), "the sum is exact");
+        assert_eq!(h.stats().total, Some(1000 + 3 + (1 << 40)));
+        let empty = LifetimeStats {
+            total: Some(0),
+            ..LifetimeStats::default()
+        };
+        assert_eq!(LogHistogram::new().stats(), empty);
     }
 }

@@ -253,6 +253,26 @@ pub struct Callsite<F = u32> {
     /// Bytes this site had live at the process-wide peak (DHAT's "at t-gmax").
     #[serde(default, skip_serializing_if = "is_zero")]
     pub at_peak_bytes: u64,
+    /// Blocks this site had live at the process-wide peak (DHAT's `gbk`);
+    /// left out when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub at_peak_allocations: u64,
+    /// Blocks live when the site first reached `peak_live_bytes` (DHAT's
+    /// `mbk`); left out when 1, the common case, and absent in snapshots
+    /// older than it: [`Callsite::peak_live_blocks`] reads it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_live_allocations: Option<u64>,
+}
+
+impl<F> Callsite<F> {
+    /// What DHAT keeps per program point beyond the totals — total lifetime,
+    /// blocks at the site's own peak, blocks at the process-wide peak — when
+    /// the snapshot carries them as aggregates (`lifetime_ns.total` marks
+    /// such a snapshot); `None` for older ones, which only records can tell.
+    pub fn dhat_aggregates(&self) -> Option<(u64, u64, u64)> {
+        let total = self.lifetime_ns.total?;
+        Some((total, self.peak_live_allocations.unwrap_or(1), self.at_peak_allocations))
+    }
 }
 
 /// One frame of the `frames` table. `function`, `file` and `line` are null
@@ -286,6 +306,11 @@ pub struct LifetimeStats {
     pub p50: u64,
     pub p99: u64,
     pub max: u64,
+    /// The exact sum of the site's lifetimes, live blocks' up to the end
+    /// (DHAT's `tl`), so exports need not add up individual records, which
+    /// `MEMSCOPE_MAX_RECORDS` caps. Absent in snapshots before it was added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
 }
 
 /// A variable named with `track_var!`.
@@ -384,6 +409,8 @@ mod tests {
             live_at_exit_allocations: live,
             reallocs,
             at_peak_bytes: at_peak,
+            at_peak_allocations: 0,
+            peak_live_allocations: None,
         };
         let quiet = serde_json::to_string(&site(0, 0, 0)).unwrap();
         for k in ["live_at_exit_allocations", "reallocs", "at_peak_bytes"] {

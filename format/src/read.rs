@@ -202,6 +202,8 @@ impl RawSnapshot {
                 live_at_exit_allocations: c.live_at_exit_allocations,
                 reallocs: c.reallocs,
                 at_peak_bytes: c.at_peak_bytes,
+                at_peak_allocations: c.at_peak_allocations,
+                peak_live_allocations: c.peak_live_allocations,
             });
         }
         let mut snap = Snapshot {

@@ -208,6 +208,8 @@ fn snapshot(stacks: &[Vec<Frame>]) -> Snapshot {
             live_at_exit_allocations: 0,
             reallocs: 0,
             at_peak_bytes: 0,
+            at_peak_allocations: 0,
+            peak_live_allocations: None,
         })
         .collect();
     t.install(&mut s);

@@ -33,6 +33,8 @@ fn site(id: u64, frames: Vec<Frame>, allocations: u64, bytes: u64, leaked: u64) 
         live_at_exit_allocations: u64::from(leaked > 0),
         reallocs: 0,
         at_peak_bytes: 0,
+        at_peak_allocations: 0,
+        peak_live_allocations: None,
     };
     (c, frames)
 }

@@ -6,8 +6,10 @@
 //! site: `tb`/`tbk` total bytes/blocks (blocks = allocations + reallocs, as
 //! DHAT counts), `tl` total lifetime, `mb`/`mbk` the site's own maximum and
 //! the blocks at that moment, `gb`/`gbk` at the global peak (t-gmax),
-//! `eb`/`ebk` at the end. `tl`, `mbk` and `gbk` need the individual
-//! records; when some were omitted they are estimated from the rest.
+//! `eb`/`ebk` at the end. `tl`, `mbk` and `gbk` come from the site's
+//! aggregates; a snapshot written before memscope kept them has only its
+//! individual records to tell, and when some were omitted they are
+//! estimated from the rest.
 
 use crate::sites::frame_label;
 use memscope_format::{Allocation, Callsite, Snapshot};
@@ -78,7 +80,9 @@ fn pp(c: &Callsite, r: Option<&FromRecords>, complete: bool, fs: Vec<usize>) -> 
     let blocks = c.allocations + c.reallocs;
     let empty = FromRecords::default();
     let r = r.unwrap_or(&empty);
-    let (tl, mbk, gbk) = if complete {
+    let (tl, mbk, gbk) = if let Some((tl, mbk, gbk)) = c.dhat_aggregates() {
+        (tl as u128, mbk, gbk)
+    } else if complete {
         (r.lifetime_sum, r.max_blocks, r.at_peak_blocks)
     } else {
         let unlisted = blocks.saturating_sub(r.listed) as u128;

@@ -83,7 +83,9 @@ pub fn main(a: Args) -> Outcome {
 
 impl Args {
     fn to_is_dhat_estimate(&self, s: &memscope_format::Snapshot) -> bool {
-        matches!(self.to, To::Dhat) && s.summary.records_omitted > 0
+        matches!(self.to, To::Dhat)
+            && s.summary.records_omitted > 0
+            && s.callsites.iter().any(|c| c.dhat_aggregates().is_none())
     }
 }
 

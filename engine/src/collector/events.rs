@@ -133,7 +133,7 @@ impl Collector {
         let s = &mut self.sites[site as usize];
         s.allocations += 1;
         s.bytes += size;
-        s.peak_live_bytes = s.peak_live_bytes.max(s.live_bytes + size);
+        s.note_own_peak(s.live_bytes + size, s.live_blocks + 1);
         s.lifetimes.record_in(bucket, life);
         self.lifetime_counts[bucket] += 1;
         self.lifetime_bytes[bucket] += size;
@@ -416,8 +416,8 @@ impl Collector {
         let bucket = hist::bucket_of(life);
         let epoch = self.peak_epoch;
         let s = &mut self.sites[block.site as usize];
-        s.live_blocks -= 1;
         Self::checkpoint_at_peak(s, epoch);
+        s.live_blocks -= 1;
         s.live_bytes = s.live_bytes.saturating_sub(block.size);
         s.lifetimes.record_in(bucket, life);
         self.lifetime_counts[bucket] += 1;
@@ -438,10 +438,10 @@ impl Collector {
             s.allocations += 1;
         }
         s.bytes += size;
-        s.live_blocks += 1;
         Self::checkpoint_at_peak(s, epoch);
+        s.live_blocks += 1;
         s.live_bytes += size;
-        s.peak_live_bytes = s.peak_live_bytes.max(s.live_bytes);
+        s.note_own_peak(s.live_bytes, s.live_blocks);
     }
 
     /// A displaced block whose free never came: its address was reused, so it

@@ -115,6 +115,7 @@ impl Collector {
         for s in &mut self.sites {
             if s.peak_epoch != epoch {
                 s.at_peak_bytes = s.live_bytes;
+                s.at_peak_blocks = s.live_blocks;
             }
         }
         let mut inherited_live = (0, 0);

@@ -110,9 +110,26 @@ pub struct Site {
     pub live_bytes: u64,
     pub live_blocks: u64,
     pub peak_live_bytes: u64,
+    /// Blocks live when `peak_live_bytes` was first reached.
+    pub peak_live_blocks: u64,
     pub at_peak_bytes: u64,
+    pub at_peak_blocks: u64,
     peak_epoch: u64,
     pub lifetimes: LogHistogram,
+}
+
+impl Site {
+    /// After a birth, with the site's live `bytes` and `blocks` then: its
+    /// own maximum, and the blocks live when it was first reached (DHAT's
+    /// `mb`/`mbk`; the first block counts even at 0 bytes, as a sweep of
+    /// the site's records gives it).
+    #[inline(always)]
+    fn note_own_peak(&mut self, bytes: u64, blocks: u64) {
+        if bytes > self.peak_live_bytes || self.peak_live_blocks == 0 {
+            self.peak_live_bytes = bytes;
+            self.peak_live_blocks = blocks;
+        }
+    }
 }
 
 /// Per-thread aggregates, indexed by the collector's dense thread slot.
@@ -288,6 +305,7 @@ impl Collector {
     fn checkpoint_at_peak(s: &mut Site, epoch: u64) {
         if s.peak_epoch != epoch {
             s.at_peak_bytes = s.live_bytes;
+            s.at_peak_blocks = s.live_blocks;
             s.peak_epoch = epoch;
         }
     }

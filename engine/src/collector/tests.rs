@@ -186,6 +186,35 @@ fn at_peak_bytes_follow_the_latest_peak() {
     assert_eq!(own, vec![0, 100, 60, 30]);
 }
 
+/// What `export --to dhat` reads from the aggregates whatever the record
+/// cap: the blocks live when a site first reached its own maximum, the
+/// blocks it had at the process's (latest) peak, the sum of its lifetimes.
+#[test]
+fn block_counts_at_the_peaks_and_total_lifetime() {
+    let mut c = new();
+    c.alloc(1, 0x1, 10, Kind::Malloc, 0, 1);
+    c.alloc(2, 0x2, 10, Kind::Malloc, 0, 1);
+    c.alloc(3, 0x3, 10, Kind::Malloc, 0, 1); // site 1: 30 B in 3 blocks
+    c.alloc(4, 0x4, 20, Kind::Malloc, 0, 2); // peak 50
+    c.free(5, 0x1, 0);
+    c.free(6, 0x2, 0);
+    c.free(7, 0x3, 0);
+    c.alloc(8, 0x5, 35, Kind::Malloc, 0, 1); // peak 55; site 1: 35 B in 1 block
+    c.free(9, 0x5, 0);
+    c.alloc(10, 0x6, 5, Kind::Malloc, 0, 2);
+    c.alloc(10, 0x7, 5, Kind::Malloc, 0, 2); // site 2: 30 B in 3 blocks
+    c.transient(11, 12, 0x8, 7, Kind::Malloc, 0, 3);
+    let f = c.finish(100);
+    assert_eq!(f.peak.bytes, 55);
+    let s = &f.sites;
+    let own: Vec<_> = s.iter().map(|s| (s.peak_live_bytes, s.peak_live_blocks)).collect();
+    assert_eq!(own, vec![(0, 0), (35, 1), (30, 3), (7, 1)]);
+    let at: Vec<_> = s.iter().map(|s| (s.at_peak_bytes, s.at_peak_blocks)).collect();
+    assert_eq!(at, vec![(0, 0), (35, 1), (20, 1), (0, 0)]);
+    let total: Vec<_> = s.iter().map(|s| s.lifetimes.sum()).collect();
+    assert_eq!(total, vec![0, 4 + 4 + 4 + 1, 96 + 90 + 90, 1]);
+}
+
 #[test]
 fn inherited_blocks_are_marked() {
     let mut c = new();

@@ -110,10 +110,13 @@ fn site(
             p50: life[1],
             p99: life[2],
             max: life[3],
+            total: None,
         },
         live_at_exit_allocations: live.0,
         reallocs: 0,
         at_peak_bytes: bytes / 4,
+        at_peak_allocations: 0,
+        peak_live_allocations: None,
     };
     (c, frames)
 }
