@@ -157,9 +157,11 @@ fn parse(mut buf: Vec<u8>) -> Option<Handed> {
     Some(Handed { path, json: buf })
 }
 
-/// Writes a snapshot where its image would have: atomically and
-/// owner-only ([`crate::runfile::write_private`]), never over a device,
-/// fifo or directory (as the library refuses to).
+/// Writes a snapshot where its image would have, as the library does: a
+/// fresh temporary file beside it (0600, created exclusively, so never
+/// through a symlink), renamed over it; never over a device, fifo or
+/// directory. Through a buffer the size of the library's: one `write` for
+/// most snapshots of short processes.
 pub fn write(path: &Path, fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> std::io::Result<()> {
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         let t = meta.file_type();
@@ -170,7 +172,19 @@ pub fn write(path: &Path, fill: impl FnOnce(&mut dyn Write) -> std::io::Result<(
             ));
         }
     }
-    crate::runfile::write_private(path, fill)
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    // tempfile creates with O_EXCL and mode 0600.
+    let mut tmp = tempfile::Builder::new().prefix(".memscope-").tempfile_in(dir)?;
+    {
+        let mut w = std::io::BufWriter::with_capacity(memscope_engine::snapshot::WRITE_BUFFER, tmp.as_file_mut());
+        fill(&mut w)?;
+        w.flush()?;
+    }
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }
 
 /// Appends `path` to the run's manifest, as the image would have.

@@ -67,12 +67,13 @@ fn name_until(manifest: &Path, done: &AtomicBool, mut handed: Option<Receiver<Ha
     let mut resolver = Resolver::new();
     let mut seen: HashSet<PathBuf> = HashSet::new();
     let mut kept = Collected::default();
+    let mut tail = super::tail::Tail::default();
     loop {
         let last_round = done.load(Ordering::Acquire);
         while let Some(h) = handed.as_ref().and_then(|rx| rx.try_recv().ok()) {
             name_handed(h, manifest, &mut resolver, &mut kept, &mut seen);
         }
-        for path in super::finish::manifest(manifest) {
+        for path in tail.new_paths(manifest) {
             if seen.insert(path.clone()) {
                 name_file(&path, &mut resolver, &mut kept);
             }
