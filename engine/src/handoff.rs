@@ -29,6 +29,9 @@ use std::io::{self, Write};
 pub const MAGIC: &[u8; 4] = b"MSH1";
 /// Zero bytes between the JSON and its length.
 pub const TRAILER_ZEROS: usize = 8;
+/// A send that waits longer than this (run stopped or hung) fails, and
+/// the image writes its file itself.
+const SEND_TIMEOUT_S: libc::time_t = 10;
 
 /// A connection to run's socket, written with `send(MSG_NOSIGNAL)`: a run
 /// that went away is an error here, never a SIGPIPE for the program.
@@ -57,12 +60,32 @@ impl Conn {
             for (d, s) in addr.sun_path.iter_mut().zip(name) {
                 *d = *s as libc::c_char;
             }
-            let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+            // Non-blocking to connect: a backlog that is full (run not
+            // keeping up) is a refusal, not a wait.
+            let fd = libc::socket(
+                libc::AF_UNIX,
+                libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+                0,
+            );
             if fd < 0 {
                 return None;
             }
             let len = std::mem::size_of::<libc::sa_family_t>() + name.len() + 1;
-            if libc::connect(fd, (&addr as *const libc::sockaddr_un).cast(), len as libc::socklen_t) != 0 {
+            let blocking: libc::c_int = 0;
+            let limit = libc::timeval {
+                tv_sec: SEND_TIMEOUT_S,
+                tv_usec: 0,
+            };
+            let ok = libc::connect(fd, (&addr as *const libc::sockaddr_un).cast(), len as libc::socklen_t) == 0
+                && libc::ioctl(fd, libc::FIONBIO, &blocking) == 0
+                && libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_SNDTIMEO,
+                    (&limit as *const libc::timeval).cast(),
+                    std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+                ) == 0;
+            if !ok {
                 libc::close(fd);
                 return None;
             }

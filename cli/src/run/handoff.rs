@@ -11,8 +11,9 @@
 //! manifest, as the library would have. An image that cannot reach the
 //! socket writes its file itself, and the manifest still lists it.
 //!
-//! One thread accepts and reads each message whole (so an image never
-//! waits for naming), and queues it for the naming thread.
+//! One thread accepts the connections and reads them side by side as their
+//! bytes come (so an image never waits for naming, nor for another image),
+//! and queues each complete message for the naming thread.
 
 use memscope_engine::handoff::{MAGIC, TRAILER_ZEROS};
 use std::io::{Read, Write};
@@ -23,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The environment variable that tells the library where the socket is.
 pub const VAR: &str = "MEMSCOPE_HANDOFF";
@@ -32,6 +33,9 @@ const SUN_PATH: usize = 108;
 /// How long one image may take to send its snapshot before `run` gives up
 /// on it (the image then writes the file itself).
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Once every process has ended, how long a message still coming may take
+/// (from a process that outlived the wait).
+const LAST_WAIT: Duration = Duration::from_secs(2);
 /// Safety net for the accepting thread's wait (it is woken at the end).
 const WAIT_MS: i32 = 200;
 
@@ -92,44 +96,93 @@ impl Listener {
     }
 }
 
+/// A connection whose message is still coming.
+struct Incoming {
+    conn: UnixStream,
+    buf: Vec<u8>,
+    since: Instant,
+}
+
+/// Accepts connections and reads them side by side (one image that stalls
+/// mid-message holds no other up), queuing each complete message; returns
+/// once `done` is set, nothing waits to be accepted and every connection
+/// has ended (or was given up on: its image then writes its own file).
 fn accept_until(listener: &UnixListener, done: &AtomicBool, tx: &Sender<Handed>) {
+    let mut open: Vec<Incoming> = Vec::new();
+    let mut done_at: Option<Instant> = None;
     loop {
-        let last_round = done.load(Ordering::Acquire);
-        loop {
-            match listener.accept() {
-                Ok((conn, _)) => {
-                    if let Some(h) = receive(conn) {
-                        let _ = tx.send(h);
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                // Out of descriptors or the like: the images that cannot
-                // connect write their files themselves.
-                Err(_) => break,
-            }
+        if done_at.is_none() && done.load(Ordering::Acquire) {
+            done_at = Some(Instant::now());
         }
-        if last_round {
+        let accepting = accept_all(listener, &mut open);
+        open.retain_mut(|c| match read_some(c) {
+            Some(true) => {
+                if let Some(h) = parse(std::mem::take(&mut c.buf)) {
+                    let _ = tx.send(h);
+                }
+                false
+            }
+            Some(false) => c.since.elapsed() < READ_TIMEOUT,
+            None => false,
+        });
+        let last_wait_over = done_at.is_some_and(|t| t.elapsed() >= LAST_WAIT);
+        if done_at.is_some() && ((open.is_empty() && !accepting) || last_wait_over) {
             return;
         }
-        let mut p = libc::pollfd {
-            fd: listener.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        unsafe { libc::poll(&mut p, 1, WAIT_MS) };
+        wait(listener, &open);
     }
 }
 
-/// Reads one message whole; `None` when it is not complete (the image then
-/// wrote its file itself).
-fn receive(mut conn: UnixStream) -> Option<Handed> {
-    conn.set_nonblocking(false).ok()?;
-    conn.set_read_timeout(Some(READ_TIMEOUT)).ok()?;
-    let mut buf = Vec::new();
-    conn.read_to_end(&mut buf).ok()?;
-    parse(buf)
+/// Accepts every connection waiting; false when none was.
+fn accept_all(listener: &UnixListener, open: &mut Vec<Incoming>) -> bool {
+    let mut any = false;
+    loop {
+        match listener.accept() {
+            Ok((conn, _)) => {
+                any = true;
+                if conn.set_nonblocking(true).is_ok() {
+                    open.push(Incoming {
+                        conn,
+                        buf: Vec::new(),
+                        since: Instant::now(),
+                    });
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            // None waiting; or out of descriptors and the like: the images
+            // that cannot connect write their files themselves.
+            Err(_) => return any,
+        }
+    }
+}
+
+/// Reads what has arrived: `Some(true)` at the end of the message,
+/// `Some(false)` while more may come, `None` on an error.
+fn read_some(c: &mut Incoming) -> Option<bool> {
+    let mut chunk = [0u8; 64 << 10];
+    loop {
+        match c.conn.read(&mut chunk) {
+            Ok(0) => return Some(true),
+            Ok(n) => c.buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Some(false),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
+/// Waits until the listener or an open connection has something.
+fn wait(listener: &UnixListener, open: &[Incoming]) {
+    let mut fds: Vec<libc::pollfd> = std::iter::once(listener.as_raw_fd())
+        .chain(open.iter().map(|c| c.conn.as_raw_fd()))
+        .map(|fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    // SAFETY: a valid array of pollfds, its length passed with it.
+    unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, WAIT_MS) };
 }
 
 /// Splits a message into its path and JSON (see `memscope_engine::handoff`).
@@ -212,6 +265,31 @@ mod tests {
         m.extend([0u8; TRAILER_ZEROS]);
         m.extend(claimed.to_le_bytes());
         m
+    }
+
+    #[test]
+    fn an_image_that_stalls_mid_message_holds_no_other_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let (listener, rx) = Listener::start(dir.path()).unwrap();
+        let socket = std::ffi::CString::new(listener.socket().as_os_str().as_bytes()).unwrap();
+        // Half a message, then silence (a process stopped while sending).
+        let mut stalled = UnixStream::connect(listener.socket()).unwrap();
+        stalled.write_all(&message(b"/o/a.json", b"{}", 2)[..10]).unwrap();
+        // The library's own sender, for a whole message after it.
+        assert!(memscope_engine::handoff::send_bytes(
+            &socket,
+            c"/o/b.json",
+            b"{\"b\":2}"
+        ));
+        let h = rx.recv_timeout(Duration::from_secs(10)).expect("b while a stalls");
+        assert_eq!(
+            (h.path.as_path(), h.json.as_slice()),
+            (Path::new("/o/b.json"), &b"{\"b\":2}"[..])
+        );
+        // The end: the stalled one is given up on, nothing else is queued.
+        listener.finish();
+        drop(stalled);
+        assert!(rx.try_iter().next().is_none());
     }
 
     #[test]
