@@ -21,8 +21,8 @@ use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,10 +39,36 @@ const LAST_WAIT: Duration = Duration::from_secs(2);
 /// Safety net for the accepting thread's wait (it is woken at the end).
 const WAIT_MS: i32 = 200;
 
+/// Bytes of snapshots received and not yet written past which no more
+/// connections are accepted: images then find the backlog full and write
+/// their files themselves, so run's memory stays bounded however far the
+/// naming falls behind.
+const MAX_HELD: usize = 256 << 20;
+
 /// One image's snapshot as it was handed over.
 pub struct Handed {
     pub path: PathBuf,
     pub json: Vec<u8>,
+}
+
+/// The snapshots received, in the order their messages ended.
+pub struct Queue {
+    rx: Receiver<Handed>,
+    held: Arc<AtomicUsize>,
+}
+
+impl Queue {
+    pub fn try_recv(&self) -> Result<Handed, TryRecvError> {
+        self.rx.try_recv().inspect(|h| self.release(h))
+    }
+
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Handed, RecvTimeoutError> {
+        self.rx.recv_timeout(timeout).inspect(|h| self.release(h))
+    }
+
+    fn release(&self, h: &Handed) {
+        self.held.fetch_sub(h.json.len(), Ordering::Relaxed);
+    }
 }
 
 /// The socket and its accepting thread.
@@ -55,7 +81,7 @@ pub struct Listener {
 impl Listener {
     /// Listens on `dir/snapshots.sock` (`dir`: run's private temporary
     /// directory). `None` when it cannot: images then write their files.
-    pub fn start(dir: &Path) -> Option<(Listener, Receiver<Handed>)> {
+    pub fn start(dir: &Path) -> Option<(Listener, Queue)> {
         let socket = dir.join("snapshots.sock");
         if socket.as_os_str().len() >= SUN_PATH {
             return None;
@@ -64,10 +90,11 @@ impl Listener {
         listener.set_nonblocking(true).ok()?;
         let (tx, rx) = channel();
         let done = Arc::new(AtomicBool::new(false));
-        let flag = done.clone();
+        let held = Arc::new(AtomicUsize::new(0));
+        let (flag, counted) = (done.clone(), held.clone());
         let thread = std::thread::Builder::new()
             .name("memscope-handoff".into())
-            .spawn(move || accept_until(&listener, &flag, &tx))
+            .spawn(move || accept_until(&listener, &flag, &tx, &counted))
             .ok()?;
         Some((
             Listener {
@@ -75,7 +102,7 @@ impl Listener {
                 done,
                 thread: Some(thread),
             },
-            rx,
+            Queue { rx, held },
         ))
     }
 
@@ -107,17 +134,21 @@ struct Incoming {
 /// mid-message holds no other up), queuing each complete message; returns
 /// once `done` is set, nothing waits to be accepted and every connection
 /// has ended (or was given up on: its image then writes its own file).
-fn accept_until(listener: &UnixListener, done: &AtomicBool, tx: &Sender<Handed>) {
+fn accept_until(listener: &UnixListener, done: &AtomicBool, tx: &Sender<Handed>, held: &AtomicUsize) {
     let mut open: Vec<Incoming> = Vec::new();
     let mut done_at: Option<Instant> = None;
     loop {
         if done_at.is_none() && done.load(Ordering::Acquire) {
             done_at = Some(Instant::now());
         }
-        let accepting = accept_all(listener, &mut open);
+        // At the end everything waiting is taken, room or not: its images
+        // have ended believing it handed over.
+        let room = done_at.is_some() || held.load(Ordering::Relaxed) < MAX_HELD;
+        let accepting = room && accept_all(listener, &mut open);
         open.retain_mut(|c| match read_some(c) {
             Some(true) => {
                 if let Some(h) = parse(std::mem::take(&mut c.buf)) {
+                    held.fetch_add(h.json.len(), Ordering::Relaxed);
                     let _ = tx.send(h);
                 }
                 false
@@ -289,7 +320,8 @@ mod tests {
         // The end: the stalled one is given up on, nothing else is queued.
         listener.finish();
         drop(stalled);
-        assert!(rx.try_iter().next().is_none());
+        assert!(rx.try_recv().is_err());
+        assert_eq!(rx.held.load(Ordering::Relaxed), 0, "what was taken is no longer held");
     }
 
     #[test]

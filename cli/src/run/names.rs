@@ -13,12 +13,12 @@
 //! parse it again.
 
 use super::digest::Collected;
-use super::handoff::{self, Handed};
+use super::handoff::{self, Handed, Queue};
 use memscope_symbols::{name_pending, Resolver};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,7 +34,7 @@ pub struct Namer {
 impl Namer {
     /// Starts naming the snapshots listed in `manifest` as they appear,
     /// and writing those `handed` over ([`handoff`]).
-    pub fn start(manifest: &Path, handed: Option<Receiver<Handed>>) -> Namer {
+    pub fn start(manifest: &Path, handed: Option<Queue>) -> Namer {
         let done = Arc::new(AtomicBool::new(false));
         let (flag, manifest) = (done.clone(), manifest.to_path_buf());
         let thread = std::thread::Builder::new()
@@ -63,7 +63,7 @@ impl Namer {
 /// Names new snapshots of the manifest until `done` is set, then once more;
 /// writes each one handed over as it comes. `handed`'s sender is gone
 /// (all is queued) before `done` is set.
-fn name_until(manifest: &Path, done: &AtomicBool, mut handed: Option<Receiver<Handed>>) -> Collected {
+fn name_until(manifest: &Path, done: &AtomicBool, mut handed: Option<Queue>) -> Collected {
     let mut resolver = Resolver::new();
     let mut seen: HashSet<PathBuf> = HashSet::new();
     let mut kept = Collected::default();
