@@ -167,8 +167,13 @@ fn write_snapshot(kind: EndKind, exit_code: Option<i32>, signal: Option<i32>, la
     }
     let path = crate::destination::snapshot_path(&process);
     let mut written = Vec::new();
+    let t = clock::monotonic_ns();
     if cfg.format == ExportFormat::Json && hand_over(cfg, &path, &snap) {
-        crate::info!("handed {path} over to memscope-cli run: snapshot built in {built_ms:.1} ms");
+        // The same shape as a write's line (scripts/bench sums them).
+        let ms = (clock::monotonic_ns() - t) as f64 / 1e6;
+        crate::info!(
+            "handed {path} over to memscope-cli run: snapshot built in {built_ms:.1} ms, written in {ms:.1} ms"
+        );
         return;
     }
     if cfg.format != ExportFormat::Html {
