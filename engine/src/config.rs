@@ -70,6 +70,11 @@ pub struct Config {
     /// `MEMSCOPE_EVERY`). Off by default: the thread is one a program that
     /// checks it is single-threaded would see.
     pub reachable: bool,
+    /// `MEMSCOPE_HANDOFF` (set by `memscope-cli run`): the Unix socket an
+    /// image hands its final JSON snapshot to, for run to write (see
+    /// [`crate::handoff`]); the image writes the file itself when run
+    /// cannot be reached.
+    pub handoff: Option<String>,
 }
 
 /// The shortest `MEMSCOPE_EVERY` honoured: a snapshot of a large heap takes
@@ -158,6 +163,7 @@ impl Config {
             },
         };
         let running_path = get("MEMSCOPE_RUNNING_PATH").filter(|p| !p.is_empty());
+        let handoff = get("MEMSCOPE_HANDOFF").filter(|p| !p.is_empty());
         let reachable = match get("MEMSCOPE_REACHABLE").as_deref().map(str::trim) {
             None | Some("") | Some("0") | Some("off") => false,
             Some("1") | Some("on") => true,
@@ -180,6 +186,7 @@ impl Config {
                 every_ns,
                 running_path,
                 reachable,
+                handoff,
             },
             warnings,
         )

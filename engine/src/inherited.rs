@@ -16,7 +16,7 @@ use crate::config::{self, ExportFormat};
 use crate::consumer::EngineState;
 use crate::image::UNRECORDABLE;
 use crate::process::ProcessInfo;
-use crate::{paths, registry, snapshot, sys};
+use crate::{handoff, paths, registry, snapshot, sys};
 use memscope_format::{EndKind, Snapshot};
 use std::ffi::CString;
 use std::sync::atomic::{AtomicPtr, Ordering};
@@ -34,6 +34,8 @@ pub struct Prepared {
     /// The report's path when one is asked for.
     html: Option<String>,
     manifest: Option<CString>,
+    /// run's socket (`MEMSCOPE_HANDOFF`), tried before the file.
+    handoff: Option<CString>,
     /// Ring slots reserved and unrecordable events at the fork: the child
     /// has had no event of its own while both are unchanged.
     reserved: u64,
@@ -95,6 +97,7 @@ fn build(st: &EngineState, process: &ProcessInfo, start: Anchor, fork: Anchor, p
     let (dir, name) = json.rsplit_once('/')?;
     let tmp = format!("{dir}/.{name}.{}.0.tmp", process.pid);
     let manifest = cfg.manifest.as_ref().and_then(|m| CString::new(m.as_str()).ok());
+    let handoff = cfg.handoff.as_ref().and_then(|h| CString::new(h.as_str()).ok());
     Some(Prepared {
         snap,
         buf: vec![0u8; 16_384 + 6 * text].into_boxed_slice(),
@@ -102,6 +105,7 @@ fn build(st: &EngineState, process: &ProcessInfo, start: Anchor, fork: Anchor, p
         tmp: CString::new(tmp).ok()?,
         html,
         manifest,
+        handoff,
         reserved: reserved_total(),
         unrecordable: UNRECORDABLE.load(Ordering::Relaxed),
     })
@@ -173,7 +177,19 @@ fn write(prep: &mut Prepared, end: End) {
         let mut w: &mut [u8] = &mut prep.buf;
         let room = w.len();
         let r = match s.write_json(&mut w).map(|()| room - w.len()) {
-            Ok(len) => write_atomic(&prep.json, &prep.tmp, &prep.buf[..len]),
+            Ok(len) => {
+                let bytes = &prep.buf[..len];
+                let handed = prep.html.is_none()
+                    && prep
+                        .handoff
+                        .as_deref()
+                        .is_some_and(|h| handoff::send_bytes(h, &prep.json, bytes));
+                if handed {
+                    crate::info!("handed {json} (inherited only) over to memscope-cli run");
+                    return;
+                }
+                write_atomic(&prep.json, &prep.tmp, bytes)
+            }
             Err(e) => Err(std::io::Error::from(e)),
         };
         note(r, json, prep.manifest.as_deref(), t0, end.in_signal);

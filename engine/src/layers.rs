@@ -7,6 +7,7 @@ const LAYERS: &[&[&str]] = &[
     &[
         "image",
         "destination",
+        "handoff",
         "collector",
         "var_names",
         "unwind",
@@ -53,6 +54,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("destination", include_str!("destination.rs")),
     ("ending", include_str!("ending.rs")),
     ("event", include_str!("event.rs")),
+    ("handoff", include_str!("handoff.rs")),
     ("image", include_str!("image.rs")),
     ("inherited", include_str!("inherited.rs")),
     ("lifecycle", include_str!("lifecycle.rs")),

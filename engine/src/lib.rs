@@ -28,8 +28,8 @@
 //!  3  running  inherited                running snapshots; fork-only children
 //!  2  consumer                          drain: rings -> collector (EngineState)
 //!  1  snapshot                          Finished -> memscope_format::Snapshot
-//!  0  image destination collector var_names unwind registry ring thread
-//!     rss control select process paths event config clock log lock sys
+//!  0  image destination handoff collector var_names unwind registry ring
+//!     thread rss control select process paths event config clock log lock sys
 //! ```
 //!
 //! Layer 0 is ordered too (left above right, most of it independent).
@@ -44,6 +44,7 @@ pub mod control;
 pub mod destination;
 pub mod ending;
 pub mod event;
+pub mod handoff;
 pub mod image;
 pub mod inherited;
 pub mod lifecycle;

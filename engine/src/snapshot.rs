@@ -285,6 +285,11 @@ pub fn build(
     }
 }
 
+/// The buffer snapshots are written through. 64 KiB: below malloc's mmap
+/// threshold (a bigger buffer cost every small snapshot an mmap and
+/// munmap), already far above a write's cost.
+pub const WRITE_BUFFER: usize = 64 << 10;
+
 /// Writes `path` atomically: a fresh temporary file (0600, never through a
 /// symlink) in the same directory, then `rename` over the target.
 /// `fill` gets the concrete buffered file (not `dyn Write`): serializers make
@@ -332,9 +337,7 @@ pub fn write_atomic(
         }
     };
     let result = (|| {
-        // 64 KiB: below malloc's mmap threshold (a bigger buffer cost every
-        // small snapshot an mmap and munmap), already far above a write's cost.
-        let mut w = io::BufWriter::with_capacity(64 << 10, file);
+        let mut w = io::BufWriter::with_capacity(WRITE_BUFFER, file);
         fill(&mut w)?;
         w.flush()?;
         std::fs::rename(&tmp, path)

@@ -12,8 +12,10 @@ pub(crate) mod digest;
 mod finish;
 mod focus;
 mod groups;
+mod handoff;
 mod library;
 mod names;
+mod tail;
 mod target;
 
 use crate::text::term;
@@ -217,9 +219,14 @@ pub fn main(a: Args) -> Outcome {
     if a.live && !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
         return Err("--live needs a terminal".into());
     }
+    let (listener, handed) = handoff::Listener::start(tmp.path()).unzip();
+    match &listener {
+        Some(l) => cmd.env(handoff::VAR, l.socket()),
+        None => cmd.env_remove(handoff::VAR),
+    };
     child::prepare();
     let started = std::time::Instant::now();
-    let namer = names::Namer::start(&plan.manifest);
+    let namer = names::Namer::start(&plan.manifest, handed);
     let pid = child::spawn(&mut cmd).map_err(|e| {
         format!(
             "cannot start {}: {}",
@@ -238,6 +245,9 @@ pub fn main(a: Args) -> Outcome {
         let _ = view.join();
     }
     let cmd_name = a.command[0].to_string_lossy().into_owned();
+    if let Some(l) = listener {
+        l.finish();
+    }
     let named = namer.finish(&plan.manifest);
     finish::finish(
         &finish::Run {

@@ -13,10 +13,12 @@
 //! parse it again.
 
 use super::digest::Collected;
+use super::handoff::{self, Handed, Queue};
 use memscope_symbols::{name_pending, Resolver};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,13 +32,14 @@ pub struct Namer {
 }
 
 impl Namer {
-    /// Starts naming the snapshots listed in `manifest` as they appear.
-    pub fn start(manifest: &Path) -> Namer {
+    /// Starts naming the snapshots listed in `manifest` as they appear,
+    /// and writing those `handed` over ([`handoff`]).
+    pub fn start(manifest: &Path, handed: Option<Queue>) -> Namer {
         let done = Arc::new(AtomicBool::new(false));
         let (flag, manifest) = (done.clone(), manifest.to_path_buf());
         let thread = std::thread::Builder::new()
             .name("memscope-names".into())
-            .spawn(move || name_until(&manifest, &flag))
+            .spawn(move || name_until(&manifest, &flag, handed))
             .ok();
         Namer { done, thread }
     }
@@ -52,19 +55,25 @@ impl Namer {
         match self.thread.take().map(|t| t.join()) {
             Some(Ok(kept)) => kept,
             // No thread (or it died): name everything here.
-            _ => name_until(manifest, &AtomicBool::new(true)),
+            _ => name_until(manifest, &AtomicBool::new(true), None),
         }
     }
 }
 
-/// Names new snapshots of the manifest until `done` is set, then once more.
-fn name_until(manifest: &Path, done: &AtomicBool) -> Collected {
+/// Names new snapshots of the manifest until `done` is set, then once more;
+/// writes each one handed over as it comes. `handed`'s sender is gone
+/// (all is queued) before `done` is set.
+fn name_until(manifest: &Path, done: &AtomicBool, mut handed: Option<Queue>) -> Collected {
     let mut resolver = Resolver::new();
     let mut seen: HashSet<PathBuf> = HashSet::new();
     let mut kept = Collected::default();
+    let mut tail = super::tail::Tail::default();
     loop {
         let last_round = done.load(Ordering::Acquire);
-        for path in super::finish::manifest(manifest) {
+        while let Some(h) = handed.as_ref().and_then(|rx| rx.try_recv().ok()) {
+            name_handed(h, manifest, &mut resolver, &mut kept, &mut seen);
+        }
+        for path in tail.new_paths(manifest) {
             if seen.insert(path.clone()) {
                 name_file(&path, &mut resolver, &mut kept);
             }
@@ -72,7 +81,40 @@ fn name_until(manifest: &Path, done: &AtomicBool) -> Collected {
         if last_round {
             return kept;
         }
-        std::thread::park_timeout(POLL);
+        match handed.as_ref().map(|rx| rx.recv_timeout(POLL)) {
+            Some(Ok(h)) => name_handed(h, manifest, &mut resolver, &mut kept, &mut seen),
+            Some(Err(RecvTimeoutError::Timeout)) => {}
+            // Everything handed over was taken: wait as without handoff.
+            Some(Err(RecvTimeoutError::Disconnected)) => handed = None,
+            None => std::thread::park_timeout(POLL),
+        }
+    }
+}
+
+/// Names a snapshot handed over and writes it where its image would have,
+/// then lists it in the manifest as the image would have. One that cannot
+/// be parsed is written as it came (`finish` then reports it).
+fn name_handed(h: Handed, manifest: &Path, resolver: &mut Resolver, kept: &mut Collected, seen: &mut HashSet<PathBuf>) {
+    let mut snap = memscope_format::read_snapshot_bytes(&h.json).ok();
+    let named = snap.as_mut().is_some_and(|s| name_pending(s, resolver));
+    let written = match snap.as_ref().filter(|_| named) {
+        Some(s) => handoff::write(&h.path, |w| s.write_json(w).map_err(std::io::Error::other)),
+        None => handoff::write(&h.path, |w| w.write_all(&h.json)),
+    }
+    .map(|()| snap);
+    match written.and_then(|s| handoff::list(manifest, &h.path).map(|()| s)) {
+        Ok(s) => {
+            if seen.insert(h.path.clone()) {
+                if let Some(s) = s {
+                    kept.add(h.path, &s);
+                }
+            }
+        }
+        Err(e) => eprintln!(
+            "memscope: cannot write the snapshot to {}: {}",
+            crate::text::term(&h.path.display().to_string()),
+            crate::load::io_reason(&e)
+        ),
     }
 }
 

@@ -1,0 +1,187 @@
+//! Handing an image's final snapshot to `memscope-cli run` instead of
+//! writing the file itself (`MEMSCOPE_HANDOFF`, a Unix socket in run's
+//! private temporary directory).
+//!
+//! Why: under `run` every snapshot is read and rewritten once more by run's
+//! naming thread (the library leaves frames unnamed there), so each image
+//! paid for a file of its own — a new inode, a temporary name, a rename —
+//! only for run to replace it: two files made and one deleted per image,
+//! the larger part of what a short image cost on ext4 (see
+//! scripts/bench/README.md, bash loop). Handed over, the bytes go through a
+//! socket buffer and run writes the one final file, with the same rules
+//! (temporary file, rename, never through a symlink, owner-only).
+//!
+//! The image never depends on run being there: when the socket cannot be
+//! reached or a write fails, the caller writes the file itself as before.
+//! A message is `MAGIC`, the path's length (u32 LE), the path, the JSON,
+//! then `TRAILER_ZEROS` zero bytes and the JSON's length (u64 LE): JSON
+//! never holds a NUL byte, so run tells a complete message from one cut
+//! short (the image then wrote the file itself) without knowing the length
+//! in advance — the snapshot is streamed, never held whole.
+//!
+//! Only system calls and stack buffers: the inherited-only snapshot is
+//! handed over from a fatal signal's handler too.
+
+use std::ffi::CStr;
+use std::io::{self, Write};
+
+/// First bytes of every message.
+pub const MAGIC: &[u8; 4] = b"MSH1";
+/// Zero bytes between the JSON and its length.
+pub const TRAILER_ZEROS: usize = 8;
+/// A send that waits longer than this (run stopped or hung) fails, and
+/// the image writes its file itself.
+const SEND_TIMEOUT_S: libc::time_t = 10;
+
+/// A connection to run's socket, written with `send(MSG_NOSIGNAL)`: a run
+/// that went away is an error here, never a SIGPIPE for the program.
+pub struct Conn {
+    fd: i32,
+    sent: u64,
+}
+
+impl Conn {
+    /// Connects to `socket` and sends the header for `path`. `None` when
+    /// run cannot be reached (the caller then writes the file itself).
+    pub fn open(socket: &CStr, path: &[u8]) -> Option<Conn> {
+        if seccomp_filtered() {
+            // A filter may kill on `socket()` (SIGSYS): files only.
+            return None;
+        }
+        // SAFETY: a sockaddr_un on the stack, filled within its bounds; a
+        // descriptor this function owns until it returns it in `Conn`.
+        let fd = unsafe {
+            let mut addr: libc::sockaddr_un = std::mem::zeroed();
+            let name = socket.to_bytes();
+            if name.is_empty() || name.len() >= addr.sun_path.len() {
+                return None;
+            }
+            addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+            for (d, s) in addr.sun_path.iter_mut().zip(name) {
+                *d = *s as libc::c_char;
+            }
+            // Non-blocking to connect: a backlog that is full (run not
+            // keeping up) is a refusal, not a wait.
+            let fd = libc::socket(
+                libc::AF_UNIX,
+                libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+                0,
+            );
+            if fd < 0 {
+                return None;
+            }
+            let len = std::mem::size_of::<libc::sa_family_t>() + name.len() + 1;
+            let blocking: libc::c_int = 0;
+            let limit = libc::timeval {
+                tv_sec: SEND_TIMEOUT_S,
+                tv_usec: 0,
+            };
+            let ok = libc::connect(fd, (&addr as *const libc::sockaddr_un).cast(), len as libc::socklen_t) == 0
+                && libc::ioctl(fd, libc::FIONBIO, &blocking) == 0
+                && libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_SNDTIMEO,
+                    (&limit as *const libc::timeval).cast(),
+                    std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+                ) == 0;
+            if !ok {
+                libc::close(fd);
+                return None;
+            }
+            fd
+        };
+        let mut c = Conn { fd, sent: 0 };
+        let Ok(n) = u32::try_from(path.len()) else {
+            return None;
+        };
+        let mut head = [0u8; 8];
+        head[..4].copy_from_slice(MAGIC);
+        head[4..].copy_from_slice(&n.to_le_bytes());
+        if c.send_all(&head).and_then(|()| c.send_all(path)).is_err() {
+            return None;
+        }
+        c.sent = 0;
+        Some(c)
+    }
+
+    /// Sends the trailer and closes: the message is complete.
+    pub fn finish(mut self) -> io::Result<()> {
+        let mut tail = [0u8; TRAILER_ZEROS + 8];
+        tail[TRAILER_ZEROS..].copy_from_slice(&self.sent.to_le_bytes());
+        self.send_all(&tail)
+    }
+
+    fn send_all(&mut self, mut buf: &[u8]) -> io::Result<()> {
+        while !buf.is_empty() {
+            // SAFETY: a valid slice, a descriptor this Conn owns.
+            let n = unsafe { libc::send(self.fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            self.sent += n as u64;
+            buf = &buf[n as usize..];
+        }
+        Ok(())
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.send_all(buf).map(|()| buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        // SAFETY: the descriptor this Conn owns, closed once.
+        unsafe { libc::close(self.fd) };
+    }
+}
+
+/// Hands `json` (already serialized) for `path` to run; false when it could
+/// not (nothing of it then counts: the caller writes the file).
+pub fn send_bytes(socket: &CStr, path: &CStr, json: &[u8]) -> bool {
+    match Conn::open(socket, path.to_bytes()) {
+        Some(mut c) => c.send_all(json).is_ok() && c.finish().is_ok(),
+        None => false,
+    }
+}
+
+/// Streams the JSON `fill` writes for `path` to run, through a buffer of
+/// `buffer` bytes; false when it could not (the caller writes the file).
+pub fn send_with(
+    socket: &CStr,
+    path: &str,
+    buffer: usize,
+    fill: impl FnOnce(&mut io::BufWriter<Conn>) -> io::Result<()>,
+) -> bool {
+    let Some(c) = Conn::open(socket, path.as_bytes()) else {
+        return false;
+    };
+    let mut w = io::BufWriter::with_capacity(buffer, c);
+    if fill(&mut w).and_then(|()| w.flush()).is_err() {
+        return false;
+    }
+    match w.into_inner() {
+        Ok(c) => c.finish().is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// True when a seccomp filter is on this thread (PR_GET_SECCOMP says 2).
+fn seccomp_filtered() -> bool {
+    // SAFETY: prctl with no pointer arguments.
+    unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) == 2 }
+}

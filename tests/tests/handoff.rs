@@ -1,0 +1,130 @@
+//! `MEMSCOPE_HANDOFF` (set by `memscope-cli run`): each image hands its
+//! final snapshot to run's socket instead of writing the file itself; with
+//! no one listening it writes the file as before. The test listens itself
+//! and reads the messages as run does (magic, path, JSON, zeros, length),
+//! with the `inherited` program: a parent, children without events of their
+//! own (one ends by a fatal signal: handed over from the signal handler),
+//! one that allocates, and an exec'd image.
+
+use memscope_format::Snapshot;
+use memscope_tests::*;
+use std::io::Read;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+
+/// One message as the library sent it: its path and JSON, or `None` when
+/// it is not complete.
+fn parse(m: &[u8]) -> Option<(PathBuf, Vec<u8>)> {
+    use std::os::unix::ffi::OsStrExt;
+    let (magic, rest) = m.split_at_checked(4)?;
+    let (len, rest) = rest.split_at_checked(4)?;
+    let path_len = u32::from_le_bytes(len.try_into().ok()?) as usize;
+    let (path, rest) = rest.split_at_checked(path_len)?;
+    let (json, tail) = rest.split_at_checked(rest.len().checked_sub(16)?)?;
+    let claimed = u64::from_le_bytes(tail[8..].try_into().ok()?);
+    (magic == b"MSH1" && tail[..8] == [0; 8] && claimed == json.len() as u64)
+        .then(|| (PathBuf::from(std::ffi::OsStr::from_bytes(path)), json.to_vec()))
+}
+
+/// Every message waiting on `listener` (the program has ended).
+fn received(listener: &UnixListener) -> Vec<(PathBuf, Snapshot)> {
+    listener.set_nonblocking(true).unwrap();
+    let mut out = Vec::new();
+    while let Ok((mut conn, _)) = listener.accept() {
+        conn.set_nonblocking(false).unwrap();
+        let mut m = Vec::new();
+        conn.read_to_end(&mut m).unwrap();
+        let (path, json) = parse(&m).unwrap_or_else(|| panic!("an incomplete message of {} bytes", m.len()));
+        let s = memscope_format::read_snapshot_bytes(&json).expect("a snapshot");
+        check_invariants(&s);
+        out.push((path, s));
+    }
+    out
+}
+
+fn json_files(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect()
+}
+
+/// What every run of `inherited` shows: the parent (3 allocations, 2
+/// frees), three children with only the parent's summary at the fork, the
+/// one that allocated, and what the first child exec'd.
+fn check_inherited_run(snaps: &[&Snapshot]) {
+    assert_eq!(snaps.len(), 6);
+    let parent: Vec<_> = snaps
+        .iter()
+        .filter(|s| !s.process.forked && s.process.exe.ends_with("/inherited"))
+        .collect();
+    assert_eq!(parent.len(), 1);
+    let m = &parent[0].summary;
+    assert_eq!((m.total_allocations, m.total_frees), (3, 2));
+    let only: Vec<_> = snaps.iter().filter(|s| s.summary.inherited_only).collect();
+    assert_eq!(only.len(), 3, "exec, _exit and SIGTERM children");
+    for s in &only {
+        let m = &s.summary;
+        assert_eq!((m.total_allocations, m.total_frees, m.live_at_exit_bytes), (3, 1, 400));
+        assert!(s.allocations.is_empty() && s.callsites.is_empty());
+    }
+    assert!(only.iter().any(|s| s.process.signal == Some(libc::SIGTERM)));
+    assert!(only.iter().any(|s| s.process.exit_code == Some(5)));
+    let full: Vec<_> = snaps
+        .iter()
+        .filter(|s| s.process.forked && !s.summary.inherited_only)
+        .collect();
+    assert_eq!(full.len(), 1);
+    assert_eq!(full[0].process.exit_code, Some(7));
+    assert_eq!(full[0].summary.total_allocations, 4, "the parent's 3 and its own");
+}
+
+/// `inherited` traced with `MEMSCOPE_HANDOFF` naming `socket`; it must
+/// succeed with nothing on stderr.
+fn inherited_with_handoff(test: &str, socket: &Path) -> Run {
+    let prog = c_program("inherited", &[]);
+    let run = traced(
+        test,
+        &prog,
+        &["/bin/true"],
+        &[("MEMSCOPE_HANDOFF", socket.to_str().unwrap())],
+    );
+    assert!(run.output.status.success(), "{}", run.stderr());
+    assert_eq!(run.stderr(), "");
+    run
+}
+
+#[test]
+fn images_hand_their_snapshots_over_and_write_no_file() {
+    // Not in the run's directory, which `traced` makes afresh.
+    let socket = scratch("handoff_listened_socket").join("s.sock");
+    let listener = UnixListener::bind(&socket).unwrap();
+    let run = inherited_with_handoff("handoff_listened", &socket);
+    let got = received(&listener);
+    // Nothing written or listed by the images: run does both.
+    assert!(run.snapshots.is_empty(), "{:?}", run.paths());
+    assert!(json_files(&run.dir).is_empty(), "{:?}", json_files(&run.dir));
+    // Each at the path its file would have had, every path distinct.
+    let mut paths: Vec<_> = got.iter().map(|(p, _)| p.clone()).collect();
+    paths.sort();
+    paths.dedup();
+    assert_eq!(paths.len(), got.len());
+    for (p, s) in &got {
+        assert_eq!(p.parent(), Some(run.dir.as_path()));
+        let name = p.file_name().unwrap().to_str().unwrap();
+        assert!(name.starts_with("snap") && name.ends_with(".json"), "{name}");
+        assert!(s.process.pid > 0);
+    }
+    check_inherited_run(&got.iter().map(|(_, s)| s).collect::<Vec<_>>());
+}
+
+#[test]
+fn with_no_one_listening_images_write_their_files() {
+    let absent = scratch("handoff_absent_socket").join("nobody.sock");
+    let run = inherited_with_handoff("handoff_absent", &absent);
+    for (_, s) in &run.snapshots {
+        check_invariants(s);
+    }
+    check_inherited_run(&run.snapshots.iter().map(|(_, s)| s).collect::<Vec<_>>());
+}
