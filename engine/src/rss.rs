@@ -11,6 +11,7 @@
 
 use crate::clock;
 use crate::lock::Locked;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 /// Samples kept; when full, every other one is dropped and the spacing
 /// doubles, so a long run keeps its whole span.
@@ -72,10 +73,38 @@ fn resident_from_statm(text: &[u8], page: u64) -> Option<u64> {
     parse_u64(&text[second..]).map(|pages| pages * page)
 }
 
-/// The process's peak resident set so far.
+/// The process's peak resident set so far. The same read notes whether a
+/// seccomp filter is on ([`no_seccomp_filter`]).
 pub fn peak_bytes() -> Option<u64> {
     let mut buf = [0u8; 4096];
-    peak_from_status(read_proc(c"/proc/self/status", &mut buf)?)
+    let status = read_proc(c"/proc/self/status", &mut buf)?;
+    SECCOMP.store(seccomp_state(status), Ordering::Relaxed);
+    peak_from_status(status)
+}
+
+/// What the last read of /proc/self/status said about seccomp: 0 not read,
+/// [`SECCOMP_OFF`], or anything else (a filter, or no such line).
+static SECCOMP: AtomicU8 = AtomicU8::new(0);
+const SECCOMP_OFF: u8 = 1;
+
+fn seccomp_state(status: &[u8]) -> u8 {
+    let at = status.windows(9).position(|w| w == b"\nSeccomp:");
+    match at.and_then(|at| parse_u64(&status[at + 9..])) {
+        Some(0) => SECCOMP_OFF,
+        _ => 2,
+    }
+}
+
+/// True when no seccomp filter confines this process, as /proc/self/status
+/// says (read at exit for the peak anyway; read now if it was not). A
+/// filter may kill the process for a system call it does not expect —
+/// Chromium's sandbox does for `prctl(PR_GET_SECCOMP)` and `socket` — so
+/// whatever the status cannot confirm counts as filtered.
+pub fn no_seccomp_filter() -> bool {
+    if SECCOMP.load(Ordering::Relaxed) == 0 {
+        let _ = peak_bytes();
+    }
+    SECCOMP.load(Ordering::Relaxed) == SECCOMP_OFF
 }
 
 /// The process's resident bytes now.
@@ -132,6 +161,12 @@ mod tests {
         let status = b"Name:\tx\nVmPeak:\t  9000 kB\nVmHWM:\t    1234 kB\nVmRSS:\t 1000 kB\n";
         assert_eq!(peak_from_status(status), Some(1234 * 1024));
         assert_eq!(peak_from_status(b"Name:\tx\n"), None);
+        assert_eq!(
+            seccomp_state(b"Name:\tx\nSeccomp:\t0\nSeccomp_filters:\t0\n"),
+            SECCOMP_OFF
+        );
+        assert_eq!(seccomp_state(b"Name:\tx\nSeccomp:\t2\nSeccomp_filters:\t1\n"), 2);
+        assert_eq!(seccomp_state(b"Name:\tx\n"), 2);
         assert_eq!(resident_from_statm(b"2000 300 100 1 0 50 0\n", 4096), Some(300 * 4096));
     }
 

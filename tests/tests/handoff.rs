@@ -128,3 +128,27 @@ fn with_no_one_listening_images_write_their_files() {
     }
     check_inherited_run(&run.snapshots.iter().map(|(_, s)| s).collect::<Vec<_>>());
 }
+
+/// A program under a seccomp filter that kills on `socket` and on
+/// `prctl(PR_GET_SECCOMP)` (as Chromium's sandbox does): the library makes
+/// neither call, writes the snapshot itself, and the program keeps its
+/// exit code (before, the filter killed it at exit with SIGSYS).
+#[test]
+fn a_sandboxed_image_writes_its_own_file_and_keeps_its_exit_code() {
+    let dir = scratch("handoff_sandboxed");
+    let path = dir.join("s.json");
+    let out = memscope_tests::cli::command(&dir)
+        .args(["run", "-o", path.to_str().unwrap()])
+        .arg(c_program("sandboxed", &[]))
+        .output()
+        .expect("run memscope-cli");
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let s = memscope_format::read_snapshot_file(&path).expect("the image's own snapshot");
+    check_invariants(&s);
+    let m = &s.summary;
+    // 5 blocks of 100 bytes before the filter, 7 of 200 after, all freed.
+    assert_eq!((m.total_allocations, m.total_frees), (12, 12));
+    assert_eq!(m.total_allocated_bytes, 5 * 100 + 7 * 200);
+    assert_eq!((m.peak_live_bytes, m.peak_live_allocations), (1900, 12));
+    assert_eq!(s.process.exit_code, Some(3));
+}
