@@ -73,6 +73,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("thread", include_str!("thread.rs")),
     ("unwind", include_str!("unwind/mod.rs")),
     ("unwind", include_str!("unwind/capture.rs")),
+    ("unwind", include_str!("unwind/fde_rows.rs")),
     ("unwind", include_str!("unwind/memo.rs")),
     ("unwind", include_str!("unwind/modules.rs")),
     ("unwind", include_str!("unwind/rules.rs")),

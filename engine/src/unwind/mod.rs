@@ -10,6 +10,7 @@
 //! written ([`symbolize`]).
 
 pub mod capture;
+pub mod fde_rows;
 pub mod memo;
 pub mod modules;
 pub mod rules;
