@@ -92,6 +92,11 @@ pub fn site_of_caller(depth: usize, caller: super::Caller) -> u32 {
     }
     let mut buf = [MaybeUninit::<u64>::uninit(); MAX_DEPTH];
     let depth = depth.clamp(1, MAX_DEPTH);
+    if let Some((n, hash)) = ts.memo.trace.walk(ra, sp, bp, hi, depth, generation, &mut buf) {
+        // SAFETY: the walk initialized the first n entries.
+        let frames = unsafe { std::slice::from_raw_parts(buf.as_ptr() as *const u64, n) };
+        return sites::intern(hash, frames);
+    }
     buf[0].write(ra);
     let regs = Regs { ip: ra, sp: sp + 8, bp };
     let mut log = ReadLog::new();
@@ -107,10 +112,8 @@ pub fn site_of_caller(depth: usize, caller: super::Caller) -> u32 {
 fn intern(buf: &[MaybeUninit<u64>], n: usize) -> u32 {
     // SAFETY: the walk initialized the first n entries.
     let frames = unsafe { std::slice::from_raw_parts(buf.as_ptr() as *const u64, n) };
-    let hash = frames.iter().fold(0x9E37_79B9_7F4A_7C15u64, |h, &ip| {
-        (h ^ ip).wrapping_mul(0x100_0000_01B3).rotate_left(29)
-    });
-    sites::intern(hash, frames)
+    // The same hash as a traced walk's, so a stack has one id either way.
+    sites::intern(super::trace::hash(frames), frames)
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -258,6 +261,35 @@ fn stack_top(sp: u64) -> Option<u64> {
     }
     let tp = thread::thread_pointer() as u64;
     (sp < tp && tp - sp < 1 << 30).then_some(tp)
+}
+
+/// The frames of `caller`'s stack walked through this thread's trace (and
+/// their hash) or without it, for tests that compare the two.
+#[cfg(test)]
+pub(crate) fn frames_of_caller(depth: usize, caller: super::Caller, traced: bool) -> (Vec<u64>, u64) {
+    let sp = caller.sp as u64;
+    let hi = stack_top(sp).expect("a known stack");
+    // SAFETY: `sp` is the caller's stack pointer at the call: its return address.
+    let ra = unsafe { std::ptr::read_volatile(sp as *const u64) };
+    let mut buf = [MaybeUninit::<u64>::uninit(); MAX_DEPTH];
+    let (n, hash) = if traced {
+        let generation = super::modules::generation();
+        let trace = &thread::current().memo.trace;
+        trace
+            .walk(ra, sp, caller.bp as u64, hi, depth, generation, &mut buf)
+            .unwrap()
+    } else {
+        buf[0].write(ra);
+        let regs = Regs {
+            ip: ra,
+            sp: sp + 8,
+            bp: caller.bp as u64,
+        };
+        (walk(regs, true, hi, &mut buf[1..depth], false, None).0 + 1, 0)
+    };
+    // SAFETY: the walk initialized the first n entries.
+    let frames: Vec<u64> = buf[..n].iter().map(|f| unsafe { f.assume_init() }).collect();
+    (frames, hash)
 }
 
 #[cfg(test)]

@@ -30,6 +30,8 @@ pub struct Entry {
 
 pub struct Memo {
     entries: [Entry; ENTRIES],
+    /// The thread's last walk (tried after the memo).
+    pub trace: super::trace::Trace,
 }
 
 impl Default for Memo {
@@ -96,6 +98,7 @@ impl Memo {
         };
         Memo {
             entries: [ENTRY; ENTRIES],
+            trace: super::trace::Trace::new(),
         }
     }
 
