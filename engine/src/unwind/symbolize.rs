@@ -8,44 +8,20 @@
 //! with one cache, so a shell loop's 200 `ls` images read `ls` and libc once.
 
 use super::modules::{self, Module};
+use crate::collector::AddrMap;
 use memscope_format::{hex_addr, Frame, FrameTables, ModuleInfo, UNKNOWN_MODULE};
 use memscope_symbols::{ModuleRef, Resolver};
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-
-/// Hashes a code address with one multiply: a big program's snapshot looks
-/// up every frame of every site (cc1: 220,000), and SipHash made that as
-/// costly as walking the stacks had been.
-#[derive(Default)]
-pub struct IpHasher(u64);
-
-impl Hasher for IpHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-
-    fn write_u64(&mut self, ip: u64) {
-        // hashbrown takes the bucket from the low bits and a tag from the
-        // high ones: both must mix the whole address.
-        let h = (self.0 ^ ip).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        self.0 = h ^ (h >> 29);
-    }
-}
-
 /// Names addresses into a snapshot's `modules` and `frames` tables (format
 /// version 2): each address is resolved once, each frame stored once.
 pub struct Symbolizer {
     modules: Vec<&'static Module>,
     /// None: frames are left unnamed for `memscope-cli run` to name.
     resolver: Option<Resolver>,
-    /// Each address's frames (its inlined frames first) in `tables`.
-    by_ip: HashMap<u64, Vec<u32>, BuildHasherDefault<IpHasher>>,
+    /// Each address's frames (its inlined frames first) in `tables`; hashed
+    /// with one multiply: a big program's snapshot looks up every frame of
+    /// every site (cc1: 220,000), and SipHash made that as costly as walking
+    /// the stacks had been.
+    by_ip: AddrMap<Vec<u32>>,
     tables: FrameTables,
     /// Bias and build id of each module of `tables`, in its order.
     module_info: Vec<ModuleInfo>,
@@ -66,7 +42,7 @@ impl Symbolizer {
         Symbolizer {
             modules: mods,
             resolver: name_now.then(Resolver::new),
-            by_ip: HashMap::default(),
+            by_ip: AddrMap::default(),
             tables: FrameTables::new(),
             module_info: Vec::new(),
             exe,
