@@ -24,22 +24,40 @@ pub struct Rows {
     rows: Box<[(u64, u64, Rule)]>,
 }
 
-const SLOTS: usize = 4096;
-static TABLE: [AtomicPtr<Rows>; SLOTS] = [const { AtomicPtr::new(std::ptr::null_mut()) }; SLOTS];
+/// Two tables, as for the rules: a function goes to the small one (one
+/// page) while its slot there is free, else to the big one, so a short
+/// process's few dozen functions fault in one page rather than a dozen.
+const SMALL_BITS: u32 = 9;
+const BITS: u32 = 13;
+type Table<const N: usize> = [AtomicPtr<Rows>; N];
+static SMALL: Table<{ 1 << SMALL_BITS }> = [const { AtomicPtr::new(std::ptr::null_mut()) }; 1 << SMALL_BITS];
+static TABLE: Table<{ 1 << BITS }> = [const { AtomicPtr::new(std::ptr::null_mut()) }; 1 << BITS];
 /// Bytes of row lists ever kept.
 static USED: AtomicUsize = AtomicUsize::new(0);
 const BUDGET: usize = 8 << 20;
 
-fn slot(fde: u64) -> &'static AtomicPtr<Rows> {
-    &TABLE[(fde.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 52) as usize % SLOTS]
+fn slots(fde: u64) -> (&'static AtomicPtr<Rows>, &'static AtomicPtr<Rows>) {
+    let h = fde.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (
+        &SMALL[(h >> (64 - SMALL_BITS)) as usize],
+        &TABLE[(h >> (64 - BITS)) as usize],
+    )
 }
 
 /// The rule at `addr` in the function of the FDE at `fde`, if its rows are
 /// kept: `Some(None)` when no row covers `addr`.
 pub fn lookup(fde: u64, addr: u64) -> Option<Option<Rule>> {
+    let (small, big) = slots(fde);
     // SAFETY: published lists are never freed.
-    let rows = unsafe { slot(fde).load(Ordering::Acquire).as_ref() }?;
-    (rows.fde == fde).then(|| find(&rows.rows, addr))
+    let kept = |slot: &AtomicPtr<Rows>| unsafe { slot.load(Ordering::Acquire).as_ref() }.filter(|r| r.fde == fde);
+    // A function goes to the big table only when its small slot is taken
+    // (and slots are never emptied): a free one says it is in neither.
+    let rows = match kept(small) {
+        Some(rows) => rows,
+        None if small.load(Ordering::Relaxed).is_null() => return None,
+        None => kept(big)?,
+    };
+    Some(find(&rows.rows, addr))
 }
 
 /// Keeps the rows of the function of the FDE at `fde` (unless over budget),
@@ -52,7 +70,13 @@ pub fn keep(fde: u64, rows: Vec<(u64, u64, Rule)>, addr: u64) -> Option<Rule> {
             fde,
             rows: rows.into_boxed_slice(),
         }));
-        slot(fde).store(list, Ordering::Release);
+        let (small, big) = slots(fde);
+        let slot = if small.load(Ordering::Relaxed).is_null() {
+            small
+        } else {
+            big
+        };
+        slot.store(list, Ordering::Release);
     }
     rule
 }

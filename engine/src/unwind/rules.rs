@@ -190,9 +190,10 @@ pub fn compute(addr: u64, is_return: bool) -> Rule {
         return Rule::STOP;
     }
     let _g = crate::thread::Guard::enter();
-    match m.cfi() {
+    let at = if is_return { addr - 1 } else { addr };
+    match m.with_cfi(|cfi| from_cfi(cfi, m.text_start, at)) {
         Ok(None) => Rule::FRAME_POINTER,
-        Ok(Some(cfi)) => from_cfi(cfi, m.text_start, if is_return { addr - 1 } else { addr }).unwrap_or(Rule::STOP),
+        Ok(Some(rule)) => rule.unwrap_or(Rule::STOP),
         // Closed since the list was made: nothing of it can be on a stack.
         Err(()) => Rule::STOP,
     }
@@ -203,7 +204,7 @@ fn from_cfi(cfi: &Cfi, text: u64, addr: u64) -> Option<Rule> {
         .set_eh_frame_hdr(cfi.hdr_addr)
         .set_eh_frame(cfi.frame_addr)
         .set_text(text);
-    let frame = EhFrame::new(&cfi.frame, LittleEndian);
+    let frame = EhFrame::new(cfi.frame, LittleEndian);
     let found = fde_offset(cfi, addr);
     if let Some(Some((_, fde))) = found {
         if let Some(rule) = fde_rows::lookup(fde, addr) {
@@ -230,7 +231,7 @@ fn from_cfi(cfi: &Cfi, text: u64, addr: u64) -> Option<Rule> {
         // Before the first function the table lists.
         Some(None) => None,
         // A table memscope does not read itself: gimli's search.
-        None => EhFrameHdr::new(&cfi.hdr, LittleEndian)
+        None => EhFrameHdr::new(cfi.hdr, LittleEndian)
             .parse(&bases, 8)
             .ok()
             .and_then(|hdr| {
@@ -255,7 +256,7 @@ fn from_cfi(cfi: &Cfi, text: u64, addr: u64) -> Option<Rule> {
 fn fde_offset(cfi: &Cfi, addr: u64) -> Option<Option<(EhFrameOffset, u64)>> {
     const UDATA4: u8 = 0x03;
     const DATAREL_SDATA4: u8 = 0x3b;
-    let hdr: &[u8] = &cfi.hdr;
+    let hdr: &[u8] = cfi.hdr;
     if hdr.len() < 12 || hdr[0] != 1 || hdr[2] != UDATA4 || hdr[3] != DATAREL_SDATA4 {
         return None;
     }

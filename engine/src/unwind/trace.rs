@@ -20,7 +20,11 @@ use super::rules::{self, Step};
 use std::cell::{Cell, UnsafeCell};
 use std::mem::MaybeUninit;
 
-const MAX: usize = super::capture::MAX_DEPTH;
+/// States kept: the last walk's, from the start, and the walk under way's,
+/// innermost first from the end (see [`Data::states`]).
+const MAX: usize = 64;
+/// Deepest walk the trace takes (deeper ones walk without it).
+const MAX_WALK: usize = MAX / 2;
 
 /// The step from this state used the frame pointer register it came with.
 const USES_BP: u8 = 1;
@@ -58,7 +62,11 @@ const EMPTY: State = State {
 };
 
 struct Data {
-    /// States of the last walk, outermost first (`len` of them; 0: none).
+    /// States of the last walk, outermost first (`len` of them; 0: none),
+    /// and from the other end, innermost first, those of the walk under
+    /// way ([`Data::scratch`]): at most [`MAX_WALK`] each, so the two never
+    /// meet. One array, so a thread's trace is 4 KiB of its static TLS,
+    /// which every thread and process image pays to set up.
     states: [State; MAX],
     len: usize,
     /// It ended by itself rather than at `depth`.
@@ -70,8 +78,6 @@ struct Data {
     /// The lowest address it was allowed to read, and its stack's top.
     floor: u64,
     hi: u64,
-    /// The walk in progress, innermost first.
-    scratch: [State; MAX],
     /// Walks that kept the last one's outer frames.
     splices: u64,
 }
@@ -129,7 +135,6 @@ impl Trace {
                 generation: 0,
                 floor: 0,
                 hi: 0,
-                scratch: [EMPTY; MAX],
                 splices: 0,
             }),
             busy: Cell::new(false),
@@ -139,8 +144,9 @@ impl Trace {
     /// Walks the stack of an allocator call whose return address `ra` sits
     /// at `caller_sp`, with frame pointer register `bp`, into `out` (at
     /// most `depth` frames, `ra` first); returns how many and their
-    /// [`hash`]. None while this thread's trace is in use (re-entered from
-    /// a signal handler): walk without it.
+    /// [`hash`]. None for a walk deeper than [`MAX_WALK`], or while this
+    /// thread's trace is in use (re-entered from a signal handler): walk
+    /// without it.
     #[inline(always)]
     pub fn walk(
         &self,
@@ -152,15 +158,23 @@ impl Trace {
         generation: u64,
         out: &mut [MaybeUninit<u64>],
     ) -> Option<(usize, u64)> {
-        if self.busy.replace(true) {
+        if depth > MAX_WALK || self.busy.replace(true) {
             return None;
         }
         // SAFETY: `busy` keeps every other use of this thread's trace out
         // (only this thread reaches it).
         let d = unsafe { &mut *self.data.get() };
-        let r = d.walk(ra, caller_sp + 8, bp, hi, depth.clamp(1, MAX), generation, out);
+        let r = d.walk(ra, caller_sp + 8, bp, hi, depth.max(1), generation, out);
         self.busy.set(false);
         Some(r)
+    }
+}
+
+impl Data {
+    /// State `i` (innermost first) of the walk under way.
+    #[inline(always)]
+    fn scratch(&mut self, i: usize) -> &mut State {
+        &mut self.states[MAX - 1 - i]
     }
 }
 
@@ -196,7 +210,7 @@ impl Data {
         let mut end_ra = (0, 0);
         let mut splice = None;
         loop {
-            self.scratch[n] = State { ip, sp, bp, ..EMPTY };
+            *self.scratch(n) = State { ip, sp, bp, ..EMPTY };
             if trying {
                 while p > 0 && self.states[p - 1].sp < sp {
                     p -= 1;
@@ -218,7 +232,7 @@ impl Data {
                 natural_end = false;
                 break;
             }
-            let s = &mut self.scratch[n];
+            let s = self.scratch(n);
             let rule = rules::lookup(ip, true);
             let (cfa, saved_bp) = match rule.step() {
                 Step::Sp => (sp + rule.cfa_offset(), rule.bp_offset()),
@@ -261,7 +275,7 @@ impl Data {
             Some(at) => {
                 // The kept state `at` is scratch state n: same step, same
                 // reads; its frame pointer is kept as this walk saw it.
-                self.states[at].bp = self.scratch[n].bp;
+                self.states[at].bp = self.scratch(n).bp;
                 self.splices += 1;
                 self.len = at + n + 1;
                 at + 1
@@ -278,7 +292,7 @@ impl Data {
         self.generation = generation;
         self.hi = hi;
         for q in start..self.len {
-            let mut s = self.scratch[self.len - 1 - q];
+            let mut s = *self.scratch(self.len - 1 - q);
             if q > 0 {
                 let outer = &self.states[q - 1];
                 s.min_addr = s.min_addr.min(outer.min_addr);
@@ -368,7 +382,6 @@ impl Data {
 #[cfg(test)]
 mod tests {
     use super::super::{capture, modules, Caller};
-    use super::*;
 
     /// What one probe saw: the frames walked with the trace, their hash,
     /// and the frames walked without it.
@@ -414,7 +427,7 @@ mod tests {
     fn a_walk_through_the_trace_finds_the_frames_a_full_walk_finds() {
         modules::refresh();
         let trace = &crate::thread::current().memo.trace;
-        for depth in [1, 3, 8, 32, 100] {
+        for depth in [1, 3, 8, 20, 32] {
             let mut seen = Vec::new();
             let before = trace.splices();
             recurse(12, depth, &mut seen);
