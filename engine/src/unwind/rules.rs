@@ -223,7 +223,13 @@ fn from_cfi(cfi: &Cfi, text: u64, addr: u64) -> Option<Rule> {
                 if let Ok(mut table) = fde.rows(&frame, &bases, &mut ctx) {
                     while let Ok(Some(row)) = table.next_row() {
                         let rule = rule_of_row(row).unwrap_or(Rule::STOP);
-                        rows.push((row.start_address(), row.end_address(), rule));
+                        let (start, end) = (row.start_address(), row.end_address());
+                        match rows.last_mut() {
+                            // Rows that differ only in registers a rule does
+                            // not hold (callee-saved ones) are one range.
+                            Some((_, last_end, last)) if *last == rule && *last_end == start => *last_end = end,
+                            _ => rows.push((start, end, rule)),
+                        }
                     }
                 }
                 fde_rows::keep(fde_addr, rows, addr)
