@@ -20,8 +20,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How often the manifest is looked at while the command runs.
-const POLL: Duration = Duration::from_millis(25);
+/// How often the manifest is looked at while the command runs: a big
+/// snapshot listed just after a look waits this long before its naming
+/// starts, often past the end of the command (gcc: cc1's snapshot, then a
+/// few ms of `as`). Only its size is looked at unless it grew.
+const POLL: Duration = Duration::from_millis(5);
 /// Records and sites from which a snapshot's rewrite gets a thread of its own.
 const PARALLEL_WRITE_FROM: usize = 2000;
 
@@ -64,11 +67,16 @@ fn name_until(manifest: &Path, done: &AtomicBool) -> Collected {
     let mut resolver = Resolver::new();
     let mut seen: HashSet<PathBuf> = HashSet::new();
     let mut kept = Collected::default();
+    let mut read_len = None;
     loop {
         let last_round = done.load(Ordering::Acquire);
-        for path in super::finish::manifest(manifest) {
-            if seen.insert(path.clone()) {
-                name_file(&path, &mut resolver, &mut kept);
+        let len = std::fs::metadata(manifest).map(|m| m.len()).ok();
+        if last_round || len != read_len {
+            read_len = len;
+            for path in super::finish::manifest(manifest) {
+                if seen.insert(path.clone()) {
+                    name_file(&path, &mut resolver, &mut kept);
+                }
             }
         }
         if last_round {
