@@ -75,11 +75,13 @@ const SOURCES: &[(&str, &str)] = &[
     ("thread", include_str!("thread.rs")),
     ("unwind", include_str!("unwind/mod.rs")),
     ("unwind", include_str!("unwind/capture.rs")),
+    ("unwind", include_str!("unwind/fde_rows.rs")),
     ("unwind", include_str!("unwind/memo.rs")),
     ("unwind", include_str!("unwind/modules.rs")),
     ("unwind", include_str!("unwind/rules.rs")),
     ("unwind", include_str!("unwind/sites.rs")),
     ("unwind", include_str!("unwind/symbolize.rs")),
+    ("unwind", include_str!("unwind/trace.rs")),
     ("var_names", include_str!("var_names.rs")),
     ("vars", include_str!("vars.rs")),
 ];

@@ -6,6 +6,8 @@ pub struct ModuleFile {
     pub loader: addr2line::Loader,
     /// The separate debug file's symbol table, read when first needed.
     pub debug_symbols: Option<Option<FunctionSymbols>>,
+    /// Symbol names demangled so far, by their mangled form.
+    pub demangled: std::collections::HashMap<String, String>,
 }
 
 impl ModuleFile {
@@ -19,6 +21,7 @@ impl ModuleFile {
         Some(ModuleFile {
             loader: addr2line::Loader::new(path).ok()?,
             debug_symbols: None,
+            demangled: Default::default(),
         })
     }
 }

@@ -44,11 +44,19 @@ pub struct Named {
 /// Names addresses, caching each module file and each address.
 #[derive(Default)]
 pub struct Resolver {
-    /// By path and build id; None when the file cannot be read or is not
-    /// the object that was loaded.
-    files: HashMap<(String, Vec<u8>), Option<ModuleFile>>,
-    /// By path, build id and file-relative address.
-    names: HashMap<(String, Vec<u8>, u64), Vec<Named>>,
+    /// Every module asked about, by path and build id.
+    modules: Vec<ModuleNames>,
+    /// The one asked about last: the next address is most often its too.
+    last: usize,
+}
+
+/// One module's file (None when it cannot be read or is not the object
+/// that was loaded) and the names found so far, by file-relative address.
+struct ModuleNames {
+    path: String,
+    build_id: Vec<u8>,
+    file: Option<ModuleFile>,
+    names: HashMap<u64, Vec<Named>>,
 }
 
 impl Resolver {
@@ -61,20 +69,38 @@ impl Resolver {
     pub fn resolve(&mut self, m: &ModuleRef, ip: u64) -> Vec<Named> {
         // A return address points after its call: look up the call itself.
         let rel = ip.wrapping_sub(m.bias).wrapping_sub(1);
-        let key = (m.path.to_owned(), m.build_id.to_vec(), rel);
-        if let Some(n) = self.names.get(&key) {
+        let module = self.module(m);
+        if let Some(n) = module.names.get(&rel) {
             return n.clone();
         }
-        let file = self
-            .files
-            .entry((key.0.clone(), key.1.clone()))
-            .or_insert_with(|| ModuleFile::open(m.path, m.build_id));
-        let named = match file {
+        let named = match &mut module.file {
             Some(f) => f.names(rel, m.build_id),
             None => vec![Named::default()],
         };
-        self.names.insert(key, named.clone());
+        module.names.insert(rel, named.clone());
         named
+    }
+
+    /// The cache of module `m` (its file opened on first use). Looked up
+    /// without building a key: a big snapshot asks once per frame, and a
+    /// hashed path and build id per frame cost more than the naming.
+    fn module(&mut self, m: &ModuleRef) -> &mut ModuleNames {
+        let same = |c: &ModuleNames| c.path == m.path && c.build_id == m.build_id;
+        if !self.modules.get(self.last).is_some_and(same) {
+            self.last = match self.modules.iter().position(same) {
+                Some(i) => i,
+                None => {
+                    self.modules.push(ModuleNames {
+                        path: m.path.to_owned(),
+                        build_id: m.build_id.to_vec(),
+                        file: ModuleFile::open(m.path, m.build_id),
+                        names: HashMap::new(),
+                    });
+                    self.modules.len() - 1
+                }
+            };
+        }
+        &mut self.modules[self.last]
     }
 }
 
@@ -106,8 +132,19 @@ impl ModuleFile {
         }
         if frames.iter().all(|f| f.function.is_none()) {
             // No DWARF here (or none naming the function): the symbol table.
-            let demangle = |s: &str| addr2line::demangle_auto(std::borrow::Cow::Borrowed(s), None).into_owned();
-            let mut function = self.loader.find_symbol(probe).map(demangle);
+            // Each symbol demangled once: a module's addresses are mostly
+            // several per function (cc1: 5,656 in 1,321), and demangling a
+            // C++ name costs more than finding it.
+            let demangled = &mut self.demangled;
+            let mut demangle = |s: &str| match demangled.get(s) {
+                Some(d) => d.clone(),
+                None => {
+                    let d = addr2line::demangle_auto(std::borrow::Cow::Borrowed(s), None).into_owned();
+                    demangled.insert(s.to_owned(), d.clone());
+                    d
+                }
+            };
+            let mut function = self.loader.find_symbol(probe).map(&mut demangle);
             if function.is_none() {
                 // A static function of a stripped library: the separate
                 // debug file's full symbol table names it (its DWARF is not

@@ -22,8 +22,14 @@ use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How often the manifest is looked at while the command runs.
-const POLL: Duration = Duration::from_millis(25);
+/// How often the manifest is looked at while the command runs: a big
+/// snapshot listed just after a look waits this long before its naming
+/// starts, often past the end of the command (gcc: cc1's snapshot, then a
+/// few ms of `as`). Each look reads only the lines added since the last
+/// ([`super::tail`]); snapshots handed over wake the thread at once.
+const POLL: Duration = Duration::from_millis(5);
+/// Records and sites from which a snapshot's rewrite gets a thread of its own.
+const PARALLEL_WRITE_FROM: usize = 2000;
 
 /// The naming thread of a run.
 pub struct Namer {
@@ -126,16 +132,32 @@ fn name_file(path: &Path, resolver: &mut Resolver, kept: &mut Collected) {
     let Ok(mut snap) = memscope_format::read_snapshot_file(path) else {
         return;
     };
-    if name_pending(&mut snap, resolver) {
-        if let Err(e) = rewrite(path, &snap) {
-            eprintln!(
-                "memscope: cannot name the frames in {}: {}",
-                crate::text::term(&path.display().to_string()),
-                crate::load::io_reason(&e)
-            );
-        }
+    if !name_pending(&mut snap, resolver) {
+        kept.add(path.to_path_buf(), &snap);
+        return;
     }
-    kept.add(path.to_path_buf(), &snap);
+    // A big snapshot is written on a second thread while the digest is
+    // made here: the run's biggest often ends last, and then both are what
+    // is left to wait for (a small one is not worth a thread).
+    let written = if snap.allocations.len() + snap.callsites.len() < PARALLEL_WRITE_FROM {
+        kept.add(path.to_path_buf(), &snap);
+        rewrite(path, &snap)
+    } else {
+        std::thread::scope(|scope| {
+            let writer = scope.spawn(|| rewrite(path, &snap));
+            kept.add(path.to_path_buf(), &snap);
+            writer
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("the writing thread panicked")))
+        })
+    };
+    if let Err(e) = written {
+        eprintln!(
+            "memscope: cannot name the frames in {}: {}",
+            crate::text::term(&path.display().to_string()),
+            crate::load::io_reason(&e)
+        );
+    }
 }
 
 /// Replaces `path` with `snap`, atomically and owner-only (see

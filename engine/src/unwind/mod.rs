@@ -10,11 +10,13 @@
 //! written ([`symbolize`]).
 
 pub mod capture;
+pub mod fde_rows;
 pub mod memo;
 pub mod modules;
 pub mod rules;
 pub mod sites;
 pub mod symbolize;
+pub mod trace;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 

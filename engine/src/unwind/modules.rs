@@ -6,12 +6,14 @@
 //! `dlopen`ed) builds a new one and swaps a pointer, so the hot path reads
 //! it without a lock. Old lists and modules are never freed, so a reader can
 //! never see one vanish, and a module's path stays known for symbolizing
-//! addresses of libraries since closed. A module's CFI is copied out of its
-//! mapping the first time the unwinder needs it ([`Module::cfi`]), inside
-//! `dl_iterate_phdr`, whose lock keeps the module loaded during the copy: a
-//! later `dlclose` cannot pull memory from under an unwind, and an image
-//! pays only for the modules its allocations come through (copying every
-//! module's CFI at start-up cost ~175 µs per image, most of it page faults).
+//! addresses of libraries since closed. A module's CFI is read where it
+//! lies, never copied ([`Module::with_cfi`]): the main program's at any
+//! time (it is mapped as long as the process lives), a library's inside
+//! `dl_iterate_phdr`, whose lock keeps it loaded meanwhile, so a `dlclose`
+//! cannot pull memory from under an unwind. (Copying a library's CFI on
+//! first use cost each short image ~100 page faults for libc alone, and a
+//! big program's own — cc1: 2.7 MB — some 1,000; rules are derived once
+//! per function and cached, so the lock is taken once per function.)
 //! Nothing here takes a lock of memscope's, so a `fork` at any moment leaves
 //! the child nothing to untangle.
 //!
@@ -20,7 +22,6 @@
 
 use crate::thread::Guard;
 use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
-use std::sync::OnceLock;
 
 /// One loaded object.
 #[derive(Debug)]
@@ -37,19 +38,22 @@ pub struct Module {
     pub text_end: u64,
     /// Runtime address and size of `.eh_frame_hdr` (`None`: no unwind info).
     pub eh_frame_hdr: Option<(u64, usize)>,
-    /// Its copy with `.eh_frame`'s, made on first use (see [`Module::cfi`]).
-    cfi: OnceLock<Option<Cfi>>,
+    /// Runtime ranges of its loadable segments: `.eh_frame` is read no
+    /// further than the end of the one that holds it.
+    segments: Vec<(u64, u64)>,
     /// The GNU build id: finds separate debug info
     /// (`/usr/lib/debug/.build-id/…`) when symbolizing.
     pub build_id: Vec<u8>,
 }
 
+/// A module's unwind info where it lies.
 #[derive(Debug)]
-pub struct Cfi {
+pub struct Cfi<'a> {
     pub hdr_addr: u64,
-    pub hdr: Vec<u8>,
+    pub hdr: &'a [u8],
     pub frame_addr: u64,
-    pub frame: Vec<u8>,
+    /// From `.eh_frame`'s start to the end of its segment.
+    pub frame: &'a [u8],
 }
 
 impl Module {
@@ -57,55 +61,85 @@ impl Module {
         (self.start..self.end).contains(&addr)
     }
 
-    /// The module's unwind info, copied on first use while the loader's
-    /// lock keeps the module mapped. `Err(())` while the module is not
-    /// loaded (closed since the list was made; it may come back at the same
-    /// place, so nothing is remembered); `Ok(None)` when it has no usable
-    /// unwind info.
+    /// `f` of the module's unwind info, read in place while the module is
+    /// surely mapped. `Err(())` while the module is not loaded (closed
+    /// since the list was made; it may come back at the same place, so
+    /// nothing is remembered); `Ok(None)` when it has no usable unwind info.
     #[allow(clippy::result_unit_err)]
-    pub fn cfi(&'static self) -> Result<Option<&'static Cfi>, ()> {
-        if let Some(c) = self.cfi.get() {
-            return Ok(c.as_ref());
-        }
+    pub fn with_cfi<R, F: FnOnce(&Cfi) -> R>(&'static self, f: F) -> Result<Option<R>, ()> {
         if self.eh_frame_hdr.is_none() {
-            return Ok(self.cfi.get_or_init(|| None).as_ref());
+            return Ok(None);
+        }
+        if self.path.is_empty() {
+            // The main program: mapped as long as the process lives.
+            // SAFETY: its segments are mapped for good.
+            return Ok(unsafe { self.cfi_in_place() }.map(|c| f(&c)));
         }
         let _g = Guard::enter();
-        let mut job = CopyJob {
+        let mut job = Job {
             module: self,
-            copied: None,
+            f: Some(f),
+            result: None,
         };
         // SAFETY: the callback only reads the program headers it is given,
-        // and copies from this module only while the loader lists it.
+        // and reads this module's CFI only while the loader lists it.
         unsafe {
-            libc::dl_iterate_phdr(Some(copy_if_loaded), &mut job as *mut CopyJob as *mut libc::c_void);
+            libc::dl_iterate_phdr(
+                Some(run_if_loaded::<R, F>),
+                &mut job as *mut Job<R, F> as *mut libc::c_void,
+            );
         }
-        match job.copied {
-            // Two threads may both have copied: the first copy stays.
-            Some(copy) => Ok(self.cfi.get_or_init(|| copy).as_ref()),
-            None => Err(()),
+        job.result.ok_or(())
+    }
+
+    /// The module's CFI where it lies.
+    ///
+    /// # Safety
+    /// The module must stay mapped while the result is used.
+    unsafe fn cfi_in_place(&self) -> Option<Cfi<'static>> {
+        let (hdr_addr, hdr_len) = self.eh_frame_hdr?;
+        let hdr = std::slice::from_raw_parts(hdr_addr as *const u8, hdr_len);
+        // version 1, eh_frame_ptr encoded as pcrel|sdata4 (what every linker emits).
+        if hdr.len() < 8 || hdr[0] != 1 || hdr[1] != 0x1b {
+            return None;
         }
+        let rel = i32::from_le_bytes(hdr[4..8].try_into().ok()?) as i64;
+        let frame_addr = (hdr_addr as i64).wrapping_add(4 + rel) as u64;
+        let &(_, end) = self.segments.iter().find(|(lo, hi)| (*lo..*hi).contains(&frame_addr))?;
+        let frame = std::slice::from_raw_parts(frame_addr as *const u8, (end - frame_addr) as usize);
+        Some(Cfi {
+            hdr_addr,
+            hdr,
+            frame_addr,
+            frame,
+        })
     }
 }
 
-/// What [`copy_if_loaded`] looks for, and what it found.
-struct CopyJob {
+/// What [`run_if_loaded`] runs, on which module, and what it gave.
+struct Job<R, F> {
     module: &'static Module,
-    /// `None`: not loaded; `Some(copy)`: loaded, and its CFI copy (`None`
-    /// when unusable).
-    copied: Option<Option<Cfi>>,
+    f: Option<F>,
+    /// `None`: not loaded; `Some(r)`: loaded, and `f`'s result (`None`
+    /// when its CFI is unusable).
+    result: Option<Option<R>>,
 }
 
-/// `dl_iterate_phdr` callback: copies the CFI of `CopyJob::module` if it is
-/// one of the loaded objects (the loader's lock is held meanwhile).
-unsafe extern "C" fn copy_if_loaded(info: *mut libc::dl_phdr_info, _: usize, data: *mut libc::c_void) -> libc::c_int {
-    let job = &mut *(data as *mut CopyJob);
+/// `dl_iterate_phdr` callback: runs `Job::f` on the CFI of `Job::module`
+/// if it is one of the loaded objects (the loader's lock is held meanwhile).
+unsafe extern "C" fn run_if_loaded<R, F: FnOnce(&Cfi) -> R>(
+    info: *mut libc::dl_phdr_info,
+    _: usize,
+    data: *mut libc::c_void,
+) -> libc::c_int {
+    let job = &mut *(data as *mut Job<R, F>);
     let m = job.module;
     let info = &*info;
     if info.dlpi_addr as u64 != m.bias || load_range(info) != Some((m.start, m.end)) || name(info) != m.path {
         return 0;
     }
-    job.copied = Some(m.eh_frame_hdr.and_then(|(addr, len)| copy_cfi(addr, len, m.end)));
+    let f = job.f.take();
+    job.result = Some(m.cfi_in_place().and_then(|c| f.map(|f| f(&c))));
     1
 }
 
@@ -221,7 +255,11 @@ unsafe extern "C" fn collect(info: *mut libc::dl_phdr_info, _: usize, data: *mut
     let (mut text_start, mut text_end) = (u64::MAX, 0);
     let mut eh_frame_hdr = None;
     let mut build_id = Vec::new();
+    let mut segments = Vec::new();
     for p in phdrs(info) {
+        if p.p_type == libc::PT_LOAD && p.p_flags & libc::PF_R != 0 {
+            segments.push((bias + p.p_vaddr, bias + p.p_vaddr + p.p_memsz));
+        }
         if p.p_type == libc::PT_NOTE && build_id.is_empty() {
             build_id = find_build_id((bias + p.p_vaddr) as *const u8, p.p_memsz as usize);
         }
@@ -241,7 +279,7 @@ unsafe extern "C" fn collect(info: *mut libc::dl_phdr_info, _: usize, data: *mut
         text_start,
         text_end,
         eh_frame_hdr,
-        cfi: OnceLock::new(),
+        segments,
         build_id,
     }));
     remember(m);
@@ -279,43 +317,6 @@ unsafe fn name(info: &libc::dl_phdr_info) -> std::borrow::Cow<'_, str> {
     } else {
         std::ffi::CStr::from_ptr(info.dlpi_name).to_string_lossy()
     }
-}
-
-/// Copies `.eh_frame_hdr` and the `.eh_frame` it points to (up to its
-/// zero terminator, never past the module's end).
-///
-/// # Safety
-/// `[hdr_addr, hdr_addr + hdr_len)` must be mapped (it is a PT_GNU_EH_FRAME
-/// segment of a loaded object), as must `.eh_frame` up to `module_end`.
-unsafe fn copy_cfi(hdr_addr: u64, hdr_len: usize, module_end: u64) -> Option<Cfi> {
-    let hdr = std::slice::from_raw_parts(hdr_addr as *const u8, hdr_len).to_vec();
-    // version 1, eh_frame_ptr encoded as pcrel|sdata4 (what every linker emits).
-    if hdr.len() < 8 || hdr[0] != 1 || hdr[1] != 0x1b {
-        return None;
-    }
-    let rel = i32::from_le_bytes(hdr[4..8].try_into().ok()?) as i64;
-    let frame_addr = (hdr_addr as i64 + 4 + rel) as u64;
-    if frame_addr >= module_end {
-        return None;
-    }
-    let max = (module_end - frame_addr) as usize;
-    let mut len = 0usize;
-    while len + 4 <= max {
-        let entry = std::ptr::read_unaligned((frame_addr as usize + len) as *const u32) as usize;
-        if entry == 0 || entry == 0xffff_ffff {
-            // Terminator (or a 64-bit length, which nothing emits here).
-            len += 4;
-            break;
-        }
-        len += 4 + entry;
-    }
-    let frame = std::slice::from_raw_parts(frame_addr as *const u8, len.min(max)).to_vec();
-    Some(Cfi {
-        hdr_addr,
-        hdr,
-        frame_addr,
-        frame,
-    })
 }
 
 /// The `NT_GNU_BUILD_ID` note's descriptor in a `PT_NOTE` segment.
