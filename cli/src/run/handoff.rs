@@ -160,6 +160,12 @@ fn accept_until(listener: &UnixListener, done: &AtomicBool, tx: &Sender<Handed>,
         if done_at.is_some() && ((open.is_empty() && !accepting) || last_wait_over) {
             return;
         }
+        if done_at.is_some() && accepting {
+            // At the end, look again at once: more may wait to be accepted,
+            // and the one just taken may have been run's own wake-up, whose
+            // end the wait below would not see.
+            continue;
+        }
         wait(listener, &open);
     }
 }
