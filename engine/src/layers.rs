@@ -81,7 +81,6 @@ const SOURCES: &[(&str, &str)] = &[
     ("unwind", include_str!("unwind/rules.rs")),
     ("unwind", include_str!("unwind/sites.rs")),
     ("unwind", include_str!("unwind/symbolize.rs")),
-    ("unwind", include_str!("unwind/trace.rs")),
     ("var_names", include_str!("var_names.rs")),
     ("vars", include_str!("vars.rs")),
 ];

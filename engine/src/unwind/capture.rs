@@ -7,6 +7,7 @@
 //! does not know (a signal's alternate stack, a coroutine's) or code without
 //! unwind info ends the walk early; it never faults.
 
+use super::memo::ReadLog;
 use super::rules::{self, Step};
 use super::sites;
 use crate::thread;
@@ -55,12 +56,13 @@ pub fn site(depth: usize, skip_self: bool) -> u32 {
     return 0;
     let Some(hi) = stack_top(sp) else { return 0 };
     let mut buf = [MaybeUninit::<u64>::uninit(); MAX_DEPTH];
-    let n = walk(
+    let (n, _) = walk(
         Regs { ip, sp, bp },
         false,
         hi,
         &mut buf[..depth.min(MAX_DEPTH)],
         skip_self,
+        None,
     );
     intern(&buf, n)
 }
@@ -83,27 +85,32 @@ pub fn site_of_caller(depth: usize, caller: super::Caller) -> u32 {
     // entry stack pointer, which holds the return address.
     let ra = unsafe { std::ptr::read_volatile(caller.sp as *const u64) };
     let (bp, generation) = (caller.bp as u64, super::modules::generation());
+    // SAFETY: `sp` is this thread's stack pointer at the hook's entry, as
+    // for the walk that stored the entry.
+    if let Some(id) = unsafe { ts.memo.lookup(ra, sp, bp, generation) } {
+        return id;
+    }
     let mut buf = [MaybeUninit::<u64>::uninit(); MAX_DEPTH];
     let depth = depth.clamp(1, MAX_DEPTH);
-    if let Some((n, hash)) = ts.memo.trace.walk(ra, sp, bp, hi, depth, generation, &mut buf) {
-        // SAFETY: the walk initialized the first n entries.
-        let frames = unsafe { std::slice::from_raw_parts(buf.as_ptr() as *const u64, n) };
-        return sites::intern(hash, frames);
-    }
-    // A walk the trace cannot hold (deeper than it keeps, or re-entered
-    // from a signal handler in the middle of one): a full walk.
     buf[0].write(ra);
     let regs = Regs { ip: ra, sp: sp + 8, bp };
-    let n = walk(regs, true, hi, &mut buf[1..depth], false) + 1;
-    intern(&buf, n)
+    let mut log = ReadLog::new();
+    let (n, bp_used) = walk(regs, true, hi, &mut buf[1..depth], false, Some(&mut log));
+    let n = n + 1;
+    log.bp_used = bp_used;
+    let id = intern(&buf, n);
+    ts.memo.store(ra, sp, bp, generation, id, &log);
+    id
 }
 
 #[inline(always)]
 fn intern(buf: &[MaybeUninit<u64>], n: usize) -> u32 {
     // SAFETY: the walk initialized the first n entries.
     let frames = unsafe { std::slice::from_raw_parts(buf.as_ptr() as *const u64, n) };
-    // The same hash as a traced walk's, so a stack has one id either way.
-    sites::intern(super::trace::hash(frames), frames)
+    let hash = frames.iter().fold(0x9E37_79B9_7F4A_7C15u64, |h, &ip| {
+        (h ^ ip).wrapping_mul(0x100_0000_01B3).rotate_left(29)
+    });
+    sites::intern(hash, frames)
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -113,10 +120,25 @@ struct Regs {
     bp: u64,
 }
 
-/// Fills `out` with return addresses, innermost first; returns how many.
+/// Fills `out` with return addresses, innermost first; returns how many,
+/// and whether the initial frame pointer register mattered.
 #[inline(always)]
-fn walk(mut r: Regs, mut is_return: bool, hi: u64, out: &mut [MaybeUninit<u64>], skip_self: bool) -> usize {
+fn walk(
+    mut r: Regs,
+    mut is_return: bool,
+    hi: u64,
+    out: &mut [MaybeUninit<u64>],
+    skip_self: bool,
+    mut log: Option<&mut ReadLog>,
+) -> (usize, bool) {
     let floor = r.sp;
+    // Whether the frame pointer register as the walk began was used (before
+    // a saved value replaced it).
+    let (mut bp_initial, mut bp_used) = (true, false);
+    // The last saved rbp read: the walk's result depends on its value only
+    // if a later step computes a CFA from it, so only then is it logged
+    // (code without frame pointers keeps loop variables in rbp).
+    let mut pending_bp: Option<(u64, u64)> = None;
     let read = |addr: u64| -> Option<u64> {
         if addr < floor || addr > hi - 8 || addr % 8 != 0 {
             return None;
@@ -125,23 +147,42 @@ fn walk(mut r: Regs, mut is_return: bool, hi: u64, out: &mut [MaybeUninit<u64>],
         // stack pointer: mapped and readable.
         Some(unsafe { std::ptr::read_volatile(addr as *const u64) })
     };
+    let mut note = |addr: u64, value: u64| {
+        if let Some(log) = log.as_deref_mut() {
+            log.push(addr, value);
+        }
+    };
     let (self_lo, self_hi) = (SELF_LO.load(Ordering::Relaxed), SELF_HI.load(Ordering::Relaxed));
     let mut n = 0;
     while n < out.len() {
         let rule = rules::lookup(r.ip, is_return);
         let (cfa, saved_bp) = match rule.step() {
             Step::Sp => (r.sp + rule.cfa_offset(), rule.bp_offset()),
-            Step::Bp => (r.bp.wrapping_add(rule.cfa_offset()), rule.bp_offset()),
-            Step::FramePointer => (r.bp.wrapping_add(16), Some(-16)),
+            Step::Bp | Step::FramePointer => {
+                bp_used |= bp_initial;
+                if let Some((addr, value)) = pending_bp.take() {
+                    note(addr, value);
+                }
+                match rule.step() {
+                    Step::Bp => (r.bp.wrapping_add(rule.cfa_offset()), rule.bp_offset()),
+                    _ => (r.bp.wrapping_add(16), Some(-16)),
+                }
+            }
             Step::End | Step::Stop => break,
         };
         if cfa <= r.sp {
             break;
         }
         let Some(ra) = read(cfa.wrapping_sub(8)) else { break };
+        note(cfa.wrapping_sub(8), ra);
         if let Some(off) = saved_bp {
-            match read(cfa.wrapping_add(off as u64)) {
-                Some(bp) => r.bp = bp,
+            let addr = cfa.wrapping_add(off as u64);
+            match read(addr) {
+                Some(bp) => {
+                    r.bp = bp;
+                    bp_initial = false;
+                    pending_bp = Some((addr, bp));
+                }
                 None => break,
             }
         }
@@ -160,7 +201,7 @@ fn walk(mut r: Regs, mut is_return: bool, hi: u64, out: &mut [MaybeUninit<u64>],
         out[n].write(ra);
         n += 1;
     }
-    n
+    (n, bp_used)
 }
 
 /// The main thread's stack, `[lo, hi)`, found at start-up.
@@ -217,35 +258,6 @@ fn stack_top(sp: u64) -> Option<u64> {
     }
     let tp = thread::thread_pointer() as u64;
     (sp < tp && tp - sp < 1 << 30).then_some(tp)
-}
-
-/// The frames of `caller`'s stack walked through this thread's trace (and
-/// their hash) or without it, for tests that compare the two.
-#[cfg(test)]
-pub(crate) fn frames_of_caller(depth: usize, caller: super::Caller, traced: bool) -> (Vec<u64>, u64) {
-    let sp = caller.sp as u64;
-    let hi = stack_top(sp).expect("a known stack");
-    // SAFETY: `sp` is the caller's stack pointer at the call: its return address.
-    let ra = unsafe { std::ptr::read_volatile(sp as *const u64) };
-    let mut buf = [MaybeUninit::<u64>::uninit(); MAX_DEPTH];
-    let (n, hash) = if traced {
-        let generation = super::modules::generation();
-        let trace = &thread::current().memo.trace;
-        trace
-            .walk(ra, sp, caller.bp as u64, hi, depth, generation, &mut buf)
-            .unwrap()
-    } else {
-        buf[0].write(ra);
-        let regs = Regs {
-            ip: ra,
-            sp: sp + 8,
-            bp: caller.bp as u64,
-        };
-        (walk(regs, true, hi, &mut buf[1..depth], false) + 1, 0)
-    };
-    // SAFETY: the walk initialized the first n entries.
-    let frames: Vec<u64> = buf[..n].iter().map(|f| unsafe { f.assume_init() }).collect();
-    (frames, hash)
 }
 
 #[cfg(test)]

@@ -1,15 +1,35 @@
-//! What a thread remembers of its stack walks: its last one, which the
-//! next walk reuses the outer part of ([`super::trace`]).
+//! A per-thread memo of recent stack walks, so the common case — the same
+//! call site allocating again and again from the same stack — costs a few
+//! independent loads instead of a walk.
 //!
-//! (It once held the last 16 walks whole, looked up by return address and
-//! stack pointer; the trace finds every stack those did, and the many more
-//! that share only their outer frames, in a quarter of the thread-local
-//! memory every thread and process image pays for.)
+//! A walk is a pure function of the caller's return address, stack pointer
+//! and frame pointer, the stack words it reads, and the unwind rules of the
+//! code it passes through. An entry keeps all of those (rules by the module
+//! list's generation); a lookup re-reads every stack word the walk read and
+//! compares. Only an exact match returns the memoized call site, so the
+//! result is always the one a full walk would give, and the re-reads are
+//! independent of each other (the walk's are a chain: each address comes
+//! from the previous frame's rule).
 
-/// Per-thread walk state (lives in the thread's state).
+use std::cell::Cell;
+
+const ENTRIES: usize = 16;
+/// Stack words a memoized walk may have read (a deeper walk is not kept).
+pub const MAX_READS: usize = 32;
+
+pub struct Entry {
+    ra: Cell<u64>,
+    sp: Cell<u64>,
+    bp: Cell<u64>,
+    generation: Cell<u64>,
+    /// `bp matters << 63 | reads << 32 | site id`.
+    reads_id: Cell<u64>,
+    /// (address, value) pairs.
+    words: [Cell<u64>; 2 * MAX_READS],
+}
+
 pub struct Memo {
-    /// The thread's last walk.
-    pub trace: super::trace::Trace,
+    entries: [Entry; ENTRIES],
 }
 
 impl Default for Memo {
@@ -18,10 +38,145 @@ impl Default for Memo {
     }
 }
 
+/// The stack words one walk read.
+pub struct ReadLog {
+    pub words: [(u64, u64); MAX_READS],
+    pub len: usize,
+    /// More than [`MAX_READS`]: not memoized.
+    pub overflow: bool,
+    /// The walk used the caller's frame pointer register before replacing
+    /// it with a saved value (most code without frame pointers never does:
+    /// then the register, often a loop variable, is no part of the key).
+    pub bp_used: bool,
+}
+
+const BP_MATTERS: u64 = 1 << 63;
+
+impl ReadLog {
+    pub fn new() -> ReadLog {
+        ReadLog {
+            words: [(0, 0); MAX_READS],
+            len: 0,
+            overflow: false,
+            bp_used: true,
+        }
+    }
+
+    #[inline(always)]
+    pub fn push(&mut self, addr: u64, value: u64) {
+        if self.len < MAX_READS {
+            self.words[self.len] = (addr, value);
+            self.len += 1;
+        } else {
+            self.overflow = true;
+        }
+    }
+}
+
+impl Default for ReadLog {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[inline(always)]
+fn index(ra: u64) -> usize {
+    (ra.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60) as usize % ENTRIES
+}
+
 impl Memo {
     pub const fn new() -> Memo {
+        const ENTRY: Entry = Entry {
+            ra: Cell::new(0),
+            sp: Cell::new(0),
+            bp: Cell::new(0),
+            generation: Cell::new(0),
+            reads_id: Cell::new(0),
+            words: [const { Cell::new(0) }; 2 * MAX_READS],
+        };
         Memo {
-            trace: super::trace::Trace::new(),
+            entries: [ENTRY; ENTRIES],
         }
+    }
+
+    /// The memoized site of a walk from (`ra`, `sp`, `bp`), if every stack
+    /// word that walk read still holds the same value.
+    ///
+    /// # Safety
+    /// `sp` must be the calling thread's current stack position above the
+    /// caller's frame (as given to the walk whose result was stored): the
+    /// stored addresses lie between it and the thread's stack top.
+    #[inline(always)]
+    pub unsafe fn lookup(&self, ra: u64, sp: u64, bp: u64, generation: u64) -> Option<u32> {
+        let e = &self.entries[index(ra)];
+        let reads_id = e.reads_id.get();
+        let bp_matters = reads_id & BP_MATTERS != 0;
+        if e.ra.get() != ra || e.sp.get() != sp || (bp_matters && e.bp.get() != bp) || e.generation.get() != generation
+        {
+            return None;
+        }
+        let reads = ((reads_id >> 32) & 0xffff) as usize;
+        let mut same = true;
+        for k in 0..reads.min(MAX_READS) {
+            let addr = e.words[2 * k].get();
+            same &= std::ptr::read_volatile(addr as *const u64) == e.words[2 * k + 1].get();
+        }
+        same.then_some(reads_id as u32)
+    }
+
+    /// Keeps the result of a walk (unless it read too much).
+    pub fn store(&self, ra: u64, sp: u64, bp: u64, generation: u64, id: u32, log: &ReadLog) {
+        if log.overflow {
+            return;
+        }
+        let e = &self.entries[index(ra)];
+        for (k, &(addr, value)) in log.words[..log.len].iter().enumerate() {
+            e.words[2 * k].set(addr);
+            e.words[2 * k + 1].set(value);
+        }
+        e.reads_id
+            .set(if log.bp_used { BP_MATTERS } else { 0 } | (log.len as u64) << 32 | id as u64);
+        e.ra.set(ra);
+        e.sp.set(sp);
+        e.bp.set(bp);
+        e.generation.set(generation);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_memo_hit_needs_every_word_unchanged() {
+        let stack = [10u64, 20, 30, 40];
+        let memo = Memo::new();
+        let mut log = ReadLog::new();
+        for w in &stack[1..3] {
+            log.push(w as *const u64 as u64, *w);
+        }
+        let sp = stack.as_ptr() as u64;
+        memo.store(0x4000, sp, 7, 1, 42, &log);
+        // SAFETY: the addresses are `stack`'s, alive here.
+        unsafe {
+            assert_eq!(memo.lookup(0x4000, sp, 7, 1), Some(42));
+            assert_eq!(memo.lookup(0x4000, sp, 8, 1), None, "another frame pointer");
+            assert_eq!(memo.lookup(0x4000, sp, 7, 2), None, "modules changed");
+            assert_eq!(memo.lookup(0x4008, sp, 7, 1), None, "another caller");
+        }
+        let changed = [10u64, 21, 30, 40];
+        let mut log = ReadLog::new();
+        for w in &changed[1..3] {
+            log.push(w as *const u64 as u64, if *w == 21 { 20 } else { *w });
+        }
+        memo.store(0x4000, changed.as_ptr() as u64, 7, 1, 43, &log);
+        // SAFETY: as above.
+        unsafe {
+            assert_eq!(
+                memo.lookup(0x4000, changed.as_ptr() as u64, 7, 1),
+                None,
+                "a word changed"
+            )
+        };
     }
 }

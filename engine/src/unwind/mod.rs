@@ -16,7 +16,6 @@ pub mod modules;
 pub mod rules;
 pub mod sites;
 pub mod symbolize;
-pub mod trace;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
