@@ -11,7 +11,7 @@
 
 use crate::clock;
 use crate::lock::Locked;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 
 /// Samples kept; when full, every other one is dropped and the spacing
 /// doubles, so a long run keeps its whole span.
@@ -79,12 +79,16 @@ pub fn peak_bytes() -> Option<u64> {
     let mut buf = [0u8; 4096];
     let status = read_proc(c"/proc/self/status", &mut buf)?;
     SECCOMP.store(seccomp_state(status), Ordering::Relaxed);
+    SECCOMP_PID.store(crate::sys::getpid(), Ordering::Relaxed);
     peak_from_status(status)
 }
 
 /// What the last read of /proc/self/status said about seccomp: 0 not read,
 /// [`SECCOMP_OFF`], or anything else (a filter, or no such line).
 static SECCOMP: AtomicU8 = AtomicU8::new(0);
+/// The process that read it: a fork child (which may confine itself after
+/// the fork, as a browser's zygote children do) reads its own.
+static SECCOMP_PID: AtomicU32 = AtomicU32::new(0);
 const SECCOMP_OFF: u8 = 1;
 
 fn seccomp_state(status: &[u8]) -> u8 {
@@ -101,7 +105,7 @@ fn seccomp_state(status: &[u8]) -> u8 {
 /// Chromium's sandbox does for `prctl(PR_GET_SECCOMP)` and `socket` — so
 /// whatever the status cannot confirm counts as filtered.
 pub fn no_seccomp_filter() -> bool {
-    if SECCOMP.load(Ordering::Relaxed) == 0 {
+    if SECCOMP.load(Ordering::Relaxed) == 0 || SECCOMP_PID.load(Ordering::Relaxed) != crate::sys::getpid() {
         let _ = peak_bytes();
     }
     SECCOMP.load(Ordering::Relaxed) == SECCOMP_OFF

@@ -4,15 +4,20 @@
  * prctl(PR_GET_SECCOMP), allows everything else, then allocates and frees
  * again and exits 3. memscope must not make either call in it.
  *
- *   sandboxed   5 blocks of 100 bytes before the filter, 7 of 200 after
- *               (all freed), exit 3 */
+ *   sandboxed        5 blocks of 100 bytes before the filter, 7 of 200
+ *                    after (all freed), exit 3
+ *   sandboxed fork   5 blocks of 100 bytes, then a child confines itself
+ *                    and _exits 4 with no event of its own; the parent
+ *                    frees them and exits 3 if the child exited 4 */
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static int confine(void) {
@@ -31,9 +36,17 @@ static int confine(void) {
     return (int)syscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     void *before[5], *after[7];
     for (int i = 0; i < 5; i++) before[i] = malloc(100);
+    if (argc > 1 && !strcmp(argv[1], "fork")) {
+        pid_t child = fork();
+        if (child == 0) _exit(confine() == 0 ? 4 : 1);
+        int status = 0;
+        if (child < 0 || waitpid(child, &status, 0) != child) return 1;
+        for (int i = 0; i < 5; i++) free(before[i]);
+        return WIFEXITED(status) && WEXITSTATUS(status) == 4 ? 3 : 1;
+    }
     if (confine() != 0) {
         perror("seccomp");
         return 1;

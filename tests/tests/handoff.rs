@@ -152,3 +152,33 @@ fn a_sandboxed_image_writes_its_own_file_and_keeps_its_exit_code() {
     assert_eq!((m.peak_live_bytes, m.peak_live_allocations), (1900, 12));
     assert_eq!(s.process.exit_code, Some(3));
 }
+
+/// The same for a fork child that confines itself after the fork and ends
+/// with no event of its own (the inherited-only snapshot, written from the
+/// child's `_exit`): it keeps its exit code and writes its own file.
+#[test]
+fn a_fork_child_that_confines_itself_keeps_its_exit_code() {
+    let dir = scratch("handoff_sandboxed_fork");
+    let path = dir.join("s.json");
+    let out = memscope_tests::cli::command(&dir)
+        .args(["run", "-o", path.to_str().unwrap()])
+        .arg(c_program("sandboxed", &[]))
+        .arg("fork")
+        .output()
+        .expect("run memscope-cli");
+    // 3: the parent saw its child exit 4, not die of SIGSYS.
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let parent = memscope_format::read_snapshot_file(&path).expect("the parent's snapshot");
+    let m = &parent.summary;
+    assert_eq!((m.total_allocations, m.total_frees), (5, 5));
+    let children: Vec<_> = json_files(&dir)
+        .into_iter()
+        .filter(|p| p != &path && !p.to_string_lossy().ends_with(".run.json"))
+        .map(|p| memscope_format::read_snapshot_file(&p).unwrap())
+        .collect();
+    assert_eq!(children.len(), 1, "the child's own snapshot");
+    let c = &children[0];
+    assert!(c.summary.inherited_only);
+    assert_eq!(c.process.exit_code, Some(4));
+    assert_eq!(c.summary.total_allocations, 5, "the parent's blocks at the fork");
+}
