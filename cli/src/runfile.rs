@@ -158,9 +158,21 @@ pub fn relative(snapshot: &Path, manifest: &Path) -> String {
     rel.to_string_lossy().into_owned()
 }
 
-/// Writes `path` the way snapshots are written: a temporary file beside it
-/// (owner-only), then a rename, so a reader never sees half a file.
+/// Writes `path` the way the library writes snapshots: a temporary file
+/// beside it (created exclusively and owner-only, so never through a
+/// symlink), then a rename, so a reader never sees half a file; never over
+/// a device, fifo or directory. Through a buffer the size of the library's:
+/// one `write` for most snapshots of short processes.
 pub fn write_private(path: &Path, fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> std::io::Result<()> {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        let t = meta.file_type();
+        if !(t.is_file() || t.is_symlink()) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a regular file; refusing to replace it",
+            ));
+        }
+    }
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -168,7 +180,7 @@ pub fn write_private(path: &Path, fill: impl FnOnce(&mut dyn Write) -> std::io::
     let mut tmp = tempfile::Builder::new().prefix(".memscope-").tempfile_in(dir)?;
     tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o600))?;
     {
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
+        let mut w = std::io::BufWriter::with_capacity(memscope_engine::snapshot::WRITE_BUFFER, tmp.as_file_mut());
         fill(&mut w)?;
         w.flush()?;
     }

@@ -129,19 +129,27 @@ fn with_no_one_listening_images_write_their_files() {
     check_inherited_run(&run.snapshots.iter().map(|(_, s)| s).collect::<Vec<_>>());
 }
 
+/// `sandboxed ARGS` under `memscope-cli run -o DIR/s.json` (so with
+/// handoff): its output and that snapshot path.
+fn run_sandboxed(test: &str, args: &[&str]) -> (std::process::Output, PathBuf) {
+    let dir = scratch(test);
+    let path = dir.join("s.json");
+    let out = memscope_tests::cli::command(&dir)
+        .args(["run", "-o", path.to_str().unwrap()])
+        .arg(c_program("sandboxed", &[]))
+        .args(args)
+        .output()
+        .expect("run memscope-cli");
+    (out, path)
+}
+
 /// A program under a seccomp filter that kills on `socket` and on
 /// `prctl(PR_GET_SECCOMP)` (as Chromium's sandbox does): the library makes
 /// neither call, writes the snapshot itself, and the program keeps its
 /// exit code (before, the filter killed it at exit with SIGSYS).
 #[test]
 fn a_sandboxed_image_writes_its_own_file_and_keeps_its_exit_code() {
-    let dir = scratch("handoff_sandboxed");
-    let path = dir.join("s.json");
-    let out = memscope_tests::cli::command(&dir)
-        .args(["run", "-o", path.to_str().unwrap()])
-        .arg(c_program("sandboxed", &[]))
-        .output()
-        .expect("run memscope-cli");
+    let (out, path) = run_sandboxed("handoff_sandboxed", &[]);
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
     let s = memscope_format::read_snapshot_file(&path).expect("the image's own snapshot");
     check_invariants(&s);
@@ -158,20 +166,14 @@ fn a_sandboxed_image_writes_its_own_file_and_keeps_its_exit_code() {
 /// child's `_exit`): it keeps its exit code and writes its own file.
 #[test]
 fn a_fork_child_that_confines_itself_keeps_its_exit_code() {
-    let dir = scratch("handoff_sandboxed_fork");
-    let path = dir.join("s.json");
-    let out = memscope_tests::cli::command(&dir)
-        .args(["run", "-o", path.to_str().unwrap()])
-        .arg(c_program("sandboxed", &[]))
-        .arg("fork")
-        .output()
-        .expect("run memscope-cli");
+    let (out, path) = run_sandboxed("handoff_sandboxed_fork", &["fork"]);
+    let dir = path.parent().unwrap();
     // 3: the parent saw its child exit 4, not die of SIGSYS.
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
     let parent = memscope_format::read_snapshot_file(&path).expect("the parent's snapshot");
     let m = &parent.summary;
     assert_eq!((m.total_allocations, m.total_frees), (5, 5));
-    let children: Vec<_> = json_files(&dir)
+    let children: Vec<_> = json_files(dir)
         .into_iter()
         .filter(|p| p != &path && !p.to_string_lossy().ends_with(".run.json"))
         .map(|p| memscope_format::read_snapshot_file(&p).unwrap())

@@ -247,36 +247,6 @@ fn parse(mut buf: Vec<u8>) -> Option<Handed> {
     Some(Handed { path, json: buf })
 }
 
-/// Writes a snapshot where its image would have, as the library does: a
-/// fresh temporary file beside it (0600, created exclusively, so never
-/// through a symlink), renamed over it; never over a device, fifo or
-/// directory. Through a buffer the size of the library's: one `write` for
-/// most snapshots of short processes.
-pub fn write(path: &Path, fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> std::io::Result<()> {
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
-        let t = meta.file_type();
-        if !(t.is_file() || t.is_symlink()) {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "not a regular file; refusing to replace it",
-            ));
-        }
-    }
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    // tempfile creates with O_EXCL and mode 0600.
-    let mut tmp = tempfile::Builder::new().prefix(".memscope-").tempfile_in(dir)?;
-    {
-        let mut w = std::io::BufWriter::with_capacity(memscope_engine::snapshot::WRITE_BUFFER, tmp.as_file_mut());
-        fill(&mut w)?;
-        w.flush()?;
-    }
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
-}
-
 /// Appends `path` to the run's manifest, as the image would have.
 pub fn list(manifest: &Path, path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;

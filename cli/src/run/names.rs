@@ -104,8 +104,8 @@ fn name_handed(h: Handed, manifest: &Path, resolver: &mut Resolver, kept: &mut C
     let mut snap = memscope_format::read_snapshot_bytes(&h.json).ok();
     let named = snap.as_mut().is_some_and(|s| name_pending(s, resolver));
     let written = match snap.as_ref().filter(|_| named) {
-        Some(s) => handoff::write(&h.path, |w| s.write_json(w).map_err(std::io::Error::other)),
-        None => handoff::write(&h.path, |w| w.write_all(&h.json)),
+        Some(s) => crate::runfile::write_private(&h.path, |w| s.write_json(w).map_err(std::io::Error::other)),
+        None => crate::runfile::write_private(&h.path, |w| w.write_all(&h.json)),
     }
     .map(|()| snap);
     match written.and_then(|s| handoff::list(manifest, &h.path).map(|()| s)) {
