@@ -248,4 +248,32 @@ mod tests {
             .count();
         assert_eq!(hits, 8);
     }
+
+    /// Code with frame pointers reads two words a frame: a walk of 32
+    /// frames (64 words) is kept, one that read more is not, nor one whose
+    /// words lie too far above its stack pointer to be kept as offsets.
+    #[test]
+    fn walks_of_up_to_64_words_are_kept() {
+        let stack: Vec<u64> = (0..80).map(|i| i * 3 + 1).collect();
+        let sp = stack.as_ptr() as u64;
+        let log_of = |n: usize| {
+            let mut log = ReadLog::new();
+            for w in &stack[1..=n] {
+                log.push(w as *const u64 as u64, *w);
+            }
+            log
+        };
+        let memo = Memo::new();
+        memo.store(0x4000, sp, 0, 1, 64, &log_of(MAX_READS));
+        memo.store(0x5000, sp, 0, 1, 65, &log_of(MAX_READS + 1));
+        let mut far = ReadLog::new();
+        far.push(sp + (1 << 33), 0);
+        memo.store(0x6000, sp, 0, 1, 66, &far);
+        // SAFETY: the addresses kept are `stack`'s, alive here.
+        unsafe {
+            assert_eq!(memo.lookup(0x4000, sp, 0, 1), Some(64));
+            assert_eq!(memo.lookup(0x5000, sp, 0, 1), None, "read more than it keeps");
+            assert_eq!(memo.lookup(0x6000, sp, 0, 1), None, "a word 8 GiB above");
+        }
+    }
 }
