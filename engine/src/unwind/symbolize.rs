@@ -39,13 +39,42 @@ impl Symbolizer {
         let exe = std::fs::read_link("/proc/self/exe")
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default();
-        Symbolizer {
+        let mut symbolizer = Symbolizer {
             modules: mods,
             resolver: name_now.then(Resolver::new),
             by_ip: AddrMap::default(),
             tables: FrameTables::new(),
             module_info: Vec::new(),
             exe,
+        };
+        symbolizer.prefetch();
+        symbolizer
+    }
+
+    /// Names every site's addresses module by module, so that each
+    /// module's symbol tables are read once (not once per address).
+    fn prefetch(&mut self) {
+        let Some(resolver) = self.resolver.as_mut() else {
+            return;
+        };
+        let mut by_module: Vec<Vec<u64>> = vec![Vec::new(); self.modules.len()];
+        for id in 1..=super::sites::count() {
+            for ip in super::sites::frames(id) {
+                if let Some(i) = self.modules.iter().position(|m| m.contains(ip)) {
+                    by_module[i].push(ip);
+                }
+            }
+        }
+        for (m, ips) in self.modules.iter().zip(by_module) {
+            if !ips.is_empty() {
+                let path = if m.path.is_empty() { &self.exe } else { &m.path };
+                let module = ModuleRef {
+                    path,
+                    bias: m.bias,
+                    build_id: &m.build_id,
+                };
+                resolver.prefetch(&module, &ips);
+            }
         }
     }
 
