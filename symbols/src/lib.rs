@@ -94,6 +94,9 @@ impl Resolver {
             .collect();
         rels.sort_unstable();
         rels.dedup();
+        if rels.is_empty() {
+            return;
+        }
         let named = match &mut module.file {
             Some(f) => f.names(&rels, m.build_id),
             None => vec![vec![Named::default()]; rels.len()],
@@ -265,6 +268,69 @@ pub(crate) mod tests {
             .min()
             .unwrap();
         (exe, base)
+    }
+
+    /// Addresses named together (`prefetch`) get the names each gets
+    /// alone: here functions of this binary (DWARF) and of libc (symbol
+    /// tables only), given out of order, repeated, and twice.
+    #[test]
+    fn prefetched_names_are_the_names_asked_one_by_one() {
+        let (exe, base) = this_binary();
+        let own = ModuleRef {
+            path: &exe,
+            bias: base,
+            build_id: &[],
+        };
+        let ips: Vec<u64> = [
+            names_a_function_of_this_binary as *const () as u64,
+            hex_round_trips as *const () as u64,
+            this_binary as *const () as u64,
+        ]
+        .iter()
+        .map(|a| a + 1)
+        .collect();
+        let mut ips = [ips.clone(), ips.iter().rev().copied().collect()].concat();
+        ips.push(ips[0]);
+        let mut together = Resolver::new();
+        together.prefetch(&own, &ips);
+        together.prefetch(&own, &ips);
+        for &ip in &ips {
+            let alone = Resolver::new().resolve(&own, ip);
+            assert!(alone.last().unwrap().function.is_some(), "{alone:?}");
+            assert_eq!(together.resolve(&own, ip), alone);
+        }
+        // libc, by its path in this process's maps: its exported functions.
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let line = maps
+            .lines()
+            .find(|l| l.contains("/libc.so") && l.contains(" 00000000 "))
+            .unwrap();
+        let start = u64::from_str_radix(line.split('-').next().unwrap(), 16).unwrap();
+        let libc = ModuleRef {
+            path: line.split_whitespace().nth(5).unwrap(),
+            bias: start,
+            build_id: &[],
+        };
+        extern "C" {
+            fn malloc(size: usize) -> *mut u8;
+            fn getpid() -> i32;
+            fn abs(n: i32) -> i32;
+        }
+        let ips: Vec<u64> = [
+            malloc as *const () as u64,
+            getpid as *const () as u64,
+            abs as *const () as u64,
+        ]
+        .iter()
+        .map(|a| a + 1)
+        .collect();
+        let mut together = Resolver::new();
+        together.prefetch(&libc, &ips);
+        for &ip in &ips {
+            let alone = Resolver::new().resolve(&libc, ip);
+            assert!(alone[0].function.is_some(), "{alone:?}");
+            assert_eq!(together.resolve(&libc, ip), alone);
+        }
     }
 
     /// This test binary's own functions are named, through its DWARF.

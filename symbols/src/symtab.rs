@@ -58,6 +58,9 @@ impl SymbolTable {
     /// addresses, ascending), in one pass over the table.
     pub fn find_sorted(&self, probes: &[u64]) -> Vec<Option<&str>> {
         let mut names = vec![None; probes.len()];
+        if probes.is_empty() {
+            return names;
+        }
         let Some((best, section_ends)) = self.scan(probes) else {
             return names;
         };
