@@ -270,9 +270,25 @@ pub(crate) mod tests {
         (exe, base)
     }
 
+    /// Names `functions` (return addresses just past their entry) of
+    /// module `m` together, given in order, reversed, repeated and twice,
+    /// and checks each against its names asked alone.
+    fn assert_prefetch_names_as_alone(m: &ModuleRef, functions: &[u64]) {
+        let mut ips: Vec<u64> = functions.iter().map(|a| a + 1).collect();
+        ips.extend(functions.iter().rev().map(|a| a + 1));
+        ips.push(ips[0]);
+        let mut together = Resolver::new();
+        together.prefetch(m, &ips);
+        together.prefetch(m, &ips);
+        for &ip in &ips {
+            let alone = Resolver::new().resolve(m, ip);
+            assert!(alone.iter().any(|f| f.function.is_some()), "{alone:?}");
+            assert_eq!(together.resolve(m, ip), alone);
+        }
+    }
+
     /// Addresses named together (`prefetch`) get the names each gets
-    /// alone: here functions of this binary (DWARF) and of libc (symbol
-    /// tables only), given out of order, repeated, and twice.
+    /// alone: functions of this binary (DWARF) and of libc (symbol tables).
     #[test]
     fn prefetched_names_are_the_names_asked_one_by_one() {
         let (exe, base) = this_binary();
@@ -281,34 +297,21 @@ pub(crate) mod tests {
             bias: base,
             build_id: &[],
         };
-        let ips: Vec<u64> = [
-            names_a_function_of_this_binary as *const () as u64,
-            hex_round_trips as *const () as u64,
-            this_binary as *const () as u64,
-        ]
-        .iter()
-        .map(|a| a + 1)
-        .collect();
-        let mut ips = [ips.clone(), ips.iter().rev().copied().collect()].concat();
-        ips.push(ips[0]);
-        let mut together = Resolver::new();
-        together.prefetch(&own, &ips);
-        together.prefetch(&own, &ips);
-        for &ip in &ips {
-            let alone = Resolver::new().resolve(&own, ip);
-            assert!(alone.last().unwrap().function.is_some(), "{alone:?}");
-            assert_eq!(together.resolve(&own, ip), alone);
-        }
-        // libc, by its path in this process's maps: its exported functions.
+        let functions = [
+            names_a_function_of_this_binary as *const (),
+            hex_round_trips as *const (),
+            this_binary as *const (),
+        ];
+        assert_prefetch_names_as_alone(&own, &functions.map(|f| f as u64));
+        // libc, by its path and first mapping in this process's maps.
         let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
         let line = maps
             .lines()
             .find(|l| l.contains("/libc.so") && l.contains(" 00000000 "))
             .unwrap();
-        let start = u64::from_str_radix(line.split('-').next().unwrap(), 16).unwrap();
         let libc = ModuleRef {
             path: line.split_whitespace().nth(5).unwrap(),
-            bias: start,
+            bias: u64::from_str_radix(line.split('-').next().unwrap(), 16).unwrap(),
             build_id: &[],
         };
         extern "C" {
@@ -316,21 +319,8 @@ pub(crate) mod tests {
             fn getpid() -> i32;
             fn abs(n: i32) -> i32;
         }
-        let ips: Vec<u64> = [
-            malloc as *const () as u64,
-            getpid as *const () as u64,
-            abs as *const () as u64,
-        ]
-        .iter()
-        .map(|a| a + 1)
-        .collect();
-        let mut together = Resolver::new();
-        together.prefetch(&libc, &ips);
-        for &ip in &ips {
-            let alone = Resolver::new().resolve(&libc, ip);
-            assert!(alone[0].function.is_some(), "{alone:?}");
-            assert_eq!(together.resolve(&libc, ip), alone);
-        }
+        let functions = [malloc as *const (), getpid as *const (), abs as *const ()];
+        assert_prefetch_names_as_alone(&libc, &functions.map(|f| f as u64));
     }
 
     /// This test binary's own functions are named, through its DWARF.
