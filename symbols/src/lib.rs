@@ -1,9 +1,12 @@
 //! Code addresses → function, file and line.
 //!
-//! addr2line reads a module's DWARF (inlined frames included) and falls back
-//! to its symbol table; names are demangled (Rust legacy and v0, C++). A
-//! stripped library's static functions are named from its separate debug
-//! file's symbol table (by build id).
+//! addr2line reads a module's DWARF (inlined frames included), for a file
+//! that has any; otherwise, or where DWARF names no function, the module's
+//! ELF symbol table does ([`symtab`]: one pass over it per batch of
+//! addresses, [`Resolver::prefetch`]); names are demangled (Rust legacy and
+//! v0, C++). A stripped library's static functions are named from its
+//! separate debug file's symbol table (by build id). Naming costs in
+//! proportion to the addresses named: a short process names a few dozen.
 //!
 //! Two users: `libmemscope.so` names its frames when it writes a snapshot by
 //! itself, and `memscope-cli run` names every snapshot of a run afterwards
