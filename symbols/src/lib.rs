@@ -2,7 +2,7 @@
 //!
 //! addr2line reads a module's DWARF (inlined frames included), for a file
 //! that has any; otherwise, or where DWARF names no function, the module's
-//! ELF symbol table does ([`symtab`]: one pass over it per batch of
+//! ELF symbol table does (`symtab`: one pass over it per batch of
 //! addresses, [`Resolver::prefetch`]); names are demangled (Rust legacy and
 //! v0, C++). A stripped library's static functions are named from its
 //! separate debug file's symbol table (by build id). Naming costs in
