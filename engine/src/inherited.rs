@@ -85,7 +85,10 @@ fn build(st: &EngineState, process: &ProcessInfo, start: Anchor, fork: Anchor, p
     let counts = snapshot::EngineCounts {
         events_dropped: st.inflight_lost + UNRECORDABLE.load(Ordering::Relaxed),
     };
-    let mut snap = snapshot::build(st.collector.inherited_only(), process, ending, &cal, cfg, counts);
+    // Its resident figures are read when it is written (see `write`).
+    let mut snap = crate::rss::with_reads_deferred(|| {
+        snapshot::build(st.collector.inherited_only(), process, ending, &cal, cfg, counts)
+    });
     snap.summary.live_at_exit_allocations = st.collector.live_count() as u64;
     // JSON escapes a byte into at most 6; the rest (keys, numbers) is small.
     let text: usize = process.argv.iter().map(String::len).sum::<usize>() + process.exe.len() + process.cwd.len();

@@ -88,6 +88,17 @@ extern "C" fn on_exit_handler(status: c_int, _: *mut c_void) {
 extern "C" fn fork_prepare() {
     thread::with(|s| s.guard.set(s.guard.get() + 1));
     ENGINE.lock_raw();
+    // The parent applies its rings' events before forking, once: left in
+    // the rings, every child would apply the same ones again in its fork
+    // handler (a shell's loop forks hundreds of children from one state,
+    // and each re-grew the collector's tables: ~35 page faults per child).
+    // As the collector thread would: no wait for hooks in flight.
+    // SAFETY: locked just above, on this thread.
+    if let Some(st) = unsafe { ENGINE.get_locked() }.as_mut() {
+        if !FINISHED.load(Ordering::Relaxed) {
+            st.drain(consumer::Mode::Running);
+        }
+    }
     PROGRAM_PATH.lock_raw();
 }
 

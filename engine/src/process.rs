@@ -64,12 +64,21 @@ pub struct ProcessInfo {
     pub forked: bool,
 }
 
+/// This image's executable (`/proc/self/exe`), read once: a fork child runs
+/// the same one, and `exec` starts a new image with its own statics.
+pub fn own_exe() -> &'static str {
+    static EXE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    EXE.get_or_init(|| {
+        std::fs::read_link("/proc/self/exe")
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    })
+}
+
 impl ProcessInfo {
     pub fn capture(start: Anchor) -> ProcessInfo {
         let pid = sys::getpid();
-        let exe = std::fs::read_link("/proc/self/exe")
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let exe = own_exe().to_owned();
         let argv = startup_argv().unwrap_or_else(|| {
             std::fs::read("/proc/self/cmdline")
                 .map(|b| {

@@ -11,7 +11,7 @@
 
 use crate::clock;
 use crate::lock::Locked;
-use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 
 /// Samples kept; when full, every other one is dropped and the spacing
 /// doubles, so a long run keeps its whole span.
@@ -73,9 +73,27 @@ fn resident_from_statm(text: &[u8], page: u64) -> Option<u64> {
     parse_u64(&text[second..]).map(|pages| pages * page)
 }
 
+/// Set while a snapshot is only prepared (a fork child's, at the fork):
+/// its resident figures are read when it is written, and reading them
+/// twice cost every fork child ~35 µs (/proc/self/status is the dearest
+/// file the library reads).
+static READS_DEFERRED: AtomicBool = AtomicBool::new(false);
+
+/// `f` with [`peak_bytes`] and [`current_bytes`] answering None without
+/// reading anything (the caller fills them in later).
+pub fn with_reads_deferred<R>(f: impl FnOnce() -> R) -> R {
+    READS_DEFERRED.store(true, Ordering::Relaxed);
+    let r = f();
+    READS_DEFERRED.store(false, Ordering::Relaxed);
+    r
+}
+
 /// The process's peak resident set so far. The same read notes whether a
 /// seccomp filter is on ([`no_seccomp_filter`]).
 pub fn peak_bytes() -> Option<u64> {
+    if READS_DEFERRED.load(Ordering::Relaxed) {
+        return None;
+    }
     let mut buf = [0u8; 4096];
     let status = read_proc(c"/proc/self/status", &mut buf)?;
     SECCOMP.store(seccomp_state(status), Ordering::Relaxed);
@@ -113,6 +131,9 @@ pub fn no_seccomp_filter() -> bool {
 
 /// The process's resident bytes now.
 pub fn current_bytes() -> Option<u64> {
+    if READS_DEFERRED.load(Ordering::Relaxed) {
+        return None;
+    }
     let mut buf = [0u8; 128];
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64;

@@ -1,11 +1,19 @@
-//! Module files: the loader over a file's DWARF and symbols, its separate
-//! debug file, and the check that the file is the object that was loaded.
+//! Module files: a file's DWARF (when it has any) and symbol table, its
+//! separate debug file, and the check that the file is the object that was
+//! loaded.
+
+use crate::symtab::SymbolTable;
 
 /// An opened module file.
 pub struct ModuleFile {
-    pub loader: addr2line::Loader,
-    /// The separate debug file's symbol table, read when first needed.
-    pub debug_symbols: Option<Option<FunctionSymbols>>,
+    /// addr2line over the file's DWARF; None when it has none (most
+    /// installed programs and libraries), which spares reading what
+    /// addr2line reads to start (it indexes the whole symbol table).
+    pub dwarf: Option<addr2line::Loader>,
+    /// The file's own symbol table.
+    pub symbols: Option<SymbolTable>,
+    /// The separate debug file's symbol table, opened when first needed.
+    pub debug_symbols: Option<Option<SymbolTable>>,
     /// Symbol names demangled so far, by their mangled form.
     pub demangled: std::collections::HashMap<String, String>,
 }
@@ -15,63 +23,65 @@ impl ModuleFile {
     /// known and the file's differs (it was rebuilt or replaced since the
     /// process loaded it: its names would be wrong).
     pub fn open(path: &str, build_id: &[u8]) -> Option<ModuleFile> {
-        if !build_id.is_empty() && file_build_id(path).is_some_and(|id| id != build_id) {
+        let map = map_file(std::path::Path::new(path))?;
+        let (file_id, has_dwarf) = inspect(&map)?;
+        if !build_id.is_empty() && file_id.is_some_and(|id| id != build_id) {
             return None;
         }
+        let dwarf = match has_dwarf {
+            true => Some(addr2line::Loader::new(path).ok()?),
+            false => None,
+        };
         Some(ModuleFile {
-            loader: addr2line::Loader::new(path).ok()?,
+            dwarf,
+            symbols: SymbolTable::new(map),
             debug_symbols: None,
             demangled: Default::default(),
         })
     }
 }
 
-/// The GNU build id of the ELF file at `path`, if it has one.
-fn file_build_id(path: &str) -> Option<Vec<u8>> {
-    use object::Object;
+/// The GNU build id of the (64-bit) ELF file in `map`, and whether it has
+/// DWARF. Section names are compared here rather than with `object`'s
+/// lookup by name, which searches with memchr: its first use asks the CPU
+/// for its features, and each CPUID instruction costs ~8 µs in a VM (10 of
+/// them, at the end of every image that names its frames).
+fn inspect(map: &[u8]) -> Option<(Option<&[u8]>, bool)> {
+    use object::read::elf::{ElfFile64, FileHeader, SectionHeader};
+    use object::{Endianness, Object, SectionIndex};
+    let file = ElfFile64::<Endianness>::parse(map).ok()?;
+    let endian = file.endian();
+    let sections = file.elf_section_table();
+    let names_index = file.elf_header().shstrndx(endian, map).ok()?;
+    let names = sections
+        .section(SectionIndex(names_index as usize))
+        .ok()?
+        .data(endian, map)
+        .ok()?;
+    let has_dwarf = sections.iter().any(|s| {
+        let name = names.get(s.sh_name(endian) as usize..).unwrap_or_default();
+        name.starts_with(b".debug_info\0") || name.starts_with(b".zdebug_info\0")
+    });
+    Some((file.build_id().ok().flatten(), has_dwarf))
+}
+
+/// A read-only mapping of the file at `path`.
+pub fn map_file(path: &std::path::Path) -> Option<memmap2::Mmap> {
     let file = std::fs::File::open(path).ok()?;
-    // SAFETY: a read-only private mapping; a file truncated while we read
-    // it would fault, as it would for addr2line's own mapping.
-    let map = unsafe { memmap2::Mmap::map(&file) }.ok()?;
-    let obj = object::File::parse(&*map).ok()?;
-    obj.build_id().ok().flatten().map(<[u8]>::to_vec)
+    // SAFETY: a read-only private mapping of a module or debug file; a
+    // file truncated while we read it would fault, as it would for
+    // addr2line's own mapping.
+    unsafe { memmap2::Mmap::map(&file) }.ok()
 }
 
-/// A file's function symbols, sorted by address: `(start, size, name)`.
-pub struct FunctionSymbols(Vec<(u64, u64, String)>);
-
-impl FunctionSymbols {
-    pub fn read(path: &std::path::Path) -> Option<FunctionSymbols> {
-        use object::{Object, ObjectSymbol, SymbolKind};
-        let file = std::fs::File::open(path).ok()?;
-        // SAFETY: a read-only private mapping of a debug file nobody
-        // rewrites while we read it.
-        let map = unsafe { memmap2::Mmap::map(&file) }.ok()?;
-        let obj = object::File::parse(&*map).ok()?;
-        let mut syms: Vec<(u64, u64, String)> = obj
-            .symbols()
-            .filter(|s| s.kind() == SymbolKind::Text && s.address() != 0)
-            .filter_map(|s| Some((s.address(), s.size(), s.name().ok()?.to_owned())))
-            .collect();
-        syms.sort_unstable_by_key(|s| s.0);
-        Some(FunctionSymbols(syms))
-    }
-
-    pub fn find(&self, probe: u64) -> Option<&str> {
-        let i = self.0.partition_point(|s| s.0 <= probe).checked_sub(1)?;
-        let (start, size, name) = &self.0[i];
-        (size == &0 || probe < start + size).then_some(name.as_str())
-    }
-}
-
-/// The separate debug file of a build id, if installed (Debian's `-dbg`
-/// and `-dbgsym` packages put them there): it has the full symbol table
-/// and DWARF that the stripped library lacks.
-pub fn debug_file(build_id: &[u8]) -> Option<std::path::PathBuf> {
+/// The symbol table of the separate debug file of a build id, if one is
+/// installed (Debian's `-dbg` and `-dbgsym` packages put them there): it
+/// has the full symbol table that the stripped library lacks.
+pub fn debug_symbols(build_id: &[u8]) -> Option<SymbolTable> {
     let (first, rest) = build_id.split_first()?;
     let p = std::path::PathBuf::from(format!(
         "/usr/lib/debug/.build-id/{first:02x}/{}.debug",
         crate::hex(rest)
     ));
-    p.is_file().then_some(p)
+    SymbolTable::new(map_file(&p)?)
 }

@@ -1,9 +1,12 @@
 //! Code addresses → function, file and line.
 //!
-//! addr2line reads a module's DWARF (inlined frames included) and falls back
-//! to its symbol table; names are demangled (Rust legacy and v0, C++). A
-//! stripped library's static functions are named from its separate debug
-//! file's symbol table (by build id).
+//! addr2line reads a module's DWARF (inlined frames included), for a file
+//! that has any; otherwise, or where DWARF names no function, the module's
+//! ELF symbol table does (`symtab`: one pass over it per batch of
+//! addresses, [`Resolver::prefetch`]); names are demangled (Rust legacy and
+//! v0, C++). A stripped library's static functions are named from its
+//! separate debug file's symbol table (by build id). Naming costs in
+//! proportion to the addresses named: a short process names a few dozen.
 //!
 //! Two users: `libmemscope.so` names its frames when it writes a snapshot by
 //! itself, and `memscope-cli run` names every snapshot of a run afterwards
@@ -12,10 +15,11 @@
 
 mod files;
 mod pending;
+mod symtab;
 
 pub use pending::name_pending;
 
-use files::{debug_file, FunctionSymbols, ModuleFile};
+use files::{debug_symbols, ModuleFile};
 use std::collections::HashMap;
 
 /// A loaded module as the process saw it.
@@ -74,11 +78,38 @@ impl Resolver {
             return n.clone();
         }
         let named = match &mut module.file {
-            Some(f) => f.names(rel, m.build_id),
+            Some(f) => f.names(&[rel], m.build_id).pop().unwrap_or_default(),
             None => vec![Named::default()],
         };
         module.names.insert(rel, named.clone());
         named
+    }
+
+    /// Names the return addresses `ips` of module `m` together, for
+    /// [`Resolver::resolve`] to return: the module's symbol tables are read
+    /// once for all of them rather than once per address.
+    pub fn prefetch(&mut self, m: &ModuleRef, ips: &[u64]) {
+        let module = self.module(m);
+        let mut rels: Vec<u64> = ips
+            .iter()
+            .map(|ip| ip.wrapping_sub(m.bias).wrapping_sub(1))
+            .filter(|rel| !module.names.contains_key(rel))
+            .collect();
+        rels.sort_unstable();
+        rels.dedup();
+        if rels.is_empty() {
+            return;
+        }
+        let named = match &mut module.file {
+            Some(f) => f.names(&rels, m.build_id),
+            None => vec![vec![Named::default()]; rels.len()],
+        };
+        for (rel, mut n) in rels.into_iter().zip(named) {
+            if n.is_empty() {
+                n.push(Named::default());
+            }
+            module.names.insert(rel, n);
+        }
     }
 
     /// The cache of module `m` (its file opened on first use). Looked up
@@ -105,10 +136,32 @@ impl Resolver {
 }
 
 impl ModuleFile {
-    fn names(&mut self, rel: u64, build_id: &[u8]) -> Vec<Named> {
-        let probe = rel.wrapping_add(self.loader.relative_address_base());
+    /// The frames of each of `rels` (file addresses, ascending, distinct).
+    fn names(&mut self, rels: &[u64], build_id: &[u8]) -> Vec<Vec<Named>> {
+        let mut named: Vec<Vec<Named>> = rels.iter().map(|&rel| self.dwarf_frames(rel)).collect();
+        // No DWARF (or none naming the function): the symbol table, read
+        // once for all of them.
+        let unnamed: Vec<usize> = (0..rels.len())
+            .filter(|&i| named[i].iter().all(|f| f.function.is_none()))
+            .collect();
+        let mut functions = self.symbol_names(&unnamed.iter().map(|&i| rels[i]).collect::<Vec<_>>(), build_id);
+        for (&i, function) in unnamed.iter().zip(functions.drain(..)) {
+            match named[i].last_mut() {
+                Some(f) => f.function = function,
+                None => named[i].push(Named {
+                    function,
+                    ..Named::default()
+                }),
+            }
+        }
+        named
+    }
+
+    /// An address's frames from DWARF, innermost (inlined) first; empty
+    /// when it has none.
+    fn dwarf_frames(&self, rel: u64) -> Vec<Named> {
         let mut frames = Vec::new();
-        if let Ok(mut iter) = self.loader.find_frames(probe) {
+        if let Some(Ok(mut iter)) = self.dwarf.as_ref().map(|d| d.find_frames(rel)) {
             while let Ok(Some(f)) = iter.next() {
                 let function = f
                     .function
@@ -130,39 +183,48 @@ impl ModuleFile {
         if let Some(last) = frames.last_mut() {
             last.inlined = false;
         }
-        if frames.iter().all(|f| f.function.is_none()) {
-            // No DWARF here (or none naming the function): the symbol table.
-            // Each symbol demangled once: a module's addresses are mostly
-            // several per function (cc1: 5,656 in 1,321), and demangling a
-            // C++ name costs more than finding it.
-            let demangled = &mut self.demangled;
-            let mut demangle = |s: &str| match demangled.get(s) {
-                Some(d) => d.clone(),
-                None => {
-                    let d = addr2line::demangle_auto(std::borrow::Cow::Borrowed(s), None).into_owned();
-                    demangled.insert(s.to_owned(), d.clone());
-                    d
+        frames
+    }
+
+    /// The demangled names of the symbols containing `rels` (ascending):
+    /// the file's own table, else the separate debug file's.
+    fn symbol_names(&mut self, rels: &[u64], build_id: &[u8]) -> Vec<Option<String>> {
+        let mut found: Vec<Option<String>> = match &self.symbols {
+            Some(table) => table
+                .find_sorted(rels)
+                .into_iter()
+                .map(|n| n.map(str::to_owned))
+                .collect(),
+            None => vec![None; rels.len()],
+        };
+        let missing: Vec<usize> = (0..rels.len()).filter(|&i| found[i].is_none()).collect();
+        if !missing.is_empty() {
+            // A static function of a stripped library: the separate debug
+            // file's full symbol table names it (its DWARF is not parsed:
+            // for libc that alone costs ~100 ms).
+            let debug = self.debug_symbols.get_or_insert_with(|| debug_symbols(build_id));
+            if let Some(table) = debug {
+                let probes: Vec<u64> = missing.iter().map(|&i| rels[i]).collect();
+                for (&i, name) in missing.iter().zip(table.find_sorted(&probes)) {
+                    found[i] = name.map(str::to_owned);
                 }
-            };
-            let mut function = self.loader.find_symbol(probe).map(&mut demangle);
-            if function.is_none() {
-                // A static function of a stripped library: the separate
-                // debug file's full symbol table names it (its DWARF is not
-                // parsed: for libc that alone costs ~100 ms).
-                let debug = self
-                    .debug_symbols
-                    .get_or_insert_with(|| debug_file(build_id).and_then(|d| FunctionSymbols::read(&d)));
-                function = debug.as_ref().and_then(|d| d.find(probe)).map(demangle);
-            }
-            match frames.last_mut() {
-                Some(f) => f.function = function,
-                None => frames.push(Named {
-                    function,
-                    ..Named::default()
-                }),
             }
         }
-        frames
+        // Each symbol demangled once: a module's addresses are mostly
+        // several per function (cc1: 5,656 in 1,321), and demangling a C++
+        // name costs more than finding it.
+        found
+            .into_iter()
+            .map(|name| {
+                let name = name?;
+                if let Some(d) = self.demangled.get(&name) {
+                    return Some(d.clone());
+                }
+                let d = addr2line::demangle_auto(std::borrow::Cow::Borrowed(name.as_str()), None).into_owned();
+                self.demangled.insert(name, d.clone());
+                Some(d)
+            })
+            .collect()
     }
 }
 
@@ -209,6 +271,59 @@ pub(crate) mod tests {
             .min()
             .unwrap();
         (exe, base)
+    }
+
+    /// Names `functions` (return addresses just past their entry) of
+    /// module `m` together, given in order, reversed, repeated and twice,
+    /// and checks each against its names asked alone.
+    fn assert_prefetch_names_as_alone(m: &ModuleRef, functions: &[u64]) {
+        let mut ips: Vec<u64> = functions.iter().map(|a| a + 1).collect();
+        ips.extend(functions.iter().rev().map(|a| a + 1));
+        ips.push(ips[0]);
+        let mut together = Resolver::new();
+        together.prefetch(m, &ips);
+        together.prefetch(m, &ips);
+        for &ip in &ips {
+            let alone = Resolver::new().resolve(m, ip);
+            assert!(alone.iter().any(|f| f.function.is_some()), "{alone:?}");
+            assert_eq!(together.resolve(m, ip), alone);
+        }
+    }
+
+    /// Addresses named together (`prefetch`) get the names each gets
+    /// alone: functions of this binary (DWARF) and of libc (symbol tables).
+    #[test]
+    fn prefetched_names_are_the_names_asked_one_by_one() {
+        let (exe, base) = this_binary();
+        let own = ModuleRef {
+            path: &exe,
+            bias: base,
+            build_id: &[],
+        };
+        let functions = [
+            names_a_function_of_this_binary as *const (),
+            hex_round_trips as *const (),
+            this_binary as *const (),
+        ];
+        assert_prefetch_names_as_alone(&own, &functions.map(|f| f as u64));
+        // libc, by its path and first mapping in this process's maps.
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let line = maps
+            .lines()
+            .find(|l| l.contains("/libc.so") && l.contains(" 00000000 "))
+            .unwrap();
+        let libc = ModuleRef {
+            path: line.split_whitespace().nth(5).unwrap(),
+            bias: u64::from_str_radix(line.split('-').next().unwrap(), 16).unwrap(),
+            build_id: &[],
+        };
+        extern "C" {
+            fn malloc(size: usize) -> *mut u8;
+            fn getpid() -> i32;
+            fn abs(n: i32) -> i32;
+        }
+        let functions = [malloc as *const (), getpid as *const (), abs as *const ()];
+        assert_prefetch_names_as_alone(&libc, &functions.map(|f| f as u64));
     }
 
     /// This test binary's own functions are named, through its DWARF.

@@ -4,7 +4,7 @@
 //! frame indices is rewritten to match.
 
 use crate::{unhex, ModuleRef, Resolver};
-use memscope_format::{parse_addr, Frame, FrameTables, Snapshot};
+use memscope_format::{parse_addr, Frame, FrameTables, Snapshot, UNKNOWN_MODULE};
 
 /// Names the frames of `snap` if they are pending; returns whether it did.
 /// A frame whose module file is gone or was rebuilt since stays unnamed.
@@ -23,6 +23,25 @@ pub fn name_pending(snap: &mut Snapshot, r: &mut Resolver) -> bool {
         .iter()
         .map(|info| Some((parse_addr(&info.bias)?, unhex(&info.build_id)?)))
         .collect();
+    // Each module's addresses named together: its tables read once.
+    let mut by_module: Vec<Vec<u64>> = vec![Vec::new(); bases.len()];
+    for f in &snap.frames {
+        if let (Some(ip), Some(ips)) = (parse_addr(&f.ip), by_module.get_mut(f.module as usize)) {
+            ips.push(ip);
+        }
+    }
+    for (i, ips) in by_module.iter().enumerate() {
+        if let (Some(path), Some(Some((bias, build_id)))) = (snap.modules.get(i), bases.get(i)) {
+            if !ips.is_empty() && path != UNKNOWN_MODULE {
+                let m = ModuleRef {
+                    path,
+                    bias: *bias,
+                    build_id,
+                };
+                r.prefetch(&m, ips);
+            }
+        }
+    }
     // Old frame index → its named frames' new indices.
     let mapping: Vec<Vec<u32>> = snap
         .frames

@@ -14,7 +14,9 @@ use memscope_symbols::{ModuleRef, Resolver};
 /// Names addresses into a snapshot's `modules` and `frames` tables (format
 /// version 2): each address is resolved once, each frame stored once.
 pub struct Symbolizer {
-    modules: Vec<&'static Module>,
+    /// Every module the process loaded, the current ones first; listed at
+    /// the first address (an inherited-only snapshot has none).
+    modules: Option<Vec<&'static Module>>,
     /// None: frames are left unnamed for `memscope-cli run` to name.
     resolver: Option<Resolver>,
     /// Each address's frames (its inlined frames first) in `tables`; hashed
@@ -25,27 +27,65 @@ pub struct Symbolizer {
     tables: FrameTables,
     /// Bias and build id of each module of `tables`, in its order.
     module_info: Vec<ModuleInfo>,
-    exe: String,
+    /// The main program's path (its module's own is empty).
+    exe: &'static str,
 }
 
 impl Symbolizer {
     /// `name_now`: name frames here; otherwise leave them to `run`.
     pub fn new(name_now: bool) -> Symbolizer {
-        let mut mods = modules::all_seen();
-        // The currently loaded one wins where a range was reused.
-        let current = modules::current().modules.clone();
-        mods.retain(|m| !current.iter().any(|c| std::ptr::eq(*c, *m)));
-        mods.splice(0..0, current);
-        let exe = std::fs::read_link("/proc/self/exe")
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        Symbolizer {
-            modules: mods,
+        let mut symbolizer = Symbolizer {
+            modules: None,
             resolver: name_now.then(Resolver::new),
             by_ip: AddrMap::default(),
             tables: FrameTables::new(),
             module_info: Vec::new(),
-            exe,
+            exe: crate::process::own_exe(),
+        };
+        symbolizer.prefetch();
+        symbolizer
+    }
+
+    /// The modules addresses are looked up in.
+    fn modules(&mut self) -> &[&'static Module] {
+        self.modules.get_or_insert_with(|| {
+            let mut mods = modules::all_seen();
+            // The currently loaded one wins where a range was reused.
+            let current = modules::current().modules.clone();
+            mods.retain(|m| !current.iter().any(|c| std::ptr::eq(*c, *m)));
+            mods.splice(0..0, current);
+            mods
+        })
+    }
+
+    /// Names every site's addresses module by module, so that each
+    /// module's symbol tables are read once (not once per address).
+    fn prefetch(&mut self) {
+        if self.resolver.is_none() || super::sites::count() == 0 {
+            return;
+        }
+        let modules = self.modules().to_vec();
+        let mut by_module: Vec<Vec<u64>> = vec![Vec::new(); modules.len()];
+        for id in 1..=super::sites::count() {
+            for ip in super::sites::frames(id) {
+                if let Some(i) = modules.iter().position(|m| m.contains(ip)) {
+                    by_module[i].push(ip);
+                }
+            }
+        }
+        let Some(resolver) = self.resolver.as_mut() else {
+            return;
+        };
+        for (m, ips) in modules.iter().zip(by_module) {
+            if !ips.is_empty() {
+                let path = if m.path.is_empty() { self.exe } else { &m.path };
+                let module = ModuleRef {
+                    path,
+                    bias: m.bias,
+                    build_id: &m.build_id,
+                };
+                resolver.prefetch(&module, &ips);
+            }
         }
     }
 
@@ -99,12 +139,12 @@ impl Symbolizer {
             module,
             ..Frame::default()
         };
-        let Some(m) = self.modules.iter().find(|m| m.contains(ip)).copied() else {
+        let Some(m) = self.modules().iter().find(|m| m.contains(ip)).copied() else {
             let module = self.module_index(UNKNOWN_MODULE, 0, &[]);
             return vec![self.tables.frame(unnamed(module))];
         };
         let path = if m.path.is_empty() {
-            self.exe.clone()
+            self.exe.to_owned()
         } else {
             m.path.clone()
         };
