@@ -13,6 +13,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -357,6 +358,16 @@ class Sample:
     stderr: str = ""
 
 
+# A run this long has hung (heaptrack once waited 25 minutes on a futex in a
+# fork child of the bash loop): it is killed and its variant left out of the
+# row, which says so, instead of the benchmark never ending.
+HANG_SECONDS = 300
+
+
+class Hung(Exception):
+    pass
+
+
 def launch(argv, env, cwd, stdin):
     """Runs argv through the launcher, which measures it (see launch.c). What
     env adds to the clean environment reaches argv only: an LD_PRELOAD on the
@@ -368,8 +379,15 @@ def launch(argv, env, cwd, stdin):
     with tempfile.NamedTemporaryFile(prefix="memscope-bench-cost-") as cost:
         cmd = [str(LAUNCH), cost.name] + added + ["--"] + argv
         with open(stdin or os.devnull, "rb") as given:
-            p = subprocess.run(cmd, env=base, cwd=cwd, stdin=given, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        stderr = p.stderr.decode(errors="replace")
+            p = subprocess.Popen(cmd, env=base, cwd=cwd, stdin=given, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+            try:
+                _, err = p.communicate(timeout=HANG_SECONDS)
+            except subprocess.TimeoutExpired:
+                # The whole tree: the launcher, the command and its children.
+                os.killpg(p.pid, signal.SIGKILL)
+                p.communicate()
+                raise Hung(f"{' '.join(argv)} still running after {HANG_SECONDS} s, killed")
+        stderr = err.decode(errors="replace")
         if p.returncode != 0:
             raise RuntimeError(f"{' '.join(argv)} exited with {p.returncode}: {stderr[-500:]}")
         maxrss, _, user_us, sys_us, wall_ns = (int(x) for x in Path(cost.name).read_text().split())
@@ -440,17 +458,27 @@ def bench_workload(w, build, depth, runs):
     vs = variants(w, build, depth)
     default = f"memscope bt={depth}"
     samples = {k: [] for k in vs}
+    hung = []
     for i in range(runs):
         for k, command in vs.items():
-            samples[k].append(measure(w, command, read_events=(i == 0 and k == default and w.count_events)))
+            if k in hung:
+                continue
+            try:
+                samples[k].append(measure(w, command, read_events=(i == 0 and k == default and w.count_events)))
+            except Hung as e:
+                if k in (UNTRACED, default):
+                    raise
+                print(f"bench: {w.key}: {k}: {e}", file=sys.stderr)
+                hung.append(k)
+    note = "; ".join([w.note] * bool(w.note) + [f"{k} hung (killed after {HANG_SECONDS} s): left out" for k in hung])
     # One more run at MEMSCOPE_LOG=info for the time spent writing snapshots.
     logged = measure_once(w, vs[default], extra_env={"MEMSCOPE_LOG": "info"})
     return {
         "key": w.key,
         "name": w.name,
         "traced_by": w.traced_by,
-        "note": w.note,
-        "variants": {k: medians(v) for k, v in samples.items()},
+        "note": note,
+        "variants": {k: medians(v) for k, v in samples.items() if k not in hung},
         "events": samples[default][0].events,
         "exit_ms": exit_cost_ms(logged.stderr),
     }
