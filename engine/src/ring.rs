@@ -283,6 +283,22 @@ impl Ring {
         }
     }
 
+    /// The address a published free (or realloc's old block) at slot `seq`
+    /// names, else 0. Only a hint for prefetching: the slot is read again,
+    /// properly, when its turn comes.
+    #[inline(always)]
+    pub fn freed_ptr_at(&self, seq: u64) -> u64 {
+        let s = self.slot(seq, self.cons.mask);
+        let meta = s.meta.load(Ordering::Acquire);
+        let kind = (meta >> 48) as u8;
+        if meta >> 56 == lap_tag(seq, self.cons.shift) && (kind == Kind::Free as u8 || kind == Kind::ReallocFrom as u8)
+        {
+            s.ptr.load(Ordering::Relaxed)
+        } else {
+            0
+        }
+    }
+
     /// Tells producers that every slot before `seq` may be reused.
     pub fn release_until(&self, seq: u64) {
         self.cons.consumed.store(seq, Ordering::Release);

@@ -36,6 +36,9 @@ impl Collector {
             self.insert_live(ts, old.ptr, old.block);
         }
         self.recent = Recent { ptr, block };
+        // It goes into the table when the next block is born: fetch its
+        // entry's line now, while the events in between are applied.
+        self.live.prefetch(ptr);
         self.start_in_site(size, site, by_realloc);
         let t = &mut self.threads[thread as usize];
         t.allocations += 1;
@@ -171,6 +174,13 @@ impl Collector {
         }
     }
 
+    /// Tells the collector a free of `ptr` comes soon: its live-table
+    /// entry's cache line is fetched meanwhile.
+    #[inline(always)]
+    pub fn prefetch_free(&self, ptr: u64) {
+        self.live.prefetch(ptr);
+    }
+
     /// A free (or realloc(p, 0)) of `ptr`.
     pub fn free(&mut self, ts: u64, ptr: u64, thread: u32) {
         if self.death(ts, ptr, thread, Death::Free).is_none() {
@@ -294,19 +304,14 @@ impl Collector {
             // its way goes first. Such a free comes from another thread:
             // the allocating thread's own program order rules it out.
             if self.recent.block.thread != thread {
-                if let Some(block) = self.live.remove(&ptr) {
+                if let Some(block) = self.live.remove(ptr) {
                     return Recent { ptr, block };
                 }
             }
             return std::mem::replace(&mut self.recent, Recent::NONE);
         }
-        // Read in place, then removed: a block handed back by `remove`
-        // passes through memory, and reading it there waited on the copy.
-        match self.live.get(&ptr) {
-            Some(&block) => {
-                self.live.remove(&ptr);
-                Recent { ptr, block }
-            }
+        match self.live.remove(ptr) {
+            Some(block) => Recent { ptr, block },
             None => Recent::NONE,
         }
     }
@@ -385,7 +390,7 @@ impl Collector {
 
     fn has_block(&self, ptr: u64) -> bool {
         (self.recent.is_some() && self.recent.ptr == ptr)
-            || self.live.contains_key(&ptr)
+            || self.live.contains_key(ptr)
             || self.displaced.contains_key(&ptr)
     }
 
