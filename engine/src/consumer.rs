@@ -9,7 +9,7 @@
 
 use crate::clock;
 use crate::collector::Collector;
-use crate::event::Kind;
+use crate::event::{Kind, OneSlotRealloc};
 use crate::image::{start_anchor, PID, SHUT_DOWN};
 use crate::lock::Locked;
 use crate::registry;
@@ -320,6 +320,10 @@ impl EngineState {
                 Kind::ReallocFrom => c.pending_from = Some(ev.ptr),
                 Kind::VarBirth => col.var_birth(ts, ev.aux, ev.ptr, ev.size, thread),
                 Kind::VarDeath => col.var_death(ts, ev.aux),
+                Kind::ReallocOne => {
+                    let r = OneSlotRealloc::unpack(ev.ptr, ev.aux);
+                    col.realloc(ts, r.old, r.new, ev.size, thread, r.site)
+                }
                 Kind::ReallocTo => match c.pending_from.take() {
                     Some(old) => col.realloc(ts, old, ev.ptr, ev.size, thread, site),
                     None => col.alloc(ts, ev.ptr, ev.size, Kind::Realloc, thread, site),
