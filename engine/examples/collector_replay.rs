@@ -167,10 +167,6 @@ fn generate(threads: u32, iters: u64, mix: &str) -> (Vec<Applied>, u64) {
     (out, slots)
 }
 
-/// How many events ahead the consumer looks for frees to prefetch
-/// (`consumer::PREFETCH_AHEAD`, in slots there).
-const PREFETCH_AHEAD: usize = 8;
-
 fn thread_cpu_ns() -> u64 {
     let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: valid out-pointer.
@@ -192,12 +188,7 @@ fn main() {
             c.thread_slot(100 + t);
         }
         let start = thread_cpu_ns();
-        for (i, e) in events.iter().enumerate() {
-            // As the consumer does: a free a few events ahead has its
-            // live-table line fetched meanwhile.
-            if let Some(Applied::Free { ptr, .. }) = events.get(i + PREFETCH_AHEAD) {
-                c.prefetch_free(*ptr);
-            }
+        for e in &events {
             match *e {
                 Applied::Alloc {
                     ts,

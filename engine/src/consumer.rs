@@ -17,11 +17,6 @@ use crate::ring::{Peek, Ring, OWNED, RETIRED};
 use crate::sys;
 use std::sync::atomic::Ordering;
 
-/// How many slots ahead of the one it applies the consumer looks for a
-/// free, to fetch that block's live-table entry meanwhile (a long-lived
-/// block's entry is a cache miss otherwise).
-const PREFETCH_AHEAD: u64 = 8;
-
 /// Consumer state of the engine (collector + one cursor per ring).
 pub static ENGINE: Locked<Option<EngineState>> = Locked::new(None);
 
@@ -306,10 +301,6 @@ impl EngineState {
             let ts = ev.ts.max(c.last_ts);
             if ts > bound {
                 break;
-            }
-            let ahead = c.ring.freed_ptr_at(c.next + PREFETCH_AHEAD);
-            if ahead != 0 {
-                col.prefetch_free(ahead);
             }
             c.last_ts = ts;
             c.next += 1;

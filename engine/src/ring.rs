@@ -14,7 +14,7 @@
 //! writes nothing but its `consumed` counter (in batches). A reserved but not
 //! yet published slot tells the consumer a hook is in flight on that thread.
 
-use crate::event::{Kind, OneSlotRealloc, RawEvent};
+use crate::event::{Kind, RawEvent};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
@@ -280,25 +280,6 @@ impl Ring {
             Peek::InFlight
         } else {
             Peek::Empty
-        }
-    }
-
-    /// The address a published free (or realloc's old block) at slot `seq`
-    /// names, else 0. Only a hint for prefetching: the slot is read again,
-    /// properly, when its turn comes.
-    #[inline(always)]
-    pub fn freed_ptr_at(&self, seq: u64) -> u64 {
-        let s = self.slot(seq, self.cons.mask);
-        let meta = s.meta.load(Ordering::Acquire);
-        if meta >> 56 != lap_tag(seq, self.cons.shift) {
-            return 0;
-        }
-        match (meta >> 48) as u8 {
-            k if k == Kind::Free as u8 || k == Kind::ReallocFrom as u8 => s.ptr.load(Ordering::Relaxed),
-            k if k == Kind::ReallocOne as u8 => {
-                OneSlotRealloc::unpack(s.ptr.load(Ordering::Relaxed), s.aux.load(Ordering::Relaxed)).old
-            }
-            _ => 0,
         }
     }
 

@@ -174,13 +174,6 @@ impl Collector {
         }
     }
 
-    /// Tells the collector a free of `ptr` comes soon: its live-table
-    /// entry's cache line is fetched meanwhile.
-    #[inline(always)]
-    pub fn prefetch_free(&self, ptr: u64) {
-        self.live.prefetch(ptr);
-    }
-
     /// A free (or realloc(p, 0)) of `ptr`.
     pub fn free(&mut self, ts: u64, ptr: u64, thread: u32) {
         if self.death(ts, ptr, thread, Death::Free).is_none() {

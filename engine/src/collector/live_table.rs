@@ -7,10 +7,11 @@
 //! table, a cache, a tree) each free lands on a random entry of a table
 //! larger than the cache, and those misses were most of the collector's time
 //! (`collector_replay ... table`: 44 ns per event with the `HashMap`). An
-//! entry's line can be fetched ahead ([`LiveTable::prefetch`]): the consumer
-//! does it for a free a few events before applying it, the collector for a
-//! new block's slot when the block is born (it goes into the table when the
-//! next one is born).
+//! entry's line can be fetched ahead ([`LiveTable::prefetch`]): the
+//! collector does it for a new block's entry when the block is born (it goes
+//! into the table when the next one is born). Fetching a free's entry a few
+//! slots before the consumer applies it was tried and measured slower: the
+//! extra read of the ring cost more than the misses it hid.
 //!
 //! Deletion shifts later entries of the probe run back (no tombstones), so
 //! a long run of inserts and removes never degrades the probes.
