@@ -42,6 +42,9 @@ struct Cursor {
     next: u64,
     last_ts: u64,
     pending_from: Option<u64>,
+    /// What the consumer last told the producer it may reuse up to (not
+    /// read back from the ring's counter on every event).
+    released: u64,
     /// When (monotonic ns) the slot at `next` was first seen in flight.
     inflight_since: u64,
     /// The producer's reservation count, read once per round.
@@ -120,6 +123,7 @@ impl EngineState {
                         tid: 0,
                         parked: true,
                         next: ring.consumed(),
+                        released: ring.consumed(),
                         last_ts: 0,
                         pending_from: None,
                         inflight_since: 0,
@@ -209,10 +213,11 @@ impl EngineState {
             applied += self.apply_from(i, limit);
             self.refresh(i, mode, idle_bound);
         }
-        for c in &self.cursors {
+        for c in &mut self.cursors {
             if c.next != c.ring.consumed() {
                 c.ring.release_until(c.next);
             }
+            c.released = c.next;
         }
         applied
     }
@@ -331,8 +336,9 @@ impl EngineState {
                     _ => col.alloc(ts, ev.ptr, ev.size, kind, thread, site),
                 },
             }
-            if c.next - c.ring.consumed() >= 4096 {
+            if c.next - c.released >= 4096 {
                 c.ring.release_until(c.next);
+                c.released = c.next;
             }
         }
         n
