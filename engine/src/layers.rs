@@ -44,7 +44,6 @@ const SOURCES: &[(&str, &str)] = &[
     ("collector", include_str!("collector/mod.rs")),
     ("collector", include_str!("collector/events.rs")),
     ("collector", include_str!("collector/finish.rs")),
-    ("collector", include_str!("collector/live_table.rs")),
     ("collector", include_str!("collector/records.rs")),
     ("collector", include_str!("collector/running.rs")),
     ("collector", include_str!("collector/timeline.rs")),

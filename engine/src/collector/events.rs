@@ -36,9 +36,6 @@ impl Collector {
             self.insert_live(ts, old.ptr, old.block);
         }
         self.recent = Recent { ptr, block };
-        // It goes into the table when the next block is born: fetch its
-        // entry's line now, while the events in between are applied.
-        self.live.prefetch(ptr);
         self.start_in_site(size, site, by_realloc);
         let t = &mut self.threads[thread as usize];
         t.allocations += 1;
@@ -297,14 +294,19 @@ impl Collector {
             // its way goes first. Such a free comes from another thread:
             // the allocating thread's own program order rules it out.
             if self.recent.block.thread != thread {
-                if let Some(block) = self.live.remove(ptr) {
+                if let Some(block) = self.live.remove(&ptr) {
                     return Recent { ptr, block };
                 }
             }
             return std::mem::replace(&mut self.recent, Recent::NONE);
         }
-        match self.live.remove(ptr) {
-            Some(block) => Recent { ptr, block },
+        // Read in place, then removed: a block handed back by `remove`
+        // passes through memory, and reading it there waited on the copy.
+        match self.live.get(&ptr) {
+            Some(&block) => {
+                self.live.remove(&ptr);
+                Recent { ptr, block }
+            }
             None => Recent::NONE,
         }
     }
@@ -383,7 +385,7 @@ impl Collector {
 
     fn has_block(&self, ptr: u64) -> bool {
         (self.recent.is_some() && self.recent.ptr == ptr)
-            || self.live.contains_key(ptr)
+            || self.live.contains_key(&ptr)
             || self.displaced.contains_key(&ptr)
     }
 

@@ -18,13 +18,11 @@
 
 mod events;
 mod finish;
-mod live_table;
 mod records;
 mod running;
 mod timeline;
 
 pub use finish::Finished;
-use live_table::LiveTable;
 use records::FreedRecords;
 pub use records::Record;
 pub use running::RunningCopy;
@@ -193,7 +191,7 @@ pub struct Collector {
     /// The most recently born block, kept out of `live`: most blocks die
     /// before the next one is born, and then never touch the hash table.
     recent: Recent,
-    live: LiveTable,
+    live: AddrMap<Block>,
     displaced: AddrMap<Block>,
     orphans: AddrMap<OrphanFree>,
     /// Timestamp of the newest orphan free: an allocation later than this
@@ -239,7 +237,7 @@ impl Collector {
         let ticks = |ns: u64| ((ns as f64 / ns_per_tick.max(1e-6)) as u64).max(1);
         let mut c = Collector {
             recent: Recent::NONE,
-            live: LiveTable::default(),
+            live: AddrMap::default(),
             displaced: AddrMap::default(),
             orphans: AddrMap::default(),
             newest_orphan: 0,

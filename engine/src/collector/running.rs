@@ -41,7 +41,7 @@ impl Collector {
         let collector = self.clone();
         blocks.clear();
         if with_blocks {
-            blocks.extend(live.iter().chain(displaced.iter().map(|(p, b)| (*p, *b))));
+            blocks.extend(live.iter().chain(displaced.iter()).map(|(p, b)| (*p, *b)));
         }
         self.live = live;
         self.displaced = displaced;
