@@ -65,7 +65,7 @@ struct Program {
 
 /// The events of `iters` iterations on each of `threads` threads,
 /// interleaved (each iteration runs on every thread in turn), and their
-/// count in ring slots (a realloc takes two).
+/// count in ring slots.
 fn generate(threads: u32, iters: u64, mix: &str) -> (Vec<Applied>, u64) {
     let mut out = Vec::new();
     let mut slots = 0u64;
@@ -135,7 +135,8 @@ fn generate(threads: u32, iters: u64, mix: &str) -> (Vec<Applied>, u64) {
                 ts += 20;
                 out.push(Applied::Free { ts, ptr, thread });
                 free(ptr);
-                slots += 14;
+                // A realloc is one slot (`Kind::ReallocOne`).
+                slots += 8;
             } else {
                 // Replace a long-lived (table) or medium-lived (ring) block.
                 let cell = if op < 95 {

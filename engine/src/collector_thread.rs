@@ -67,12 +67,17 @@ extern "C" fn collector_main(_: *mut libc::c_void) -> *mut libc::c_void {
             })
         });
         match ran {
-            // Little left, or little that could be applied yet while not
-            // much is waiting (events younger than the merge's slack wait
-            // for the next round): let events pile up (producers nudge at a
-            // quarter ring) rather than polling their rings and stealing
-            // cache lines. A large backlog is worked on without a pause.
-            Ok((n, applied)) if n < 1024 || (applied < 1024 && n < 16 * 1024) => {
+            // Less than half a big ring waiting, or little that could be
+            // applied (events younger than the merge's slack, or a ring
+            // whose head a preempted hook holds in flight): sleep until a
+            // producer nudges (every quarter ring) or the timeout. Rounds
+            // stay large, and a collector that polled tiny rounds (~100
+            // events each) spent more than the events' own work on
+            // per-round costs and on cache lines it took from producers; and
+            // while it spun on a ring held in flight it took a core from the
+            // very thread it waited for (a program keeping every core busy).
+            // A large backlog that can be applied is worked on at once.
+            Ok((n, applied)) if n < 64 * 1024 || applied < 1024 => {
                 let w = WAKE.load(Ordering::Acquire);
                 SLEEPING.store(true, Ordering::SeqCst);
                 sys::futex_wait(&WAKE, w, idle_ns);

@@ -9,7 +9,7 @@
 
 use crate::clock;
 use crate::collector::Collector;
-use crate::event::Kind;
+use crate::event::{Kind, OneSlotRealloc};
 use crate::image::{start_anchor, PID, SHUT_DOWN};
 use crate::lock::Locked;
 use crate::registry;
@@ -42,6 +42,9 @@ struct Cursor {
     next: u64,
     last_ts: u64,
     pending_from: Option<u64>,
+    /// What the consumer last told the producer it may reuse up to (not
+    /// read back from the ring's counter on every event).
+    released: u64,
     /// When (monotonic ns) the slot at `next` was first seen in flight.
     inflight_since: u64,
     /// The producer's reservation count, read once per round.
@@ -120,6 +123,7 @@ impl EngineState {
                         tid: 0,
                         parked: true,
                         next: ring.consumed(),
+                        released: ring.consumed(),
                         last_ts: 0,
                         pending_from: None,
                         inflight_since: 0,
@@ -209,10 +213,11 @@ impl EngineState {
             applied += self.apply_from(i, limit);
             self.refresh(i, mode, idle_bound);
         }
-        for c in &self.cursors {
+        for c in &mut self.cursors {
             if c.next != c.ring.consumed() {
                 c.ring.release_until(c.next);
             }
+            c.released = c.next;
         }
         applied
     }
@@ -311,6 +316,10 @@ impl EngineState {
                 Kind::ReallocFrom => c.pending_from = Some(ev.ptr),
                 Kind::VarBirth => col.var_birth(ts, ev.aux, ev.ptr, ev.size, thread),
                 Kind::VarDeath => col.var_death(ts, ev.aux),
+                Kind::ReallocOne => {
+                    let r = OneSlotRealloc::unpack(ev.ptr, ev.aux);
+                    col.realloc(ts, r.old, r.new, ev.size, thread, r.site)
+                }
                 Kind::ReallocTo => match c.pending_from.take() {
                     Some(old) => col.realloc(ts, old, ev.ptr, ev.size, thread, site),
                     None => col.alloc(ts, ev.ptr, ev.size, Kind::Realloc, thread, site),
@@ -327,8 +336,9 @@ impl EngineState {
                     _ => col.alloc(ts, ev.ptr, ev.size, kind, thread, site),
                 },
             }
-            if c.next - c.ring.consumed() >= 4096 {
+            if c.next - c.released >= 4096 {
                 c.ring.release_until(c.next);
+                c.released = c.next;
             }
         }
         n

@@ -23,6 +23,10 @@ pub enum Kind {
     VarBirth = 9,
     /// That variable is dropped: `aux` is its id.
     VarDeath = 10,
+    /// A successful `realloc(p, n > 0)` in one slot (see [`OneSlotRealloc`]):
+    /// what [`Kind::ReallocFrom`] + [`Kind::ReallocTo`] say, in half the
+    /// ring traffic (a growing buffer reallocates often).
+    ReallocOne = 11,
 }
 
 impl Kind {
@@ -39,6 +43,7 @@ impl Kind {
             8 => Kind::ReallocTo,
             9 => Kind::VarBirth,
             10 => Kind::VarDeath,
+            11 => Kind::ReallocOne,
             _ => return None,
         })
     }
@@ -48,7 +53,7 @@ impl Kind {
         match self {
             Kind::Malloc => "malloc",
             Kind::Calloc => "calloc",
-            Kind::Realloc | Kind::ReallocTo | Kind::ReallocFrom => "realloc",
+            Kind::Realloc | Kind::ReallocTo | Kind::ReallocFrom | Kind::ReallocOne => "realloc",
             Kind::Aligned => "aligned",
             Kind::Valloc => "valloc",
             Kind::Pvalloc => "pvalloc",
@@ -79,5 +84,64 @@ impl RawEvent {
             size: meta & ((1 << 48) - 1),
             kind,
         })
+    }
+}
+
+/// The two address words of a [`Kind::ReallocOne`] slot: `ptr` holds the new
+/// block's address in its low 48 bits and the call site's low 16 bits above;
+/// `aux` the old block's address and the site's high 16 bits. Every address
+/// `malloc` hands out on x86_64 fits 48 bits (short of 5-level paging's
+/// upper half); a realloc whose addresses do not takes two slots instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OneSlotRealloc {
+    pub old: u64,
+    pub new: u64,
+    pub site: u32,
+}
+
+const ADDR_BITS: u32 = 48;
+const ADDR_MASK: u64 = (1 << ADDR_BITS) - 1;
+
+impl OneSlotRealloc {
+    /// The slot's `(ptr, aux)` words, or `None` when an address needs more
+    /// than 48 bits or the site more than 32.
+    #[inline(always)]
+    pub fn pack(old: u64, new: u64, site: u64) -> Option<(u64, u64)> {
+        if (old | new) >> ADDR_BITS != 0 || site >> 32 != 0 {
+            return None;
+        }
+        Some((new | (site & 0xffff) << ADDR_BITS, old | (site >> 16) << ADDR_BITS))
+    }
+
+    #[inline(always)]
+    pub fn unpack(ptr: u64, aux: u64) -> OneSlotRealloc {
+        OneSlotRealloc {
+            old: aux & ADDR_MASK,
+            new: ptr & ADDR_MASK,
+            site: ((ptr >> ADDR_BITS) | (aux >> ADDR_BITS) << 16) as u32,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_one_slot_realloc_round_trips_and_refuses_what_does_not_fit() {
+        let cases = [
+            (0x5555_0000_1230, 0x7fff_ffff_fff0, 0xdead_beef),
+            (ADDR_MASK, 1, u32::MAX as u64),
+            (0x10, 0x20, 0),
+        ];
+        for (old, new, site) in cases {
+            let (ptr, aux) = OneSlotRealloc::pack(old, new, site).unwrap();
+            let got = OneSlotRealloc::unpack(ptr, aux);
+            assert_eq!((got.old, got.new, got.site as u64), (old, new, site));
+        }
+        assert_eq!(OneSlotRealloc::pack(1 << 48, 0x10, 1), None);
+        assert_eq!(OneSlotRealloc::pack(0x10, 0xff00_0000_0000_0010, 1), None);
+        assert_eq!(OneSlotRealloc::pack(0x10, 0x20, 1 << 32), None);
+        assert_eq!(Kind::from_u8(Kind::ReallocOne as u8), Some(Kind::ReallocOne));
     }
 }

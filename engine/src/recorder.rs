@@ -11,7 +11,7 @@
 use crate::clock;
 use crate::collector_thread;
 use crate::consumer::{state, Mode, ENGINE};
-use crate::event::Kind;
+use crate::event::{Kind, OneSlotRealloc};
 use crate::image::UNRECORDABLE;
 use crate::image::{ENABLED, SHUT_DOWN};
 use crate::registry;
@@ -38,13 +38,23 @@ pub fn record(kind: Kind, ptr: usize, size: usize, site: u64) {
     }
 }
 
-/// Records a successful `realloc(old, size)` that returned `new`: two slots
-/// with one timestamp, reserved together so nothing comes between them.
+/// Records a successful `realloc(old, size)` that returned `new`: one slot
+/// ([`OneSlotRealloc`]), or where the addresses do not fit it two slots with
+/// one timestamp, reserved together so nothing comes between them.
 #[inline(always)]
 pub fn record_realloc(old: usize, new: usize, size: usize, site: u64) {
     if !ENABLED.load(Ordering::Relaxed) {
         return;
     }
+    let Some((ptr, aux)) = OneSlotRealloc::pack(old as u64, new as u64, site) else {
+        return record_realloc_in_two(old, new, size, site);
+    };
+    record(Kind::ReallocOne, ptr as usize, size, aux);
+}
+
+#[cold]
+#[inline(never)]
+fn record_realloc_in_two(old: usize, new: usize, size: usize, site: u64) {
     let ts = thread::current();
     let Some(r) = ring_of(ts) else { return };
     let h = r.reserve(2, wait_for_space);
