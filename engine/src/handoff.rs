@@ -19,6 +19,12 @@
 //! short (the image then wrote the file itself) without knowing the length
 //! in advance — the snapshot is streamed, never held whole.
 //!
+//! An image's final snapshot goes in parts ([`send_parts`], `MAGIC_PARTS`;
+//! see `memscope_format::parts`) so that it is serialized once in all: after
+//! the path, the head's length (u32 LE) and the head (JSON), the tables'
+//! length (u64 LE) and the tables (binary), then the bulk (JSON) streamed
+//! and ended as the JSON of a whole message is.
+//!
 //! Only system calls and stack buffers: the inherited-only snapshot is
 //! handed over from a fatal signal's handler too.
 
@@ -27,6 +33,8 @@ use std::io::{self, Write};
 
 /// First bytes of every message.
 pub const MAGIC: &[u8; 4] = b"MSH1";
+/// First bytes of a message in parts.
+pub const MAGIC_PARTS: &[u8; 4] = b"MSH2";
 /// Zero bytes between the JSON and its length.
 pub const TRAILER_ZEROS: usize = 8;
 /// A send that waits longer than this (run stopped or hung) fails, and
@@ -44,6 +52,11 @@ impl Conn {
     /// Connects to `socket` and sends the header for `path`. `None` when
     /// run cannot be reached (the caller then writes the file itself).
     pub fn open(socket: &CStr, path: &[u8]) -> Option<Conn> {
+        Conn::open_with(socket, MAGIC, path)
+    }
+
+    /// As [`Conn::open`], the message starting with `magic`.
+    fn open_with(socket: &CStr, magic: &[u8; 4], path: &[u8]) -> Option<Conn> {
         if !crate::rss::no_seccomp_filter() {
             // A filter may kill on `socket()` (SIGSYS): files only.
             return None;
@@ -96,7 +109,7 @@ impl Conn {
             return None;
         };
         let mut head = [0u8; 8];
-        head[..4].copy_from_slice(MAGIC);
+        head[..4].copy_from_slice(magic);
         head[4..].copy_from_slice(&n.to_le_bytes());
         if c.send_all(&head).and_then(|()| c.send_all(path)).is_err() {
             return None;
@@ -159,19 +172,32 @@ pub fn send_bytes(socket: &CStr, path: &CStr, json: &[u8]) -> bool {
     }
 }
 
-/// Streams the JSON `fill` writes for `path` to run, through a buffer of
-/// `buffer` bytes; false when it could not (the caller writes the file).
-pub fn send_with(
-    socket: &CStr,
-    path: &str,
-    buffer: usize,
-    fill: impl FnOnce(&mut io::BufWriter<Conn>) -> io::Result<()>,
-) -> bool {
-    let Some(c) = Conn::open(socket, path.as_bytes()) else {
+/// Hands `snap` over for `path` in parts (see the module's doc): its
+/// tables encoded, its head and bulk serialized, the bulk streamed through
+/// a buffer of `buffer` bytes. False when it could not (the caller writes
+/// the file).
+pub fn send_parts(socket: &CStr, path: &str, buffer: usize, snap: &memscope_format::Snapshot) -> bool {
+    let Ok(head) = snap.head_json() else {
         return false;
     };
+    let Ok(head_len) = u32::try_from(head.len()) else {
+        return false;
+    };
+    let tables = memscope_format::parts::encode_tables(snap);
+    let Some(mut c) = Conn::open_with(socket, MAGIC_PARTS, path.as_bytes()) else {
+        return false;
+    };
+    let sent = c.send_all(&head_len.to_le_bytes()).is_ok()
+        && c.send_all(&head).is_ok()
+        && c.send_all(&(tables.len() as u64).to_le_bytes()).is_ok()
+        && c.send_all(&tables).is_ok();
+    if !sent {
+        return false;
+    }
+    drop((head, tables));
+    c.sent = 0;
     let mut w = io::BufWriter::with_capacity(buffer, c);
-    if fill(&mut w).and_then(|()| w.flush()).is_err() {
+    if snap.write_bulk_json(&mut w).is_err() || w.flush().is_err() {
         return false;
     }
     match w.into_inner() {
