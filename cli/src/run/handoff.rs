@@ -219,7 +219,8 @@ fn accept_all(listener: &UnixListener, open: &mut Vec<Incoming>) -> bool {
                 if conn.set_nonblocking(true).is_ok() {
                     open.push(Incoming {
                         conn,
-                        buf: Vec::new(),
+                        // Most snapshots of short processes fit.
+                        buf: Vec::with_capacity(64 << 10),
                         since: Instant::now(),
                     });
                 }
@@ -235,11 +236,10 @@ fn accept_all(listener: &UnixListener, open: &mut Vec<Incoming>) -> bool {
 /// Reads what has arrived: `Some(true)` at the end of the message,
 /// `Some(false)` while more may come, `None` on an error.
 fn read_some(c: &mut Incoming) -> Option<bool> {
-    let mut chunk = [0u8; 64 << 10];
     loop {
-        match c.conn.read(&mut chunk) {
-            Ok(0) => return Some(true),
-            Ok(n) => c.buf.extend_from_slice(&chunk[..n]),
+        // Straight into the message's buffer (no copy through a chunk).
+        match c.conn.read_to_end(&mut c.buf) {
+            Ok(_) => return Some(true),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Some(false),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => return None,
