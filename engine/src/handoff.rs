@@ -2,12 +2,12 @@
 //! writing the file itself (`MEMSCOPE_HANDOFF`, a Unix socket in run's
 //! private temporary directory).
 //!
-//! Why: under `run` every snapshot is read and rewritten once more by run's
-//! naming thread (the library leaves frames unnamed there), so each image
-//! paid for a file of its own — a new inode, a temporary name, a rename —
-//! only for run to replace it: two files made and one deleted per image,
-//! the larger part of what a short image cost on ext4 (see
-//! scripts/bench/README.md, bash loop). Handed over, the bytes go through a
+//! Why: under `run` every snapshot passes through run's naming thread (the
+//! library leaves frames unnamed there), so each image paid for a file of
+//! its own — a new inode, a temporary name, a rename — only for run to
+//! replace it: two files made and one deleted per image, the larger part
+//! of what a short image cost on ext4 (see scripts/bench/README.md, bash
+//! loop). Handed over, the bytes go through a
 //! socket buffer and run writes the one final file, with the same rules
 //! (temporary file, rename, never through a symlink, owner-only).
 //!
@@ -25,8 +25,8 @@
 //! length (u64 LE) and the tables (binary), then the bulk (JSON) streamed
 //! and ended as the JSON of a whole message is.
 //!
-//! Only system calls and stack buffers: the inherited-only snapshot is
-//! handed over from a fatal signal's handler too.
+//! [`send_bytes`] (a whole message: the inherited-only snapshot) uses only
+//! system calls and stack buffers: it runs in a fatal signal's handler too.
 
 use std::ffi::CStr;
 use std::io::{self, Write};

@@ -199,3 +199,26 @@ fn name_file(path: &Path, resolver: &mut Resolver, kept: &mut Collected) {
 fn rewrite(path: &Path, snap: &Snapshot) -> std::io::Result<()> {
     crate::runfile::write_private(path, |w| snap.write_json(w).map_err(std::io::Error::other))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_are_written_as_one_snapshot_and_parts_that_do_not_fit_nowhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        let mut s = memscope_format::read_snapshot(crate::export::tests::MINIMAL.as_bytes()).unwrap();
+        s.process.argv = vec!["prog".into(), "\"}\n</script>".into()];
+        let (head, tables) = (s.head_json().unwrap(), parts::encode_tables(&s));
+        let mut bulk = Vec::new();
+        s.write_bulk_json(&mut bulk).unwrap();
+        let mut r = Resolver::new();
+        let e = write_parts(&path, &head, &tables[..tables.len() - 1], &bulk, &mut r).unwrap_err();
+        assert!(e.to_string().contains("not a snapshot: its tables"), "{e}");
+        assert!(!path.exists(), "nothing written");
+        let kept = write_parts(&path, &head, &tables, &bulk, &mut r).unwrap().unwrap();
+        assert_eq!(kept.process, s.process);
+        assert_eq!(memscope_format::read_snapshot_file(&path).unwrap(), s);
+    }
+}
