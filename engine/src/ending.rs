@@ -200,9 +200,7 @@ fn hand_over(cfg: &config::Config, path: &str, snap: &memscope_format::Snapshot)
     let Some(socket) = cfg.handoff.as_deref().and_then(|s| std::ffi::CString::new(s).ok()) else {
         return false;
     };
-    crate::handoff::send_with(&socket, path, snapshot::WRITE_BUFFER, |w| {
-        snap.write_json(w).map_err(std::io::Error::from)
-    })
+    crate::handoff::send_parts(&socket, path, snapshot::WRITE_BUFFER, snap)
 }
 
 fn note_written(r: std::io::Result<()>, path: &str, built_ms: f64, start: u64, written: &mut Vec<String>) {

@@ -2,12 +2,12 @@
 //! writing the file itself (`MEMSCOPE_HANDOFF`, a Unix socket in run's
 //! private temporary directory).
 //!
-//! Why: under `run` every snapshot is read and rewritten once more by run's
-//! naming thread (the library leaves frames unnamed there), so each image
-//! paid for a file of its own — a new inode, a temporary name, a rename —
-//! only for run to replace it: two files made and one deleted per image,
-//! the larger part of what a short image cost on ext4 (see
-//! scripts/bench/README.md, bash loop). Handed over, the bytes go through a
+//! Why: under `run` every snapshot passes through run's naming thread (the
+//! library leaves frames unnamed there), so each image paid for a file of
+//! its own — a new inode, a temporary name, a rename — only for run to
+//! replace it: two files made and one deleted per image, the larger part
+//! of what a short image cost on ext4 (see scripts/bench/README.md, bash
+//! loop). Handed over, the bytes go through a
 //! socket buffer and run writes the one final file, with the same rules
 //! (temporary file, rename, never through a symlink, owner-only).
 //!
@@ -19,14 +19,22 @@
 //! short (the image then wrote the file itself) without knowing the length
 //! in advance — the snapshot is streamed, never held whole.
 //!
-//! Only system calls and stack buffers: the inherited-only snapshot is
-//! handed over from a fatal signal's handler too.
+//! An image's final snapshot goes in parts ([`send_parts`], `MAGIC_PARTS`;
+//! see `memscope_format::parts`) so that it is serialized once in all: after
+//! the path, the head's length (u32 LE) and the head (JSON), the tables'
+//! length (u64 LE) and the tables (binary), then the bulk (JSON) streamed
+//! and ended as the JSON of a whole message is.
+//!
+//! [`send_bytes`] (a whole message: the inherited-only snapshot) uses only
+//! system calls and stack buffers: it runs in a fatal signal's handler too.
 
 use std::ffi::CStr;
 use std::io::{self, Write};
 
 /// First bytes of every message.
 pub const MAGIC: &[u8; 4] = b"MSH1";
+/// First bytes of a message in parts.
+pub const MAGIC_PARTS: &[u8; 4] = b"MSH2";
 /// Zero bytes between the JSON and its length.
 pub const TRAILER_ZEROS: usize = 8;
 /// A send that waits longer than this (run stopped or hung) fails, and
@@ -44,6 +52,17 @@ impl Conn {
     /// Connects to `socket` and sends the header for `path`. `None` when
     /// run cannot be reached (the caller then writes the file itself).
     pub fn open(socket: &CStr, path: &[u8]) -> Option<Conn> {
+        let mut c = Conn::connect(socket)?;
+        let head = header(MAGIC, path)?;
+        if c.send_all(&head).and_then(|()| c.send_all(path)).is_err() {
+            return None;
+        }
+        c.sent = 0;
+        Some(c)
+    }
+
+    /// Connects to `socket`; nothing sent yet.
+    fn connect(socket: &CStr) -> Option<Conn> {
         if !crate::rss::no_seccomp_filter() {
             // A filter may kill on `socket()` (SIGSYS): files only.
             return None;
@@ -91,25 +110,12 @@ impl Conn {
             }
             fd
         };
-        let mut c = Conn { fd, sent: 0 };
-        let Ok(n) = u32::try_from(path.len()) else {
-            return None;
-        };
-        let mut head = [0u8; 8];
-        head[..4].copy_from_slice(MAGIC);
-        head[4..].copy_from_slice(&n.to_le_bytes());
-        if c.send_all(&head).and_then(|()| c.send_all(path)).is_err() {
-            return None;
-        }
-        c.sent = 0;
-        Some(c)
+        Some(Conn { fd, sent: 0 })
     }
 
     /// Sends the trailer and closes: the message is complete.
     pub fn finish(mut self) -> io::Result<()> {
-        let mut tail = [0u8; TRAILER_ZEROS + 8];
-        tail[TRAILER_ZEROS..].copy_from_slice(&self.sent.to_le_bytes());
-        self.send_all(&tail)
+        self.send_all(&trailer(self.sent))
     }
 
     fn send_all(&mut self, mut buf: &[u8]) -> io::Result<()> {
@@ -159,23 +165,54 @@ pub fn send_bytes(socket: &CStr, path: &CStr, json: &[u8]) -> bool {
     }
 }
 
-/// Streams the JSON `fill` writes for `path` to run, through a buffer of
-/// `buffer` bytes; false when it could not (the caller writes the file).
-pub fn send_with(
-    socket: &CStr,
-    path: &str,
-    buffer: usize,
-    fill: impl FnOnce(&mut io::BufWriter<Conn>) -> io::Result<()>,
-) -> bool {
-    let Some(c) = Conn::open(socket, path.as_bytes()) else {
+/// A message's first bytes: `magic` and the length of `path` (which
+/// follows); `None` for a path too long to say.
+fn header(magic: &[u8; 4], path: &[u8]) -> Option<[u8; 8]> {
+    let n = u32::try_from(path.len()).ok()?;
+    let mut head = [0u8; 8];
+    head[..4].copy_from_slice(magic);
+    head[4..].copy_from_slice(&n.to_le_bytes());
+    Some(head)
+}
+
+/// A message's last bytes, after `json_len` bytes of JSON.
+fn trailer(json_len: u64) -> [u8; TRAILER_ZEROS + 8] {
+    let mut tail = [0u8; TRAILER_ZEROS + 8];
+    tail[TRAILER_ZEROS..].copy_from_slice(&json_len.to_le_bytes());
+    tail
+}
+
+/// Hands `snap` over for `path` in parts (see the module's doc): its
+/// tables encoded, its head and bulk serialized, all through one buffer of
+/// `buffer` bytes, so a small snapshot goes in one `send` (each wakes run's
+/// reading thread). False when it could not (the caller writes the file).
+pub fn send_parts(socket: &CStr, path: &str, buffer: usize, snap: &memscope_format::Snapshot) -> bool {
+    let Ok(head) = snap.head_json() else {
+        return false;
+    };
+    let (Some(start), Ok(head_len)) = (header(MAGIC_PARTS, path.as_bytes()), u32::try_from(head.len())) else {
+        return false;
+    };
+    let tables = memscope_format::parts::encode_tables(snap);
+    let mut prefix = Vec::with_capacity(start.len() + path.len() + 12 + head.len() + tables.len());
+    prefix.extend_from_slice(&start);
+    prefix.extend_from_slice(path.as_bytes());
+    prefix.extend_from_slice(&head_len.to_le_bytes());
+    prefix.extend_from_slice(&head);
+    prefix.extend_from_slice(&(tables.len() as u64).to_le_bytes());
+    prefix.extend_from_slice(&tables);
+    drop((head, tables));
+    let Some(c) = Conn::connect(socket) else {
         return false;
     };
     let mut w = io::BufWriter::with_capacity(buffer, c);
-    if fill(&mut w).and_then(|()| w.flush()).is_err() {
-        return false;
-    }
-    match w.into_inner() {
-        Ok(c) => c.finish().is_ok(),
-        Err(_) => false,
-    }
+    let sent = w.write_all(&prefix).is_ok() && snap.write_bulk_json(&mut w).is_ok() && {
+        // What went and what waits in the buffer, less the prefix: the bulk.
+        let bulk_len = w.get_ref().sent + w.buffer().len() as u64 - prefix.len() as u64;
+        w.write_all(&trailer(bulk_len)).is_ok() && w.flush().is_ok()
+    };
+    // After a failure what is left is dropped, never sent: run must not
+    // take a message the image then writes itself.
+    drop(w.into_parts());
+    sent
 }

@@ -13,6 +13,7 @@ pub mod control;
 pub mod hist;
 pub mod human;
 mod moment;
+pub mod parts;
 mod read;
 pub mod resident;
 mod tables;

@@ -1,8 +1,8 @@
 //! `MEMSCOPE_HANDOFF` (set by `memscope-cli run`): each image hands its
 //! final snapshot to run's socket instead of writing the file itself; with
 //! no one listening it writes the file as before. The test listens itself
-//! and reads the messages as run does (magic, path, JSON, zeros, length),
-//! with the `inherited` program: a parent, children without events of their
+//! and reads the messages as run does (magic, path, JSON or parts, zeros,
+//! length), with the `inherited` program: a parent, children without events of their
 //! own (one ends by a fatal signal: handed over from the signal handler),
 //! one that allocates, and an exec'd image.
 
@@ -13,7 +13,9 @@ use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
 /// One message as the library sent it: its path and JSON, or `None` when
-/// it is not complete.
+/// it is not complete. A message in parts (`MSH2`: the head's length and
+/// JSON, the tables' length and bytes, then the bulk's JSON) is joined into
+/// one JSON document as run joins it.
 fn parse(m: &[u8]) -> Option<(PathBuf, Vec<u8>)> {
     use std::os::unix::ffi::OsStrExt;
     let (magic, rest) = m.split_at_checked(4)?;
@@ -21,9 +23,28 @@ fn parse(m: &[u8]) -> Option<(PathBuf, Vec<u8>)> {
     let path_len = u32::from_le_bytes(len.try_into().ok()?) as usize;
     let (path, rest) = rest.split_at_checked(path_len)?;
     let (json, tail) = rest.split_at_checked(rest.len().checked_sub(16)?)?;
+    let path = PathBuf::from(std::ffi::OsStr::from_bytes(path));
+    if tail[..8] != [0; 8] {
+        return None;
+    }
     let claimed = u64::from_le_bytes(tail[8..].try_into().ok()?);
-    (magic == b"MSH1" && tail[..8] == [0; 8] && claimed == json.len() as u64)
-        .then(|| (PathBuf::from(std::ffi::OsStr::from_bytes(path)), json.to_vec()))
+    match magic {
+        b"MSH1" => (claimed == json.len() as u64).then(|| (path, json.to_vec())),
+        b"MSH2" => {
+            let (len, rest) = json.split_at_checked(4)?;
+            let (head, rest) = rest.split_at_checked(u32::from_le_bytes(len.try_into().ok()?) as usize)?;
+            let (len, rest) = rest.split_at_checked(8)?;
+            let (tables, bulk) = rest.split_at_checked(u64::from_le_bytes(len.try_into().ok()?) as usize)?;
+            if claimed != bulk.len() as u64 {
+                return None;
+            }
+            let t = memscope_format::parts::assemble(head, tables).expect("the parts fit together");
+            let mut whole = Vec::new();
+            memscope_format::parts::write_spliced(&mut whole, head, &t, bulk).unwrap();
+            Some((path, whole))
+        }
+        _ => None,
+    }
 }
 
 /// Every message waiting on `listener` (the program has ended).

@@ -15,8 +15,9 @@
 //! bytes come (so an image never waits for naming, nor for another image),
 //! and queues each complete message for the naming thread.
 
-use memscope_engine::handoff::{MAGIC, TRAILER_ZEROS};
+use memscope_engine::handoff::{MAGIC, MAGIC_PARTS, TRAILER_ZEROS};
 use std::io::{Read, Write};
+use std::ops::Range;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -48,7 +49,45 @@ const MAX_HELD: usize = 256 << 20;
 /// One image's snapshot as it was handed over.
 pub struct Handed {
     pub path: PathBuf,
-    pub json: Vec<u8>,
+    /// The whole message, which `body` points into (never copied out).
+    message: Vec<u8>,
+    body: Body,
+}
+
+/// Where a message's snapshot lies in it.
+enum Body {
+    Whole(Range<usize>),
+    Parts {
+        head: Range<usize>,
+        tables: Range<usize>,
+        bulk: Range<usize>,
+    },
+}
+
+/// A handed-over snapshot: one JSON document (an inherited-only snapshot,
+/// written from a signal handler), or the three parts of
+/// `memscope_format::parts`.
+pub enum Snapshot<'a> {
+    Whole(&'a [u8]),
+    Parts {
+        head: &'a [u8],
+        tables: &'a [u8],
+        bulk: &'a [u8],
+    },
+}
+
+impl Handed {
+    pub fn snapshot(&self) -> Snapshot<'_> {
+        let m = &self.message;
+        match &self.body {
+            Body::Whole(r) => Snapshot::Whole(&m[r.clone()]),
+            Body::Parts { head, tables, bulk } => Snapshot::Parts {
+                head: &m[head.clone()],
+                tables: &m[tables.clone()],
+                bulk: &m[bulk.clone()],
+            },
+        }
+    }
 }
 
 /// The snapshots received, in the order their messages ended.
@@ -67,7 +106,7 @@ impl Queue {
     }
 
     fn release(&self, h: &Handed) {
-        self.held.fetch_sub(h.json.len(), Ordering::Relaxed);
+        self.held.fetch_sub(h.message.len(), Ordering::Relaxed);
     }
 }
 
@@ -148,7 +187,7 @@ fn accept_until(listener: &UnixListener, done: &AtomicBool, tx: &Sender<Handed>,
         open.retain_mut(|c| match read_some(c) {
             Some(true) => {
                 if let Some(h) = parse(std::mem::take(&mut c.buf)) {
-                    held.fetch_add(h.json.len(), Ordering::Relaxed);
+                    held.fetch_add(h.message.len(), Ordering::Relaxed);
                     let _ = tx.send(h);
                 }
                 false
@@ -180,7 +219,8 @@ fn accept_all(listener: &UnixListener, open: &mut Vec<Incoming>) -> bool {
                 if conn.set_nonblocking(true).is_ok() {
                     open.push(Incoming {
                         conn,
-                        buf: Vec::new(),
+                        // Most snapshots of short processes fit.
+                        buf: Vec::with_capacity(64 << 10),
                         since: Instant::now(),
                     });
                 }
@@ -196,11 +236,10 @@ fn accept_all(listener: &UnixListener, open: &mut Vec<Incoming>) -> bool {
 /// Reads what has arrived: `Some(true)` at the end of the message,
 /// `Some(false)` while more may come, `None` on an error.
 fn read_some(c: &mut Incoming) -> Option<bool> {
-    let mut chunk = [0u8; 64 << 10];
     loop {
-        match c.conn.read(&mut chunk) {
-            Ok(0) => return Some(true),
-            Ok(n) => c.buf.extend_from_slice(&chunk[..n]),
+        // Straight into the message's buffer (no copy through a chunk).
+        match c.conn.read_to_end(&mut c.buf) {
+            Ok(_) => return Some(true),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Some(false),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => return None,
@@ -222,29 +261,53 @@ fn wait(listener: &UnixListener, open: &[Incoming]) {
     unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, WAIT_MS) };
 }
 
-/// Splits a message into its path and JSON (see `memscope_engine::handoff`).
-fn parse(mut buf: Vec<u8>) -> Option<Handed> {
+/// Splits a message into its path and snapshot (see
+/// `memscope_engine::handoff`); `None` for one cut short or malformed.
+fn parse(buf: Vec<u8>) -> Option<Handed> {
     let head = MAGIC.len() + 4;
-    if buf.len() < head + TRAILER_ZEROS + 8 || &buf[..MAGIC.len()] != MAGIC {
+    if buf.len() < head + TRAILER_ZEROS + 8 {
         return None;
     }
+    let in_parts = match &buf[..MAGIC.len()] {
+        m if m == MAGIC => false,
+        m if m == MAGIC_PARTS => true,
+        _ => return None,
+    };
     let path_len = u32::from_le_bytes(buf[MAGIC.len()..head].try_into().ok()?) as usize;
     let body = head.checked_add(path_len)?;
     let tail = buf.len().checked_sub(TRAILER_ZEROS + 8)?;
-    if body > tail || buf[tail..tail + TRAILER_ZEROS].iter().any(|&b| b != 0) {
-        return None;
-    }
-    let len = u64::from_le_bytes(buf[tail + TRAILER_ZEROS..].try_into().ok()?);
-    if len != (tail - body) as u64 || path_len == 0 {
+    if body > tail || buf[tail..tail + TRAILER_ZEROS].iter().any(|&b| b != 0) || path_len == 0 {
         return None;
     }
     let path = PathBuf::from(std::ffi::OsStr::from_bytes(&buf[head..body]));
     if !path.is_absolute() {
         return None;
     }
-    buf.truncate(tail);
-    buf.drain(..body);
-    Some(Handed { path, json: buf })
+    let (body, json_from) = if in_parts {
+        let mut at = body;
+        let mut part = |width: usize| -> Option<Range<usize>> {
+            let len_end = at.checked_add(width).filter(|&e| e <= tail)?;
+            let mut len = [0u8; 8];
+            len[..width].copy_from_slice(&buf[at..len_end]);
+            let end = len_end.checked_add(usize::try_from(u64::from_le_bytes(len)).ok()?)?;
+            at = end;
+            (end <= tail).then_some(len_end..end)
+        };
+        let (head, tables) = (part(4)?, part(8)?);
+        let bulk = at..tail;
+        (Body::Parts { head, tables, bulk }, at)
+    } else {
+        (Body::Whole(body..tail), body)
+    };
+    let len = u64::from_le_bytes(buf[tail + TRAILER_ZEROS..].try_into().ok()?);
+    if len != (tail - json_from) as u64 {
+        return None;
+    }
+    Some(Handed {
+        path,
+        message: buf,
+        body,
+    })
 }
 
 /// Appends `path` to the run's manifest, as the image would have.
@@ -289,10 +352,8 @@ mod tests {
             b"{\"b\":2}"
         ));
         let h = rx.recv_timeout(Duration::from_secs(10)).expect("b while a stalls");
-        assert_eq!(
-            (h.path.as_path(), h.json.as_slice()),
-            (Path::new("/o/b.json"), &b"{\"b\":2}"[..])
-        );
+        assert_eq!(h.path.as_path(), Path::new("/o/b.json"));
+        assert!(matches!(h.snapshot(), Snapshot::Whole(b"{\"b\":2}")));
         // The end: the stalled one is given up on, nothing else is queued.
         listener.finish();
         drop(stalled);
@@ -301,10 +362,34 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_sent_in_parts_joins_into_the_same_and_one_cut_short_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (listener, rx) = Listener::start(dir.path()).unwrap();
+        let socket = std::ffi::CString::new(listener.socket().as_os_str().as_bytes()).unwrap();
+        let mut s = memscope_format::read_snapshot(crate::export::tests::MINIMAL.as_bytes()).unwrap();
+        s.process.argv.push("\u{0}</script>\"".into());
+        // A small buffer: the bulk goes in many sends.
+        assert!(memscope_engine::handoff::send_parts(&socket, "/o/p.json", 16, &s));
+        let h = rx.recv_timeout(Duration::from_secs(10)).expect("the parts");
+        listener.finish();
+        assert_eq!(h.path, Path::new("/o/p.json"));
+        let Snapshot::Parts { head, tables, bulk } = h.snapshot() else {
+            panic!("sent in parts, taken whole")
+        };
+        let t = memscope_format::parts::assemble(head, tables).unwrap();
+        let mut out = Vec::new();
+        memscope_format::parts::write_spliced(&mut out, head, &t, bulk).unwrap();
+        assert_eq!(memscope_format::read_snapshot_bytes(&out).unwrap(), s);
+        for cut in 0..h.message.len() {
+            assert!(parse(h.message[..cut].to_vec()).is_none(), "cut at {cut}");
+        }
+    }
+
+    #[test]
     fn a_complete_message_gives_its_path_and_json() {
         let h = parse(message(b"/o/s.json", b"{\"a\":1}", 7)).unwrap();
         assert_eq!(h.path, Path::new("/o/s.json"));
-        assert_eq!(h.json, b"{\"a\":1}");
+        assert!(matches!(h.snapshot(), Snapshot::Whole(b"{\"a\":1}")));
     }
 
     #[test]

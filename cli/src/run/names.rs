@@ -14,6 +14,7 @@
 
 use super::digest::Collected;
 use super::handoff::{self, Handed, Queue};
+use memscope_format::{parts, Snapshot};
 use memscope_symbols::{name_pending, Resolver};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -98,16 +99,12 @@ fn name_until(manifest: &Path, done: &AtomicBool, mut handed: Option<Queue>) -> 
 }
 
 /// Names a snapshot handed over and writes it where its image would have,
-/// then lists it in the manifest as the image would have. One that cannot
-/// be parsed is written as it came (`finish` then reports it).
+/// then lists it in the manifest as the image would have.
 fn name_handed(h: Handed, manifest: &Path, resolver: &mut Resolver, kept: &mut Collected, seen: &mut HashSet<PathBuf>) {
-    let mut snap = memscope_format::read_snapshot_bytes(&h.json).ok();
-    let named = snap.as_mut().is_some_and(|s| name_pending(s, resolver));
-    let written = match snap.as_ref().filter(|_| named) {
-        Some(s) => crate::runfile::write_private(&h.path, |w| s.write_json(w).map_err(std::io::Error::other)),
-        None => crate::runfile::write_private(&h.path, |w| w.write_all(&h.json)),
-    }
-    .map(|()| snap);
+    let written = match h.snapshot() {
+        handoff::Snapshot::Whole(json) => write_whole(&h.path, json, resolver),
+        handoff::Snapshot::Parts { head, tables, bulk } => write_parts(&h.path, head, tables, bulk, resolver),
+    };
     match written.and_then(|s| handoff::list(manifest, &h.path).map(|()| s)) {
         Ok(s) => {
             if seen.insert(h.path.clone()) {
@@ -119,9 +116,46 @@ fn name_handed(h: Handed, manifest: &Path, resolver: &mut Resolver, kept: &mut C
         Err(e) => eprintln!(
             "memscope: cannot write the snapshot to {}: {}",
             crate::text::term(&h.path.display().to_string()),
-            crate::load::io_reason(&e)
+            crate::text::term(&crate::load::io_reason(&e))
         ),
     }
+}
+
+/// A snapshot handed over as one JSON document (small: an inherited-only
+/// one): parsed, named and written again; one that cannot be parsed is
+/// written as it came (`finish` then reports it), one with nothing to name
+/// too.
+fn write_whole(path: &Path, json: &[u8], resolver: &mut Resolver) -> std::io::Result<Option<Snapshot>> {
+    let mut snap = memscope_format::read_snapshot_bytes(json).ok();
+    let named = snap.as_mut().is_some_and(|s| name_pending(s, resolver));
+    match snap.as_ref().filter(|_| named) {
+        Some(s) => crate::runfile::write_private(path, |w| s.write_json(w).map_err(std::io::Error::other)),
+        None => crate::runfile::write_private(path, |w| w.write_all(json)),
+    }
+    .map(|()| snap)
+}
+
+/// A snapshot handed over in parts (`memscope_format::parts`): only its
+/// head is parsed and its tables decoded and named; its records and the
+/// rest of the bulk go into the file as they came. Parts that do not fit
+/// together are written nowhere (an error line says so): no image sends
+/// them.
+fn write_parts(
+    path: &Path,
+    head: &[u8],
+    tables: &[u8],
+    bulk: &[u8],
+    resolver: &mut Resolver,
+) -> std::io::Result<Option<Snapshot>> {
+    let mut snap = parts::assemble(head, tables).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("what its image handed over is not a snapshot: {e}"),
+        )
+    })?;
+    name_pending(&mut snap, resolver);
+    crate::runfile::write_private(path, |w| parts::write_spliced(w, head, &snap, bulk))?;
+    Ok(Some(snap))
 }
 
 /// Names one snapshot file's pending frames, and keeps its digest. A
@@ -162,6 +196,29 @@ fn name_file(path: &Path, resolver: &mut Resolver, kept: &mut Collected) {
 
 /// Replaces `path` with `snap`, atomically and owner-only (see
 /// [`crate::runfile::write_private`]).
-fn rewrite(path: &Path, snap: &memscope_format::Snapshot) -> std::io::Result<()> {
+fn rewrite(path: &Path, snap: &Snapshot) -> std::io::Result<()> {
     crate::runfile::write_private(path, |w| snap.write_json(w).map_err(std::io::Error::other))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_are_written_as_one_snapshot_and_parts_that_do_not_fit_nowhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        let mut s = memscope_format::read_snapshot(crate::export::tests::MINIMAL.as_bytes()).unwrap();
+        s.process.argv = vec!["prog".into(), "\"}\n</script>".into()];
+        let (head, tables) = (s.head_json().unwrap(), parts::encode_tables(&s));
+        let mut bulk = Vec::new();
+        s.write_bulk_json(&mut bulk).unwrap();
+        let mut r = Resolver::new();
+        let e = write_parts(&path, &head, &tables[..tables.len() - 1], &bulk, &mut r).unwrap_err();
+        assert!(e.to_string().contains("not a snapshot: its tables"), "{e}");
+        assert!(!path.exists(), "nothing written");
+        let kept = write_parts(&path, &head, &tables, &bulk, &mut r).unwrap().unwrap();
+        assert_eq!(kept.process, s.process);
+        assert_eq!(memscope_format::read_snapshot_file(&path).unwrap(), s);
+    }
 }
