@@ -54,24 +54,76 @@ pub struct Naming {
 
 /// The naming of one site of `s`.
 pub fn naming(s: &Snapshot, site: &Callsite, w: &Wrappers) -> Naming {
-    let frames: Vec<(&Frame, Option<&str>)> = s.frames_of(site).map(|f| (f, s.module_of(f))).collect();
+    // One site: nothing to share, nothing kept.
+    naming_in(s, site, w, &FrameMemo::default())
+}
+
+/// What [`naming`] finds about each frame of a snapshot (is it a wrapper,
+/// its label), found once: the sites of a program share most of their
+/// frames (an allocation wrapper, `xmalloc`), and matching each against
+/// every wrapper pattern again was most of naming cc1's 10,000 sites.
+/// Indexed like `Snapshot::frames`; empty, it keeps nothing.
+#[derive(Default)]
+struct FrameMemo {
+    wrapper: Vec<std::cell::Cell<Option<bool>>>,
+    label: Vec<std::cell::OnceCell<String>>,
+}
+
+impl FrameMemo {
+    fn new(s: &Snapshot) -> FrameMemo {
+        FrameMemo {
+            wrapper: (0..s.frames.len()).map(|_| Default::default()).collect(),
+            label: (0..s.frames.len()).map(|_| Default::default()).collect(),
+        }
+    }
+}
+
+fn naming_in(s: &Snapshot, site: &Callsite, w: &Wrappers, memo: &FrameMemo) -> Naming {
+    // Frame-table indices beside the frames (an index past the table has
+    // no frame, as in `frames_of`).
+    let (index, frames): (Vec<usize>, Vec<(&Frame, Option<&str>)>) = site
+        .frames
+        .iter()
+        .filter_map(|&i| s.frames.get(i as usize).map(|f| (i as usize, (f, s.module_of(f)))))
+        .unzip();
     let keys: Vec<(Option<&str>, Option<&str>)> = frames.iter().map(|(f, m)| (f.function.as_deref(), *m)).collect();
-    let caller = w.caller_index(&keys);
+    let is_wrapper = |k: usize| {
+        let known = memo.wrapper.get(index[k]);
+        known.and_then(|c| c.get()).unwrap_or_else(|| {
+            let is = w.is_wrapper(keys[k].0, keys[k].1);
+            if let Some(c) = known {
+                c.set(Some(is));
+            }
+            is
+        })
+    };
+    let caller = w.caller_index_by(&keys, &is_wrapper);
+    let label = |k: usize, f: &Frame, m: Option<&str>| match memo.label.get(index[k]) {
+        Some(once) => once.get_or_init(|| frame_label(f, m)).clone(),
+        None => frame_label(f, m),
+    };
     // Every frame a wrapper: the outermost one says the most.
     let from = caller.min(frames.len().saturating_sub(1));
-    let rest = &frames[from.min(frames.len())..];
+    let start = from.min(frames.len());
+    let rest = &frames[start..];
     // An unnamed caller (a static function of a stripped library) is named
     // by its first named caller; the address changes with every run.
     let first = rest
         .iter()
-        .position(|(f, m)| f.function.is_some() && !w.is_wrapper(f.function.as_deref(), *m))
+        .enumerate()
+        .position(|(k, (f, _))| f.function.is_some() && !is_wrapper(start + k))
         .unwrap_or(0);
-    let mut parts: Vec<String> = rest.get(first).map(|(f, m)| frame_label(f, *m)).into_iter().collect();
+    let mut parts: Vec<String> = rest
+        .get(first)
+        .map(|(f, m)| label(start + first, f, *m))
+        .into_iter()
+        .collect();
     parts.extend(
         rest.iter()
+            .enumerate()
             .skip(first + 1)
-            .find(|(f, _)| f.function.is_some())
-            .map(|(f, m)| frame_label(f, *m)),
+            .find(|(_, (f, _))| f.function.is_some())
+            .map(|(k, (f, m))| label(start + k, f, *m)),
     );
     let named = if rest.is_empty() { caller } else { from + first };
     Naming { caller, named, parts }
@@ -83,13 +135,14 @@ pub fn naming(s: &Snapshot, site: &Callsite, w: &Wrappers) -> Naming {
 /// (e.g. `site 12`, which finds the full stack).
 pub fn unique_names(parts: &[Vec<String>], tags: &[String]) -> Vec<String> {
     let short = |i: usize, n: usize| parts[i][..n.min(parts[i].len())].join(" ← ");
-    let tally = |names: &[String]| {
-        let mut count: HashMap<String, usize> = HashMap::new();
+    // Borrowed keys: a site list of 10,000 cloned every name twice.
+    fn tally(names: &[String]) -> HashMap<&str, usize> {
+        let mut count: HashMap<&str, usize> = HashMap::with_capacity(names.len());
         for n in names {
-            *count.entry(n.clone()).or_default() += 1;
+            *count.entry(n.as_str()).or_default() += 1;
         }
         count
-    };
+    }
     let tagged = |n: &str, tag: &str| {
         if n.is_empty() {
             format!("[{tag}]")
@@ -101,18 +154,22 @@ pub fn unique_names(parts: &[Vec<String>], tags: &[String]) -> Vec<String> {
     let twos: Vec<String> = (0..parts.len()).map(|i| short(i, 2)).collect();
     let (count1, count2) = (tally(&ones), tally(&twos));
     let names: Vec<String> = (0..parts.len())
-        .map(|i| match (count1[&ones[i]], count2[&twos[i]]) {
+        .map(|i| match (count1[ones[i].as_str()], count2[twos[i].as_str()]) {
             (1, _) => ones[i].clone(),
             (_, 1) => twos[i].clone(),
             _ => tagged(&ones[i], &tags[i]),
         })
         .collect();
     // A short form equal to another's long one (names holding " ← ").
-    let count = tally(&names);
+    let repeated: Vec<bool> = {
+        let count = tally(&names);
+        names.iter().map(|n| count[n.as_str()] > 1).collect()
+    };
     names
         .into_iter()
         .zip(tags)
-        .map(|(n, tag)| if count[&n] > 1 { tagged(&n, tag) } else { n })
+        .zip(repeated)
+        .map(|((n, tag), again)| if again { tagged(&n, tag) } else { n })
         .collect()
 }
 
@@ -131,7 +188,8 @@ pub fn no_stack_label(s: &Snapshot) -> &'static str {
 /// The names of every site of `s`, in the order of `s.callsites`, no two
 /// equal, with each site's [`Naming::caller`].
 pub fn site_names(s: &Snapshot, w: &Wrappers) -> Vec<(usize, String)> {
-    let namings: Vec<Naming> = s.callsites.iter().map(|c| naming(s, c, w)).collect();
+    let memo = FrameMemo::new(s);
+    let namings: Vec<Naming> = s.callsites.iter().map(|c| naming_in(s, c, w, &memo)).collect();
     let parts: Vec<Vec<String>> = namings
         .iter()
         .map(|n| {

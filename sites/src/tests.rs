@@ -281,6 +281,35 @@ fn names_are_the_caller_and_never_repeat() {
 }
 
 #[test]
+fn naming_many_sites_at_once_finds_what_naming_each_alone_does() {
+    // Sites sharing frames (the wrapper, a caller) in different places:
+    // the per-frame answers `site_names` keeps for all sites must not
+    // change any site's caller or parts.
+    let malloc = frame(1, Some("sqlite3Malloc"), None);
+    let insert = frame(2, Some("insert"), Some(10));
+    let helper = frame(6, None, None);
+    let s = snapshot(&[
+        vec![malloc.clone(), insert.clone(), frame(3, Some("load"), Some(5))],
+        vec![insert.clone(), malloc.clone(), frame(4, Some("save"), Some(8))],
+        vec![helper.clone(), malloc.clone(), insert.clone()],
+        vec![malloc.clone(), helper.clone(), frame(7, Some("open"), None)],
+        vec![malloc.clone(), malloc.clone()],
+        vec![],
+    ]);
+    let w = Wrappers::builtin();
+    let together = site_names(&s, &w);
+    for (c, (caller, name)) in s.callsites.iter().zip(&together) {
+        let alone = naming(&s, c, &w);
+        assert_eq!(*caller, alone.caller, "site {}", c.id);
+        if let Some(first) = alone.parts.first() {
+            assert!(name.starts_with(first.as_str()), "site {}: {name} vs {first}", c.id);
+        }
+    }
+    assert_eq!(together[0].0, 1, "the wrapper is skipped");
+    assert_eq!(together[1].0, 0, "a wrapper further out changes nothing");
+}
+
+#[test]
 fn unique_names_grow_only_where_needed() {
     let p = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let tags: Vec<String> = (0..3).map(|i| format!("#{i}")).collect();

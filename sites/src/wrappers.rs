@@ -278,13 +278,19 @@ impl Wrappers {
         // (matching every frame of every site against every pattern was
         // most of `run`'s summary of a 10,000-site snapshot).
         let known: Vec<std::cell::Cell<Option<bool>>> = frames.iter().map(|_| Default::default()).collect();
-        let wrapper = |i: usize| {
+        self.caller_index_by(frames, |i| {
             known[i].get().unwrap_or_else(|| {
                 let w = self.is_wrapper(frames[i].0, frames[i].1);
                 known[i].set(Some(w));
                 w
             })
-        };
+        })
+    }
+
+    /// [`Wrappers::caller_index`], with `wrapper(i)` telling whether frame
+    /// `i` is a wrapper ([`Wrappers::is_wrapper`]): a caller naming many
+    /// sites answers from what it found for their shared frames.
+    pub fn caller_index_by(&self, frames: &[(Option<&str>, Option<&str>)], wrapper: impl Fn(usize) -> bool) -> usize {
         let glue = |f: Option<&str>| f.is_some_and(|f| GLUE.iter().any(|g| f.starts_with(g)));
         let mut i = 0;
         while i < frames.len() {
