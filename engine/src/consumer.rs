@@ -155,6 +155,25 @@ impl EngineState {
         }
     }
 
+    /// How far the parent may apply its events before `fork()` (called by
+    /// its fork handler, on the forking thread): everything up to now when
+    /// every ring that may still receive events is this thread's own — it
+    /// is in the fork handler, not in a hook, so nothing of it is in flight
+    /// and a ring claimed later holds only later events — else as far as a
+    /// running drain goes. Left in the rings, the newest events (a shell's
+    /// allocations just before it forks) would be applied again by every
+    /// child, each copying the pages of the tables they touch (~30 page
+    /// faults per child of a shell loop).
+    pub fn mode_before_fork(&mut self) -> Mode {
+        self.sync_cursors();
+        let own = crate::thread::with(|s| s.ring.get());
+        if self.cursors.iter().all(|c| c.parked || std::ptr::eq(c.ring, own)) {
+            Mode::UpTo(clock::now())
+        } else {
+            Mode::Running
+        }
+    }
+
     /// Merges ready events of every ring into the collector, in timestamp
     /// order, as far as `mode` allows. Returns the number of events applied.
     pub fn drain(&mut self, mode: Mode) -> u64 {

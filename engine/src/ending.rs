@@ -124,10 +124,13 @@ fn take_snapshot(
         }
         let process = st.process.clone().unwrap_or_else(|| ProcessInfo::capture(start));
         let dropped = st.inflight_lost + UNRECORDABLE.load(Ordering::Relaxed);
-        let collector = if last {
-            std::mem::replace(&mut st.collector, crate::collector::Collector::new(end, 1.0, 0))
+        // Before an exec the image may go on (the exec can fail): its
+        // state is copied without its per-address tables (see
+        // `Collector::copy_for_running`), not cloned whole.
+        let finished = if last {
+            std::mem::replace(&mut st.collector, crate::collector::Collector::new(end, 1.0, 0)).finish(end)
         } else {
-            st.collector.clone()
+            st.collector.copy_for_running(Vec::new()).finish(end, usize::MAX)
         };
         let ending = Ending {
             kind,
@@ -138,10 +141,7 @@ fn take_snapshot(
         let counts = snapshot::EngineCounts {
             events_dropped: dropped,
         };
-        (
-            snapshot::build(collector.finish(end), &process, ending, &cal, cfg, counts),
-            process,
-        )
+        (snapshot::build(finished, &process, ending, &cal, cfg, counts), process)
     })
 }
 

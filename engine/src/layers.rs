@@ -46,6 +46,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("collector", include_str!("collector/finish.rs")),
     ("collector", include_str!("collector/records.rs")),
     ("collector", include_str!("collector/running.rs")),
+    ("collector", include_str!("collector/sites.rs")),
     ("collector", include_str!("collector/timeline.rs")),
     ("collector_thread", include_str!("collector_thread.rs")),
     ("config", include_str!("config.rs")),

@@ -92,11 +92,12 @@ extern "C" fn fork_prepare() {
     // the rings, every child would apply the same ones again in its fork
     // handler (a shell's loop forks hundreds of children from one state,
     // and each re-grew the collector's tables: ~35 page faults per child).
-    // As the collector thread would: no wait for hooks in flight.
+    // How far: see `EngineState::mode_before_fork`.
     // SAFETY: locked just above, on this thread.
     if let Some(st) = unsafe { ENGINE.get_locked() }.as_mut() {
         if !FINISHED.load(Ordering::Relaxed) {
-            st.drain(consumer::Mode::Running);
+            let mode = st.mode_before_fork();
+            st.drain(mode);
         }
     }
     PROGRAM_PATH.lock_raw();

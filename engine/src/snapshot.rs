@@ -103,14 +103,13 @@ pub fn build(
         !cfg.symbolize_later || cfg.format != crate::config::ExportFormat::Json || ending.kind == fmt::EndKind::Running;
     let mut symbols = crate::unwind::symbolize::Symbolizer::new(name_now);
     let in_process = crate::image::host() == crate::image::Host::InProcess;
-    let callsites = fin
+    let mut callsites = fin
         .sites
         .iter()
-        .enumerate()
         .filter(|(id, s)| (*id == 0 && cfg.backtrace == 0) || s.allocations + s.reallocs > 0)
         .map(|(id, s)| {
             let st = s.lifetimes.stats();
-            let mut frames = symbols.stack(&crate::unwind::sites::frames(id as u32));
+            let mut frames = symbols.stack(&crate::unwind::sites::frames(id));
             if in_process {
                 crate::unwind::symbolize::strip_own_frames(&mut frames, symbols.frames());
             }
@@ -135,7 +134,9 @@ pub fn build(
                 peak_live_allocations: (s.peak_live_blocks != 1).then_some(s.peak_live_blocks),
             }
         })
-        .collect();
+        .collect::<Vec<_>>();
+    // A fork child's sites come in the order it first used them.
+    callsites.sort_unstable_by_key(|c| c.id);
     let symbols_pending = symbols.pending();
     let (tables, module_info) = symbols.into_tables();
 

@@ -119,3 +119,75 @@ fn a_child_that_allocates_writes_a_full_snapshot() {
     let drift = s.timeline[0].0.abs_diff(parent.summary.peak_unix_ns);
     assert!(drift < 1_000, "the parent's peak moved by {drift} ns");
 }
+
+/// A forked child's own call sites carry the parent's ids: the same stack
+/// is the same site in both (a shell's children meet ids spread up to the
+/// shell's last one). With few, its table holds just those; with many, it
+/// turns into a plain table mid-way. Either way the child's snapshot,
+/// written before it execs, shows exactly what the child did.
+#[test]
+fn a_child_that_allocates_at_its_parents_sites_keeps_their_ids() {
+    let prog = c_program("fork_sites", &[]);
+    for sites in [10u64, 100] {
+        // Deep enough that every depth is a stack of its own.
+        let env = [("MEMSCOPE_BACKTRACE", "128")];
+        let run = traced(
+            &format!("fork_sites_{sites}"),
+            &prog,
+            &[&sites.to_string(), "/bin/true"],
+            &env,
+        );
+        assert!(run.output.status.success(), "{}", run.stderr());
+        assert_eq!(run.stderr(), "");
+        for (_, s) in &run.snapshots {
+            check_invariants(s);
+        }
+        let parent = run.find(|s| !s.process.forked && s.process.exe.ends_with("/fork_sites"))[0];
+        let s = child(&run, EndKind::Exec);
+        assert!(!s.summary.inherited_only);
+        // work() in the parent, then work() and mine in the child.
+        let m = &s.summary;
+        let sum_d = sites * (sites + 1) / 2;
+        assert_eq!(
+            (m.total_allocations, m.total_frees),
+            (2 * sites + 1, 2 * sites),
+            "{sites} sites"
+        );
+        assert_eq!(
+            (m.total_allocated_bytes, m.total_freed_bytes),
+            (2 * sum_d + 7, 2 * sum_d),
+            "{sites}"
+        );
+        assert_eq!((m.inherited_allocations, m.live_at_exit_bytes), (0, 7), "{sites}");
+        let f = m.at_fork.expect("counters at the fork");
+        assert_eq!((f.total_allocations, f.total_frees), (sites, sites), "{sites}");
+        // Its records: its own blocks, all of them.
+        assert_eq!(s.allocations.len() as u64, sites + 1, "{sites}");
+        assert!(s.allocations.iter().all(|a| !a.inherited), "{sites}");
+        // Its sites: one per depth with that depth's block, and mine's.
+        let ips = |snap: &Snapshot, c: &memscope_format::Callsite| -> Vec<String> {
+            snap.frames_of(c).map(|fr| fr.ip.clone()).collect()
+        };
+        let mut sizes: Vec<(u64, u64, u64)> = s
+            .callsites
+            .iter()
+            .map(|c| (c.bytes, c.allocations, c.live_at_exit_bytes))
+            .collect();
+        sizes.sort();
+        let mut want: Vec<(u64, u64, u64)> = (1..=sites).map(|d| (d, 1, 0)).collect();
+        want.push((7, 1, 7));
+        want.sort();
+        assert_eq!(sizes, want, "{sites} sites");
+        assert!(s.callsites.windows(2).all(|w| w[0].id < w[1].id), "in id order");
+        // Every site of work() is the parent's site of the same id.
+        let mut shared = 0;
+        for c in &s.callsites {
+            if let Some(p) = parent.callsites.iter().find(|p| p.id == c.id) {
+                assert_eq!(ips(s, c), ips(parent, p), "site {} ({sites} sites)", c.id);
+                assert_eq!(c.bytes, p.bytes, "site {}: the same depth, the same size", c.id);
+                shared += 1;
+            }
+        }
+        assert_eq!(shared, sites, "{sites} sites");
+    }
+}

@@ -125,12 +125,9 @@ impl Collector {
         th.allocations += 1;
         th.frees += 1;
         th.bytes += size;
-        if site as usize >= self.sites.len() {
-            self.grow_sites(site);
-        }
         let life = died - born;
         let bucket = hist::bucket_of(life);
-        let s = &mut self.sites[site as usize];
+        let s = self.sites.get_mut(site);
         s.allocations += 1;
         s.bytes += size;
         s.note_own_peak(s.live_bytes + size, s.live_blocks + 1);
@@ -415,7 +412,7 @@ impl Collector {
         let life = ts - block.birth;
         let bucket = hist::bucket_of(life);
         let epoch = self.peak_epoch;
-        let s = &mut self.sites[block.site as usize];
+        let s = self.sites.get_mut(block.site);
         Self::checkpoint_at_peak(s, epoch);
         s.live_blocks -= 1;
         s.live_bytes = s.live_bytes.saturating_sub(block.size);
@@ -427,11 +424,8 @@ impl Collector {
     /// What a block's birth changes in its site.
     #[inline(always)]
     fn start_in_site(&mut self, size: u64, site: u32, by_realloc: bool) {
-        if site as usize >= self.sites.len() {
-            self.grow_sites(site);
-        }
         let epoch = self.peak_epoch;
-        let s = &mut self.sites[site as usize];
+        let s = self.sites.get_mut(site);
         if by_realloc {
             s.reallocs += 1;
         } else {

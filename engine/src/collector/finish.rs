@@ -3,7 +3,7 @@
 //! is built from.
 
 use super::records::FreedRecords;
-use super::{Block, Collector, Peak, Record, Site, ThreadAgg, Totals, VarState};
+use super::{Block, Collector, Peak, Record, SiteTable, ThreadAgg, Totals, VarState};
 use memscope_format::hist;
 
 impl Collector {
@@ -19,14 +19,17 @@ impl Collector {
     /// start empty: a child's show what it did itself, as memray shows a
     /// child, while its counters, peak and timeline continue the parent's. A shell's
     /// children (hundreds in a script) would otherwise each repeat the
-    /// shell's sites. The parent's site table is left where it is, not
-    /// freed: freeing it would copy the pages that hold it.
+    /// shell's sites. Nothing is allocated or freed here: the parent's site
+    /// table and kept records are left where they are (freeing them, or
+    /// allocating, writes to heap pages the child shares with its parent,
+    /// and each page written is copied: a page fault).
     pub fn mark_inherited(&mut self, fork_ts: u64) {
-        self.freed = FreedRecords::new(self.freed.capacity());
+        let kept = FreedRecords::new(self.freed.capacity());
+        std::mem::forget(std::mem::replace(&mut self.freed, kept));
         self.named_freed.clear();
-        std::mem::forget(std::mem::replace(&mut self.sites, vec![Site::default()]));
-        self.lifetime_counts = vec![0; hist::BUCKETS];
-        self.lifetime_bytes = vec![0; hist::BUCKETS];
+        std::mem::forget(std::mem::replace(&mut self.sites, SiteTable::sparse()));
+        self.lifetime_counts.fill(0);
+        self.lifetime_bytes.fill(0);
         for t in &mut self.threads {
             *t = ThreadAgg {
                 tid: t.tid,
@@ -59,7 +62,7 @@ impl Collector {
             live_count: 0,
             live_bytes: self.live_bytes,
             freed: Vec::new(),
-            sites: Vec::new(),
+            sites: SiteTable::sparse(),
             threads: Vec::new(),
             lifetime_counts: Vec::new(),
             lifetime_bytes: Vec::new(),
@@ -99,7 +102,7 @@ impl Collector {
     pub fn finish(mut self, end: u64) -> Finished {
         self.flush_recent();
         let blocks: Vec<(u64, Block)> = self.live.drain().chain(self.displaced.drain()).collect();
-        let mut fin = self.finish_with(blocks, end, usize::MAX);
+        let mut fin = self.finish_with(blocks, (0, 0), end, usize::MAX);
         fin.live_at_end.sort_by_key(|r| (r.birth, r.ptr));
         fin
     }
@@ -107,18 +110,26 @@ impl Collector {
     /// [`finish`](Self::finish) with the live blocks given as a list (a
     /// running snapshot copies them out; see `running`), left unsorted;
     /// only `keep` of them (see `running::keep_listable`) become records.
-    pub(super) fn finish_with(mut self, mut blocks: Vec<(u64, Block)>, end: u64, keep: usize) -> Finished {
+    /// `inherited`: live inherited blocks (count, bytes) counted, not
+    /// listed, besides any in `blocks`.
+    pub(super) fn finish_with(
+        mut self,
+        mut blocks: Vec<(u64, Block)>,
+        inherited: (u64, u64),
+        end: u64,
+        keep: usize,
+    ) -> Finished {
         if self.peak_dirty {
             self.peak_epoch += 1;
         }
         let epoch = self.peak_epoch;
-        for s in &mut self.sites {
+        for s in self.sites.iter_mut() {
             if s.peak_epoch != epoch {
                 s.at_peak_bytes = s.live_bytes;
                 s.at_peak_blocks = s.live_blocks;
             }
         }
-        let mut inherited_live = (0, 0);
+        let mut inherited_live = inherited;
         let (mut live_count, mut live_bytes) = (0, 0);
         for (_, b) in &blocks {
             if b.birth < self.inherited_before {
@@ -128,7 +139,7 @@ impl Collector {
             }
             let life = end.max(b.birth) - b.birth;
             let bucket = hist::bucket_of(life);
-            self.sites[b.site as usize].lifetimes.record_in(bucket, life);
+            self.sites.get_mut(b.site).lifetimes.record_in(bucket, life);
             self.lifetime_counts[bucket] += 1;
             self.lifetime_bytes[bucket] += b.size;
             live_count += 1;
@@ -199,7 +210,7 @@ pub struct Finished {
     pub live_bytes: u64,
     /// Kept freed records, the largest (see `records`), in no order.
     pub freed: Vec<Record>,
-    pub sites: Vec<Site>,
+    pub sites: SiteTable,
     pub threads: Vec<ThreadAgg>,
     pub lifetime_counts: Vec<u64>,
     pub lifetime_bytes: Vec<u64>,

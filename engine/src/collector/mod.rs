@@ -20,12 +20,14 @@ mod events;
 mod finish;
 mod records;
 mod running;
+mod sites;
 mod timeline;
 
 pub use finish::Finished;
 use records::FreedRecords;
 pub use records::Record;
 pub use running::RunningCopy;
+pub use sites::SiteTable;
 use timeline::Timeline;
 
 use crate::event::Kind;
@@ -205,7 +207,7 @@ pub struct Collector {
     pub peak: Peak,
     peak_dirty: bool,
     peak_epoch: u64,
-    pub sites: Vec<Site>,
+    pub sites: SiteTable,
     pub threads: Vec<ThreadAgg>,
     thread_slots: HashMap<u32, u32>,
     /// Lifetime histogram of every completed block: counts and bytes per bucket.
@@ -248,7 +250,7 @@ impl Collector {
             peak: Peak::default(),
             peak_dirty: false,
             peak_epoch: 1,
-            sites: vec![Site::default()],
+            sites: SiteTable::dense(),
             threads: Vec::new(),
             thread_slots: HashMap::new(),
             lifetime_counts: vec![0; hist::BUCKETS],
@@ -292,11 +294,6 @@ impl Collector {
     /// the per-thread totals.
     pub fn forget_thread_ids(&mut self) {
         self.thread_slots.clear();
-    }
-
-    #[cold]
-    fn grow_sites(&mut self, id: u32) {
-        self.sites.resize_with(id as usize + 1, Site::default);
     }
 
     /// Before a site's live bytes change: if the process peak moved since

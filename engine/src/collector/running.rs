@@ -15,6 +15,10 @@ pub struct RunningCopy {
     collector: Collector,
     blocks: Vec<(u64, Block)>,
     with_blocks: bool,
+    /// In a `fork()` child: the inherited blocks still live (count, bytes),
+    /// counted as they were copied, not copied (the child's snapshot does
+    /// not list them, and a shell holds hundreds).
+    inherited_live: (u64, u64),
 }
 
 impl Collector {
@@ -40,8 +44,16 @@ impl Collector {
         let orphans = std::mem::take(&mut self.orphans);
         let collector = self.clone();
         blocks.clear();
+        let mut inherited_live = (0, 0);
         if with_blocks {
-            blocks.extend(live.iter().chain(displaced.iter()).map(|(p, b)| (*p, *b)));
+            let fork = self.inherited_before;
+            for (p, b) in live.iter().chain(displaced.iter()) {
+                if b.birth < fork {
+                    inherited_live = (inherited_live.0 + 1, inherited_live.1 + b.size);
+                } else {
+                    blocks.push((*p, *b));
+                }
+            }
         }
         self.live = live;
         self.displaced = displaced;
@@ -50,6 +62,7 @@ impl Collector {
             collector,
             blocks,
             with_blocks,
+            inherited_live,
         }
     }
 }
@@ -62,7 +75,9 @@ impl RunningCopy {
     /// sorted whole.
     pub fn finish(self, end: u64, max_records: usize) -> Finished {
         let (live_blocks, live_bytes) = (self.collector.live_blocks, self.collector.live_bytes);
-        let mut fin = self.collector.finish_with(self.blocks, end, max_records);
+        let mut fin = self
+            .collector
+            .finish_with(self.blocks, self.inherited_live, end, max_records);
         fin.live_at_end.sort_unstable_by_key(|r| (r.birth, r.ptr));
         if !self.with_blocks {
             (fin.live_count, fin.live_bytes) = (live_blocks, live_bytes);

@@ -12,7 +12,7 @@ fn check_counts(c: &Collector) {
     let t = c.totals;
     assert_eq!(t.allocations, t.frees + t.untracked_frees + c.live_blocks);
     assert_eq!(c.live_blocks as usize, c.live_count());
-    let site_live: u64 = c.sites.iter().map(|s| s.live_bytes).sum();
+    let site_live: u64 = c.sites.iter().map(|(_, s)| s.live_bytes).sum();
     assert_eq!(site_live, c.live_bytes);
     assert_eq!(t.allocated_bytes - t.freed_bytes, c.live_bytes);
     let thread_live: u64 = c.threads.iter().map(|t| t.live_bytes).sum();
@@ -180,9 +180,9 @@ fn at_peak_bytes_follow_the_latest_peak() {
             ts: 4
         }
     );
-    let at: Vec<_> = f.sites.iter().map(|s| s.at_peak_bytes).collect();
+    let at: Vec<_> = f.sites.iter().map(|(_, s)| s.at_peak_bytes).collect();
     assert_eq!(at, vec![0, 60, 60, 0]);
-    let own: Vec<_> = f.sites.iter().map(|s| s.peak_live_bytes).collect();
+    let own: Vec<_> = f.sites.iter().map(|(_, s)| s.peak_live_bytes).collect();
     assert_eq!(own, vec![0, 100, 60, 30]);
 }
 
@@ -207,11 +207,11 @@ fn block_counts_at_the_peaks_and_total_lifetime() {
     let f = c.finish(100);
     assert_eq!(f.peak.bytes, 55);
     let s = &f.sites;
-    let own: Vec<_> = s.iter().map(|s| (s.peak_live_bytes, s.peak_live_blocks)).collect();
+    let own: Vec<_> = s.iter().map(|(_, s)| (s.peak_live_bytes, s.peak_live_blocks)).collect();
     assert_eq!(own, vec![(0, 0), (35, 1), (30, 3), (7, 1)]);
-    let at: Vec<_> = s.iter().map(|s| (s.at_peak_bytes, s.at_peak_blocks)).collect();
+    let at: Vec<_> = s.iter().map(|(_, s)| (s.at_peak_bytes, s.at_peak_blocks)).collect();
     assert_eq!(at, vec![(0, 0), (35, 1), (20, 1), (0, 0)]);
-    let total: Vec<_> = s.iter().map(|s| s.lifetimes.sum()).collect();
+    let total: Vec<_> = s.iter().map(|(_, s)| s.lifetimes.sum()).collect();
     assert_eq!(total, vec![0, 4 + 4 + 4 + 1, 96 + 90 + 90, 1]);
 }
 
@@ -249,7 +249,11 @@ fn inherited_blocks_are_marked() {
     assert_eq!(f.live_bytes, 70);
     assert_eq!(f.at_fork.map(|t| (t.allocations, t.frees)), Some((3, 1)));
     assert_eq!((f.totals.allocations, f.totals.frees), (4, 2));
-    let sites: Vec<(u64, u64, u64)> = f.sites.iter().map(|s| (s.allocations, s.bytes, s.live_bytes)).collect();
+    let sites: Vec<(u64, u64, u64)> = f
+        .sites
+        .iter()
+        .map(|(_, s)| (s.allocations, s.bytes, s.live_bytes))
+        .collect();
     assert_eq!(sites, vec![(1, 40, 40)]);
     assert_eq!(f.lifetime_counts.iter().sum::<u64>(), 1);
     let t = &f.threads[0];
@@ -369,7 +373,7 @@ fn assert_same_result(fast: Collector, slow: Collector, end: u64) {
     assert_eq!(fast.peak, slow.peak);
     let (f, s) = (fast.finish(end), slow.finish(end));
     assert_eq!(f.sites.len(), s.sites.len());
-    for (a, b) in f.sites.iter().zip(&s.sites) {
+    for ((_, a), (_, b)) in f.sites.iter().zip(s.sites.iter()) {
         assert_eq!(
             (
                 a.allocations,
