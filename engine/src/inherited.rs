@@ -24,8 +24,11 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 /// Everything the snapshot of a child without events of its own needs.
 pub struct Prepared {
     snap: Snapshot,
-    /// Room for the JSON, with margin for the ending's fields.
-    buf: Box<[u8]>,
+    /// Room for the JSON, with margin for the ending's fields: allocated,
+    /// not written (zeroing 16 KiB was half of a child's cost here, its
+    /// pages faulted in by every child of a shell, most of which allocate
+    /// and never write this snapshot).
+    buf: Vec<u8>,
     /// The JSON's path and temporary file: the snapshot's path, or beside
     /// it when only HTML is asked for (written then only from a signal
     /// handler, where the report cannot be rendered).
@@ -103,7 +106,7 @@ fn build(st: &EngineState, process: &ProcessInfo, start: Anchor, fork: Anchor, p
     let handoff = cfg.handoff.as_ref().and_then(|h| CString::new(h.as_str()).ok());
     Some(Prepared {
         snap,
-        buf: vec![0u8; 16_384 + 6 * text].into_boxed_slice(),
+        buf: Vec::with_capacity(16_384 + 6 * text),
         json: CString::new(json).ok()?,
         tmp: CString::new(tmp).ok()?,
         html,
@@ -170,18 +173,18 @@ fn write(prep: &mut Prepared, end: End) {
     s.process.exit_code = end.exit_code;
     s.process.signal = end.signal;
     s.process.end_unix_ns = end_unix;
+    let (rss_now, rss_peak) = crate::rss::now_and_peak();
     if let Some(last) = s.timeline.last_mut() {
         last.0 = end_unix;
-        last.2 = crate::rss::current_bytes();
+        last.2 = rss_now;
     }
-    s.summary.peak_rss_bytes = crate::rss::peak_bytes();
+    s.summary.peak_rss_bytes = rss_peak;
     let json = prep.json.to_str().unwrap_or("");
     if prep.html.is_none() || end.in_signal {
-        let mut w: &mut [u8] = &mut prep.buf;
-        let room = w.len();
-        let r = match s.write_json(&mut w).map(|()| room - w.len()) {
-            Ok(len) => {
-                let bytes = &prep.buf[..len];
+        prep.buf.clear();
+        let r = match s.write_json(&mut Bounded(&mut prep.buf)) {
+            Ok(()) => {
+                let bytes = &prep.buf[..];
                 let handed = prep.html.is_none()
                     && prep
                         .handoff
@@ -219,6 +222,25 @@ fn note(r: std::io::Result<()>, path: &str, manifest: Option<&std::ffi::CStr>, t
             Some(code) => crate::warn!("cannot write the snapshot to {path}: os error {code}"),
             None => crate::warn!("cannot write the snapshot to {path}: {e}"),
         },
+    }
+}
+
+/// Writes into a vector's spare capacity and never past it: no allocation
+/// (the ending may be a signal handler's).
+struct Bounded<'a>(&'a mut Vec<u8>);
+
+impl std::io::Write for Bounded<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let n = bytes.len().min(self.0.capacity() - self.0.len());
+        if n == 0 && !bytes.is_empty() {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        self.0.extend_from_slice(&bytes[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

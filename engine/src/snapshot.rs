@@ -187,11 +187,8 @@ pub fn build(
             .iter()
             .map(|&(ts, b)| fmt::TimelinePoint(unix(ts).clamp(history_start, end_unix), b, at(ts))),
     );
-    timeline.push(fmt::TimelinePoint(
-        end_unix,
-        fin.live_bytes,
-        crate::rss::current_bytes(),
-    ));
+    let (rss_now, rss_peak) = crate::rss::now_and_peak();
+    timeline.push(fmt::TimelinePoint(end_unix, fin.live_bytes, rss_now));
 
     fmt::Snapshot {
         format: fmt::FORMAT.to_string(),
@@ -238,7 +235,7 @@ pub fn build(
             live_at_exit_bytes: fin.live_bytes,
             events_dropped: counts.events_dropped,
             records_omitted,
-            peak_rss_bytes: crate::rss::peak_bytes(),
+            peak_rss_bytes: rss_peak,
             inherited_allocations: t.inherited_allocations,
             inherited_bytes: t.inherited_bytes,
             unmatched_frees: t.unmatched_frees,

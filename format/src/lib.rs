@@ -364,7 +364,24 @@ pub struct HistogramBucket {
 
 /// `0x…` rendering used for every address in a snapshot.
 pub fn hex_addr(addr: u64) -> String {
-    format!("{addr:#x}")
+    // As `format!("{addr:#x}")`, without the formatting machinery: a
+    // snapshot formats one per record and per frame.
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 18];
+    let mut at = buf.len();
+    let mut rest = addr;
+    loop {
+        at -= 1;
+        buf[at] = DIGITS[(rest & 0xf) as usize];
+        rest >>= 4;
+        if rest == 0 {
+            break;
+        }
+    }
+    at -= 2;
+    buf[at] = b'0';
+    buf[at + 1] = b'x';
+    buf[at..].iter().map(|&b| b as char).collect()
 }
 
 /// Parses a `0x…` address as written by [`hex_addr`].
@@ -400,8 +417,9 @@ mod tests {
 
     #[test]
     fn addresses_round_trip() {
-        for a in [0u64, 1, 0x7fff_dead_beef, u64::MAX] {
+        for a in [0u64, 1, 0xf, 0x10, 0x7fff_dead_beef, u64::MAX] {
             assert_eq!(parse_addr(&hex_addr(a)), Some(a));
+            assert_eq!(hex_addr(a), format!("{a:#x}"));
         }
         assert_eq!(parse_addr("1234"), None);
         assert_eq!(parse_addr("0xzz"), None);

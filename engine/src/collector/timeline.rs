@@ -35,7 +35,9 @@ impl Timeline {
         Timeline {
             start,
             shift: initial_shift,
-            buckets: vec![Bucket::default(); TIMELINE_BUCKETS],
+            // Grown as time goes on: a short process writes the few
+            // buckets it lives through, not 20 KiB (5 page faults).
+            buckets: Vec::new(),
             cur_index: 0,
             cur: Bucket::default(),
         }
@@ -67,18 +69,23 @@ impl Timeline {
             i >>= 1;
         }
         self.cur_index = i;
-        self.cur = self.buckets[i];
+        self.cur = self.buckets.get(i).copied().unwrap_or_default();
     }
 
     fn flush(&mut self) {
         if self.cur.used {
+            if self.cur_index >= self.buckets.len() {
+                self.buckets.resize(self.cur_index + 1, Bucket::default());
+            }
             self.buckets[self.cur_index] = self.cur;
         }
     }
 
     fn compact(&mut self) {
-        for i in 0..TIMELINE_BUCKETS / 2 {
-            let (a, b) = (self.buckets[2 * i], self.buckets[2 * i + 1]);
+        let halved = self.buckets.len().div_ceil(2);
+        for i in 0..halved {
+            let a = self.buckets[2 * i];
+            let b = self.buckets.get(2 * i + 1).copied().unwrap_or_default();
             self.buckets[i] = match (a.used, b.used) {
                 (false, _) => b,
                 (true, false) => a,
@@ -98,9 +105,7 @@ impl Timeline {
                 }
             };
         }
-        for b in &mut self.buckets[TIMELINE_BUCKETS / 2..] {
-            *b = Bucket::default();
-        }
+        self.buckets.truncate(halved);
         self.shift += 1;
     }
 

@@ -133,6 +133,17 @@ impl Symbolizer {
     }
 
     /// An address's frames, added to the tables.
+    /// An unnamed frame: one per address, and `stack` resolves each address
+    /// once, so it is new — unless frames are named too (then the table
+    /// looks it up, as it does named ones).
+    fn add_unnamed(&mut self, frame: Frame) -> u32 {
+        if self.resolver.is_none() {
+            self.tables.new_frame(frame)
+        } else {
+            self.tables.frame(frame)
+        }
+    }
+
     fn resolve(&mut self, ip: u64) -> Vec<u32> {
         let unnamed = |module| Frame {
             ip: hex_addr(ip),
@@ -141,7 +152,7 @@ impl Symbolizer {
         };
         let Some(m) = self.modules().iter().find(|m| m.contains(ip)).copied() else {
             let module = self.module_index(UNKNOWN_MODULE, 0, &[]);
-            return vec![self.tables.frame(unnamed(module))];
+            return vec![self.add_unnamed(unnamed(module))];
         };
         let path = if m.path.is_empty() {
             self.exe.to_owned()
@@ -150,7 +161,7 @@ impl Symbolizer {
         };
         let module = self.module_index(&path, m.bias, &m.build_id);
         let Some(resolver) = self.resolver.as_mut() else {
-            return vec![self.tables.frame(unnamed(module))];
+            return vec![self.add_unnamed(unnamed(module))];
         };
         let named = resolver.resolve(
             &ModuleRef {
