@@ -25,6 +25,9 @@ pub static ENGINE: Locked<Option<EngineState>> = Locked::new(None);
 pub enum Mode {
     /// Up to a little before now, leaving room for hooks in flight.
     Running,
+    /// As `Running`, but up to the given tick: no ring can still receive
+    /// an event before it (see `EngineState::mode_before_fork`).
+    Settled(u64),
     /// Everything with a timestamp up to `end`, waiting for hooks in flight.
     UpTo(u64),
     /// In a fork child: everything there is; other threads no longer exist.
@@ -157,10 +160,12 @@ impl EngineState {
 
     /// How far the parent may apply its events before `fork()` (called by
     /// its fork handler, on the forking thread): everything up to now when
-    /// every ring that may still receive events is this thread's own — it
-    /// is in the fork handler, not in a hook, so nothing of it is in flight
-    /// and a ring claimed later holds only later events — else as far as a
-    /// running drain goes. Left in the rings, the newest events (a shell's
+    /// every ring that may still receive events is this thread's own — its
+    /// earlier events are all published (one left in flight by a hook that
+    /// a forking signal handler interrupted bounds the merge, as in any
+    /// drain, and is not waited for) and a ring claimed later holds only
+    /// later events — else as far as a running drain goes. Left in the
+    /// rings, the newest events (a shell's
     /// allocations just before it forks) would be applied again by every
     /// child, each copying the pages of the tables they touch (~30 page
     /// faults per child of a shell loop).
@@ -168,7 +173,7 @@ impl EngineState {
         self.sync_cursors();
         let own = crate::thread::with(|s| s.ring.get());
         if self.cursors.iter().all(|c| c.parked || std::ptr::eq(c.ring, own)) {
-            Mode::UpTo(clock::now())
+            Mode::Settled(clock::now())
         } else {
             Mode::Running
         }
@@ -200,7 +205,7 @@ impl EngineState {
         }
         let (idle_bound, ts_limit) = match mode {
             Mode::Running => (idle, idle),
-            Mode::UpTo(end) => (end, end),
+            Mode::UpTo(end) | Mode::Settled(end) => (end, end),
             Mode::ForkChild => (u64::MAX, u64::MAX),
         };
         for i in 0..self.cursors.len() {
