@@ -27,6 +27,8 @@ pub struct Symbolizer {
     tables: FrameTables,
     /// Bias and build id of each module of `tables`, in its order.
     module_info: Vec<ModuleInfo>,
+    /// Each module's index in `tables`, by the module's address.
+    module_ids: Vec<(usize, u32)>,
     /// The main program's path (its module's own is empty).
     exe: &'static str,
 }
@@ -40,6 +42,7 @@ impl Symbolizer {
             by_ip: AddrMap::default(),
             tables: FrameTables::new(),
             module_info: Vec::new(),
+            module_ids: Vec::new(),
             exe: crate::process::own_exe(),
         };
         symbolizer.prefetch();
@@ -66,8 +69,15 @@ impl Symbolizer {
         }
         let modules = self.modules().to_vec();
         let mut by_module: Vec<Vec<u64>> = vec![Vec::new(); modules.len()];
+        // Each address once: cc1's 10,000 sites hold 300,000 return
+        // addresses but 5,600 distinct ones, and the resolver hashes (and
+        // sorts) what it is given.
+        let mut seen: AddrMap<()> = AddrMap::default();
         for id in 1..=super::sites::count() {
             for ip in super::sites::frames(id) {
+                if seen.insert(ip, ()).is_some() {
+                    continue;
+                }
                 if let Some(i) = modules.iter().position(|m| m.contains(ip)) {
                     by_module[i].push(ip);
                 }
@@ -133,17 +143,24 @@ impl Symbolizer {
     }
 
     /// An address's frames, added to the tables.
-    /// An unnamed frame: one per address, and `stack` resolves each address
-    /// once, so it is new — unless frames are named too (then the table
-    /// looks it up, as it does named ones).
-    fn add_unnamed(&mut self, frame: Frame) -> u32 {
-        if self.resolver.is_none() {
-            self.tables.new_frame(frame)
-        } else {
-            self.tables.frame(frame)
+    /// The index in `tables` of module `m` (looked up by the module, not by
+    /// hashing its path at every address).
+    fn module_of(&mut self, m: &'static Module) -> u32 {
+        let key = m as *const Module as usize;
+        if let Some(&(_, i)) = self.module_ids.iter().find(|(k, _)| *k == key) {
+            return i;
         }
+        let path = if m.path.is_empty() { self.exe } else { m.path.as_str() };
+        let i = self.module_index(path, m.bias, &m.build_id);
+        self.module_ids.push((key, i));
+        i
     }
 
+    /// The frames of an address `stack` has not seen: each is new to the
+    /// table (every frame holds its address, and an address's inlined
+    /// frames differ from each other), so it is added without hashing
+    /// whole frames to look for it — for cc1's 5,600 addresses that and
+    /// the copies it made were a third of naming its call sites.
     fn resolve(&mut self, ip: u64) -> Vec<u32> {
         let unnamed = |module| Frame {
             ip: hex_addr(ip),
@@ -152,20 +169,16 @@ impl Symbolizer {
         };
         let Some(m) = self.modules().iter().find(|m| m.contains(ip)).copied() else {
             let module = self.module_index(UNKNOWN_MODULE, 0, &[]);
-            return vec![self.add_unnamed(unnamed(module))];
+            return vec![self.tables.new_frame(unnamed(module))];
         };
-        let path = if m.path.is_empty() {
-            self.exe.to_owned()
-        } else {
-            m.path.clone()
-        };
-        let module = self.module_index(&path, m.bias, &m.build_id);
+        let module = self.module_of(m);
         let Some(resolver) = self.resolver.as_mut() else {
-            return vec![self.add_unnamed(unnamed(module))];
+            return vec![self.tables.new_frame(unnamed(module))];
         };
+        let path = if m.path.is_empty() { self.exe } else { m.path.as_str() };
         let named = resolver.resolve(
             &ModuleRef {
-                path: &path,
+                path,
                 bias: m.bias,
                 build_id: &m.build_id,
             },
@@ -174,7 +187,7 @@ impl Symbolizer {
         named
             .into_iter()
             .map(|n| {
-                self.tables.frame(Frame {
+                self.tables.new_frame(Frame {
                     ip: hex_addr(ip),
                     function: n.function,
                     file: n.file,
