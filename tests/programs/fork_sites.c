@@ -2,6 +2,7 @@
  * forks a child that allocates at the same sites (the same stacks, so the
  * same site ids, spread over the parent's), at one of its own, and execs.
  *   work(SITES): for d = 1..SITES, d nested calls deep, malloc(d), free it
+ *   first (parent):   kept = malloc(1000), live to the end
  *   round 0 (parent): work(SITES)                  SITES blocks, all freed
  *   round 1 (child):  work(SITES) from the same call instruction, then
  *                     mine = malloc(7), execl(TRUE_BIN)
@@ -30,6 +31,7 @@ int main(int argc, char **argv) {
     if (argc < 3) return 2;
     int sites = atoi(argv[1]);
     const char *truebin = argv[2];
+    sink = malloc(1000);
     for (int round = 0; round < 2; round++) {
         if (round == 1) {
             pid_t pid = fork();

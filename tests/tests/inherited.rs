@@ -145,22 +145,29 @@ fn a_child_that_allocates_at_its_parents_sites_keeps_their_ids() {
         let parent = run.find(|s| !s.process.forked && s.process.exe.ends_with("/fork_sites"))[0];
         let s = child(&run, EndKind::Exec);
         assert!(!s.summary.inherited_only);
-        // work() in the parent, then work() and mine in the child.
+        // kept and work() in the parent, then work() and mine in the child.
         let m = &s.summary;
         let sum_d = sites * (sites + 1) / 2;
         assert_eq!(
             (m.total_allocations, m.total_frees),
-            (2 * sites + 1, 2 * sites),
+            (2 * sites + 2, 2 * sites),
             "{sites} sites"
         );
         assert_eq!(
             (m.total_allocated_bytes, m.total_freed_bytes),
-            (2 * sum_d + 7, 2 * sum_d),
+            (1000 + 2 * sum_d + 7, 2 * sum_d),
             "{sites}"
         );
-        assert_eq!((m.inherited_allocations, m.live_at_exit_bytes), (0, 7), "{sites}");
+        // kept is inherited: live, counted, not listed.
+        assert_eq!((m.inherited_allocations, m.inherited_bytes), (1, 1000), "{sites}");
+        assert_eq!((m.live_at_exit_allocations, m.live_at_exit_bytes), (2, 1007), "{sites}");
+        assert_eq!(
+            (m.inherited_live_at_exit_allocations, m.inherited_live_at_exit_bytes),
+            (1, 1000),
+            "{sites}"
+        );
         let f = m.at_fork.expect("counters at the fork");
-        assert_eq!((f.total_allocations, f.total_frees), (sites, sites), "{sites}");
+        assert_eq!((f.total_allocations, f.total_frees), (sites + 1, sites), "{sites}");
         // Its records: its own blocks, all of them.
         assert_eq!(s.allocations.len() as u64, sites + 1, "{sites}");
         assert!(s.allocations.iter().all(|a| !a.inherited), "{sites}");
