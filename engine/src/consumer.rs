@@ -165,15 +165,18 @@ impl EngineState {
     /// a forking signal handler interrupted bounds the merge, as in any
     /// drain, and is not waited for) and a ring claimed later holds only
     /// later events — else as far as a running drain goes. Left in the
-    /// rings, the newest events (a shell's
-    /// allocations just before it forks) would be applied again by every
-    /// child, each copying the pages of the tables they touch (~30 page
-    /// faults per child of a shell loop).
+    /// rings, the newest events (a shell's allocations just before it
+    /// forks) would be applied again by every child, each copying the
+    /// pages of the tables they touch (~30 page faults per child of a
+    /// shell loop).
     pub fn mode_before_fork(&mut self) -> Mode {
+        // "Now" before the scan, as in `drain`: a ring claimed after the
+        // scan was claimed after it, and holds only later events.
+        let now = clock::now();
         self.sync_cursors();
         let own = crate::thread::with(|s| s.ring.get());
         if self.cursors.iter().all(|c| c.parked || std::ptr::eq(c.ring, own)) {
-            Mode::Settled(clock::now())
+            Mode::Settled(now)
         } else {
             Mode::Running
         }
