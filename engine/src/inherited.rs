@@ -2,19 +2,26 @@
 //! ended or called `exec` (SPEC §2, `"inherited_only": true`): the usual
 //! child of a launcher (a shell, cargo, make) between `fork` and `exec`.
 //!
-//! Its summary is the parent's at the fork, so it is built once, at the
-//! fork, from the collector's totals alone — no record, call site or name
-//! of the parent's heap is copied, symbolized or serialized — together with
-//! its file names and a buffer big enough for its JSON. At the ending only
-//! the ending's fields change, and it is written without allocating: the
-//! ending may be a fatal signal that interrupted the child's first `malloc`
-//! (before its event was recorded), and such a child has no collector
-//! thread to hand the work to (see `collector_thread`).
+//! Its summary is the parent's at the fork, built from the collector's
+//! totals alone — no record, call site or name of the parent's heap is
+//! copied, symbolized or serialized. It is built when the child ends, and
+//! only if the child made no event by then: at the fork only the moment
+//! and the event counts are noted (most children of a shell allocate before
+//! they `exec`, and building it at every fork cost each ~90 µs and 25 page
+//! faults). Building allocates, and the ending may be a fatal signal's
+//! handler: that is safe here because the child has made no allocator call
+//! of its own that is still running — a signal that lands inside one (a
+//! child's first `malloc`, before its event is recorded) or inside
+//! memscope's code is deferred until it returns (see `signals`) — and it
+//! is single-threaded (another thread's start allocates: an event). Once
+//! built (an `exec`, which may fail, keeps it) it is written again without
+//! allocating.
 
 use crate::clock::{Anchor, Calibration};
 use crate::config::{self, ExportFormat};
-use crate::consumer::EngineState;
-use crate::image::UNRECORDABLE;
+use crate::consumer::{self, EngineState, ENGINE};
+use crate::image::{self, UNRECORDABLE};
+use crate::lock::Locked;
 use crate::process::ProcessInfo;
 use crate::{handoff, paths, registry, snapshot, sys};
 use memscope_format::{EndKind, Snapshot};
@@ -54,25 +61,49 @@ fn reserved_total() -> u64 {
     registry::rings().map(|r| r.reserved()).sum()
 }
 
-/// Prepares the snapshot of a child forked at `fork` (called by the fork
-/// handler with the engine state adopted; `start` is the lineage's first
-/// anchor, `path` the snapshot's path).
-pub fn prepare(st: &EngineState, process: &ProcessInfo, start: Anchor, fork: Anchor, path: String) {
-    let cfg = config::get();
-    let old = if cfg.auto_export {
-        let p = build(st, process, start, fork, path);
-        PREPARED.swap(
-            p.map_or(std::ptr::null_mut(), |p| Box::into_raw(Box::new(p))),
-            Ordering::AcqRel,
-        )
-    } else {
-        PREPARED.swap(std::ptr::null_mut(), Ordering::AcqRel)
-    };
-    if !old.is_null() {
-        // SAFETY: made by Box::into_raw below (in this process's parent),
-        // and no longer reachable from PREPARED.
-        drop(unsafe { Box::from_raw(old) });
+/// What a child noted at its fork, until its snapshot is built.
+#[derive(Clone, Copy)]
+struct Forked {
+    fork: Anchor,
+    /// Ring slots reserved and unrecordable events at the fork.
+    reserved: u64,
+    unrecordable: u64,
+}
+
+static FORKED: Locked<Option<Forked>> = Locked::new(None);
+
+/// Notes a child forked at `fork` (called by the fork handler with the
+/// engine state adopted). Allocates nothing and frees nothing.
+pub fn note_fork(fork: Anchor) {
+    // What an ancestor prepared describes the ancestor: left, not freed
+    // (freeing writes to heap pages shared with the parent).
+    PREPARED.store(std::ptr::null_mut(), Ordering::Release);
+    FORKED.reset_in_child();
+    let noted = config::get().auto_export.then(|| Forked {
+        fork,
+        reserved: reserved_total(),
+        unrecordable: UNRECORDABLE.load(Ordering::Relaxed),
+    });
+    FORKED.with(|f| *f = noted);
+}
+
+/// The child's snapshot, built now if it still has no event of its own
+/// (None otherwise, or when there is nothing to build).
+fn build_if_no_event() -> Option<Prepared> {
+    let forked = FORKED.with(|f| f.take())?;
+    if !unchanged(forked.reserved, forked.unrecordable) {
+        return None;
     }
+    ENGINE.with(|slot| {
+        let st = consumer::state(slot);
+        let process = st.process.as_ref()?;
+        let path = crate::destination::snapshot_path(process);
+        build(st, process, image::start_anchor(), forked.fork, path)
+    })
+}
+
+fn unchanged(reserved: u64, unrecordable: u64) -> bool {
+    reserved_total() == reserved && UNRECORDABLE.load(Ordering::Relaxed) == unrecordable
 }
 
 fn build(st: &EngineState, process: &ProcessInfo, start: Anchor, fork: Anchor, path: String) -> Option<Prepared> {
@@ -130,12 +161,16 @@ pub struct End {
 }
 
 /// True while this image has made no event of its own (a fork child still
-/// as it was at the fork, or an image with no event at all): its snapshot
-/// is then written without `malloc`, from any thread.
+/// as it was at the fork, or an image with no event at all): no allocator
+/// call of its own is running then, so its snapshot can be written from
+/// any thread, a fatal signal's handler too (see the module's notes).
 pub fn no_event_of_its_own() -> bool {
+    if let Some(f) = FORKED.with(|f| *f) {
+        return unchanged(f.reserved, f.unrecordable);
+    }
     // SAFETY: PREPARED is only freed by the thread that swaps it out.
     match unsafe { PREPARED.load(Ordering::Acquire).as_ref() } {
-        Some(prep) => reserved_total() == prep.reserved && UNRECORDABLE.load(Ordering::Relaxed) == prep.unrecordable,
+        Some(prep) => unchanged(prep.reserved, prep.unrecordable),
         None => reserved_total() == 0,
     }
 }
@@ -143,13 +178,18 @@ pub fn no_event_of_its_own() -> bool {
 /// Writes this image's snapshot if it is a fork child that has made no
 /// event of its own, and says so (else the caller writes the full one).
 pub fn write_if_inherited_only(end: End) -> bool {
-    let p = PREPARED.swap(std::ptr::null_mut(), Ordering::AcqRel);
+    let mut p = PREPARED.swap(std::ptr::null_mut(), Ordering::AcqRel);
+    if p.is_null() {
+        match build_if_no_event() {
+            Some(prep) => p = Box::into_raw(Box::new(prep)),
+            None => return false,
+        }
+    }
     // SAFETY: PREPARED held the only pointer to it, and now this call does.
     let Some(prep) = (unsafe { p.as_mut() }) else {
         return false;
     };
-    let unchanged = reserved_total() == prep.reserved && UNRECORDABLE.load(Ordering::Relaxed) == prep.unrecordable;
-    if !unchanged {
+    if !unchanged(prep.reserved, prep.unrecordable) {
         // The child had events: its full snapshot is written instead. Not
         // freed in a signal handler (free could deadlock there), else freed.
         if !end.in_signal {

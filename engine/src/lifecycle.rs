@@ -19,7 +19,7 @@ use crate::clock::Anchor;
 use crate::collector_thread;
 use crate::config;
 use crate::consumer::{self, ENGINE};
-use crate::destination::{self, PROGRAM_PATH};
+use crate::destination::PROGRAM_PATH;
 use crate::ending;
 use crate::image::{self, FINISHED, PID};
 use crate::inherited;
@@ -113,8 +113,8 @@ extern "C" fn fork_parent() {
 }
 
 /// The child's side of `fork()`: it continues the parent's heap and counts
-/// as they were at the fork, and prepares the small snapshot it writes if
-/// it makes no event of its own (see [`inherited`]). Its collector thread
+/// as they were at the fork, and notes what the small snapshot it writes
+/// if it makes no event of its own needs (see [`inherited`]). Its collector thread
 /// starts with its first event (see [`collector_thread`]).
 extern "C" fn fork_child() {
     PID.store(sys::getpid(), Ordering::Relaxed);
@@ -138,9 +138,7 @@ extern "C" fn fork_child() {
             p.after_fork(now);
         }
         if !FINISHED.load(Ordering::Relaxed) {
-            if let Some(p) = st.process.as_ref() {
-                inherited::prepare(st, p, image::start_anchor(), now, destination::snapshot_path(p));
-            }
+            inherited::note_fork(now);
         }
         ENGINE.unlock_raw();
     }

@@ -174,7 +174,8 @@ pub(crate) fn run_deferred_signal() {
 /// Writes the snapshot for fatal signal `sig`. In the handler the thread
 /// may have been inside `malloc`: the collector thread writes then
 /// (started for it in a single-threaded image), unless the image has no
-/// event of its own (its snapshot needs no `malloc`).
+/// event of its own (no allocator call of its own is running then: see
+/// `inherited`).
 fn write_for_signal(sig: c_int, in_handler: bool) {
     if image::in_foreign_child() {
         return;
