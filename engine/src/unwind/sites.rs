@@ -13,9 +13,10 @@
 //! (512 KiB), then the big one (4 MiB), only when its few slots there are
 //! all taken by other stacks. A short process's few dozen sites then touch
 //! four pages instead of one fresh page each (measured: ~40 page faults
-//! less per `ls`, ~9% of a traced shell loop; 12 more at 16 KiB than 64). Slots are never freed, so a
-//! stack's place is the same for every thread: either it sits in one of its
-//! small slots, or all of those hold other stacks for good.
+//! less per `ls`, ~9% of a traced shell loop; 12 more at 16 KiB than 64).
+//! Slots are never freed, so a stack's place is the same for every thread:
+//! either it sits in one of its small slots, or all of those hold other
+//! stacks for good.
 
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 

@@ -142,7 +142,6 @@ impl Symbolizer {
         i
     }
 
-    /// An address's frames, added to the tables.
     /// The index in `tables` of module `m` (looked up by the module, not by
     /// hashing its path at every address).
     fn module_of(&mut self, m: &'static Module) -> u32 {
