@@ -200,7 +200,7 @@ fn hand_over(cfg: &config::Config, path: &str, snap: &memscope_format::Snapshot)
     let Some(socket) = cfg.handoff.as_deref().and_then(|s| std::ffi::CString::new(s).ok()) else {
         return false;
     };
-    crate::handoff::send_parts(&socket, path, snapshot::WRITE_BUFFER, snap)
+    crate::handoff::send_parts(&socket, path, crate::handoff::SEND_BUFFER, snap)
 }
 
 fn note_written(r: std::io::Result<()>, path: &str, built_ms: f64, start: u64, written: &mut Vec<String>) {
