@@ -25,9 +25,16 @@ pub static ENGINE: Locked<Option<EngineState>> = Locked::new(None);
 pub enum Mode {
     /// Up to a little before now, leaving room for hooks in flight.
     Running,
-    /// As `Running`, but up to the given tick: no ring can still receive
-    /// an event before it (see `EngineState::mode_before_fork`).
-    Settled(u64),
+    /// In the parent's fork handler, on the forking thread: as `Running`,
+    /// but up to now when every ring that may still receive events is this
+    /// thread's own — its earlier events are all published (one left in
+    /// flight by a hook that a forking signal handler interrupted bounds
+    /// the merge, as in any drain, and is not waited for) and a ring claimed
+    /// after the scan holds only later events. Left in the rings, the
+    /// newest events (a shell's allocations just before it forks) would be
+    /// applied again by every child, each copying the pages of the tables
+    /// they touch (~30 page faults per child of a shell loop).
+    BeforeFork,
     /// Everything with a timestamp up to `end`, waiting for hooks in flight.
     UpTo(u64),
     /// In a fork child: everything there is; other threads no longer exist.
@@ -158,28 +165,11 @@ impl EngineState {
         }
     }
 
-    /// How far the parent may apply its events before `fork()` (called by
-    /// its fork handler, on the forking thread): everything up to now when
-    /// every ring that may still receive events is this thread's own — its
-    /// earlier events are all published (one left in flight by a hook that
-    /// a forking signal handler interrupted bounds the merge, as in any
-    /// drain, and is not waited for) and a ring claimed later holds only
-    /// later events — else as far as a running drain goes. Left in the
-    /// rings, the newest events (a shell's allocations just before it
-    /// forks) would be applied again by every child, each copying the
-    /// pages of the tables they touch (~30 page faults per child of a
-    /// shell loop).
-    pub fn mode_before_fork(&mut self) -> Mode {
-        // "Now" before the scan, as in `drain`: a ring claimed after the
-        // scan was claimed after it, and holds only later events.
-        let now = clock::now();
-        self.sync_cursors();
+    /// True when every ring that may still receive events (not parked) is
+    /// the calling thread's own.
+    fn only_own_rings(&self) -> bool {
         let own = crate::thread::with(|s| s.ring.get());
-        if self.cursors.iter().all(|c| c.parked || std::ptr::eq(c.ring, own)) {
-            Mode::Settled(now)
-        } else {
-            Mode::Running
-        }
+        self.cursors.iter().all(|c| c.parked || std::ptr::eq(c.ring, own))
     }
 
     /// Merges ready events of every ring into the collector, in timestamp
@@ -208,7 +198,9 @@ impl EngineState {
         }
         let (idle_bound, ts_limit) = match mode {
             Mode::Running => (idle, idle),
-            Mode::UpTo(end) | Mode::Settled(end) => (end, end),
+            Mode::BeforeFork if self.only_own_rings() => (now, now),
+            Mode::BeforeFork => (idle, idle),
+            Mode::UpTo(end) => (end, end),
             Mode::ForkChild => (u64::MAX, u64::MAX),
         };
         for i in 0..self.cursors.len() {

@@ -92,12 +92,11 @@ extern "C" fn fork_prepare() {
     // the rings, every child would apply the same ones again in its fork
     // handler (a shell's loop forks hundreds of children from one state,
     // and each re-grew the collector's tables: ~35 page faults per child).
-    // How far: see `EngineState::mode_before_fork`.
+    // How far: see `Mode::BeforeFork`.
     // SAFETY: locked just above, on this thread.
     if let Some(st) = unsafe { ENGINE.get_locked() }.as_mut() {
         if !FINISHED.load(Ordering::Relaxed) {
-            let mode = st.mode_before_fork();
-            st.drain(mode);
+            st.drain(consumer::Mode::BeforeFork);
         }
     }
     PROGRAM_PATH.lock_raw();
