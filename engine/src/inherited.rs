@@ -98,7 +98,7 @@ fn build_if_no_event() -> Option<Prepared> {
         let st = consumer::state(slot);
         let process = st.process.as_ref()?;
         let path = crate::destination::snapshot_path(process);
-        build(st, process, image::start_anchor(), forked.fork, path)
+        build(st, process, image::start_anchor(), forked, path)
     })
 }
 
@@ -106,7 +106,8 @@ fn unchanged(reserved: u64, unrecordable: u64) -> bool {
     reserved_total() == reserved && UNRECORDABLE.load(Ordering::Relaxed) == unrecordable
 }
 
-fn build(st: &EngineState, process: &ProcessInfo, start: Anchor, fork: Anchor, path: String) -> Option<Prepared> {
+fn build(st: &EngineState, process: &ProcessInfo, start: Anchor, forked: Forked, path: String) -> Option<Prepared> {
+    let fork = forked.fork;
     let cfg = config::get();
     let cal = Calibration::of_clock(start, fork);
     // The ending's fields are set when it comes.
@@ -143,8 +144,8 @@ fn build(st: &EngineState, process: &ProcessInfo, start: Anchor, fork: Anchor, p
         html,
         manifest,
         handoff,
-        reserved: reserved_total(),
-        unrecordable: UNRECORDABLE.load(Ordering::Relaxed),
+        reserved: forked.reserved,
+        unrecordable: forked.unrecordable,
     })
 }
 
