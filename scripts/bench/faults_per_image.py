@@ -28,9 +28,9 @@ import sys
 import tempfile
 
 
-def record(cli, command, workdir):
-    """The perf data file of one run of command (under cli's `run`, or plain)."""
-    data = os.path.join(workdir, "faults-%s.data" % ("plain" if cli is None else len(os.listdir(workdir))))
+def record(n, cli, command, workdir):
+    """The perf data file of variant n's run of command (under cli's `run`, or plain)."""
+    data = os.path.join(workdir, "faults-%d.data" % n)
     out = os.path.join(workdir, "out")
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
@@ -106,7 +106,8 @@ def main():
     ap.add_argument("--where", type=int, default=20, help="lines of where the faults come from (0: none)")
     ap.add_argument("clis", nargs="+", help="memscope-cli builds to compare")
     args = ap.parse_args(argv[:cut])
-    clis, command = args.clis, argv[cut + 1 :]
+    # Absolute: each run's working directory is a scratch one.
+    clis, command = [os.path.abspath(c) for c in args.clis], argv[cut + 1 :]
     if not command:
         ap.error("give the command after --")
     if shutil.which("perf") is None:
@@ -115,8 +116,8 @@ def main():
     try:
         variants = [("plain", None)] + [(cli, cli) for cli in clis]
         results = {}
-        for name, cli in variants:
-            results[name] = per_process(record(cli, command, workdir))
+        for n, (name, cli) in enumerate(variants):
+            results[name] = per_process(record(n, cli, command, workdir))
         groups = sorted({g for r in results.values() for g in r[0]})
         print("page faults per process (median; processes in brackets): " + " ".join(command))
         print("%-22s" % "group" + "".join("%28s" % label(n) for n, _ in variants))
