@@ -100,7 +100,8 @@ def label(name):
 def main():
     argv = sys.argv[1:]
     if "--" not in argv:
-        sys.exit("usage: faults_per_image.py [--where N] CLI [CLI...] -- COMMAND...")
+        print("usage: faults_per_image.py [--where N] CLI [CLI...] -- COMMAND...", file=sys.stderr)
+        sys.exit(2)
     cut = argv.index("--")
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--where", type=int, default=20, help="lines of where the faults come from (0: none)")
@@ -111,7 +112,8 @@ def main():
     if not command:
         ap.error("give the command after --")
     if shutil.which("perf") is None:
-        sys.exit("faults_per_image.py: perf not found (apt-get install linux-perf)")
+        print("faults_per_image.py: perf not found (apt-get install linux-perf)", file=sys.stderr)
+        sys.exit(2)
     workdir = tempfile.mkdtemp(prefix="memscope-faults-")
     try:
         variants = [("plain", None)] + [(cli, cli) for cli in clis]
