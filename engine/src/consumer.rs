@@ -326,6 +326,9 @@ impl EngineState {
             if ts > bound {
                 break;
             }
+            if col.live_is_large() {
+                prefetch_ahead(c, col);
+            }
             c.last_ts = ts;
             c.next += 1;
             let (thread, site) = (c.thread, ev.aux as u32);
@@ -413,5 +416,27 @@ impl EngineState {
             registry::release(c.ring);
         }
         self.collector.mark_inherited(fork_ts);
+    }
+}
+
+/// How many events ahead of the one applied the consumer prefetches the
+/// live-table entry of: far enough for a load from memory (~100 ns) to land
+/// before the event is applied, near enough that the line is still in
+/// cache then. 8 and 16 measured alike on a 1 M-block heap; 16 leaves room
+/// for a faster consumer.
+const LOOKAHEAD: u64 = 16;
+
+/// Prefetches the live-table entry the event `LOOKAHEAD` slots ahead of
+/// cursor `c` will look up (a free's block, a realloc's old block, a new
+/// block's slot for when it is inserted).
+#[inline(always)]
+fn prefetch_ahead(c: &Cursor, col: &Collector) {
+    if let Peek::Ready(ev) = c.ring.peek(c.next + LOOKAHEAD, c.reserved) {
+        let ptr = match ev.kind {
+            Kind::ReallocOne => OneSlotRealloc::unpack(ev.ptr, ev.aux).old,
+            Kind::VarBirth | Kind::VarDeath => return,
+            _ => ev.ptr,
+        };
+        col.prefetch_live(ptr);
     }
 }

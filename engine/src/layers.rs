@@ -44,6 +44,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("collector", include_str!("collector/mod.rs")),
     ("collector", include_str!("collector/events.rs")),
     ("collector", include_str!("collector/finish.rs")),
+    ("collector", include_str!("collector/live.rs")),
     ("collector", include_str!("collector/records.rs")),
     ("collector", include_str!("collector/running.rs")),
     ("collector", include_str!("collector/sites.rs")),

@@ -97,6 +97,7 @@ def build_workloads():
     build("alloc_bench", ["gcc", "-O2", "-g", "-pthread", "-o", str(OUT / "alloc_bench"), "alloc_bench.c"])
     build("cpp_churn", ["g++", "-O2", "-g", "-o", str(OUT / "cpp_churn"), "cpp_churn.cpp"])
     build("rust_churn", ["rustc", "-O", "-g", "--edition", "2021", "-o", str(OUT / "rust_churn"), "rust_churn.rs"])
+    build("big_heap", ["gcc", "-O2", "-g", "-o", str(OUT / "big_heap"), "big_heap.c"])
 
 
 def absent(program):
@@ -117,6 +118,7 @@ def single_process_workloads(quick):
         Workload("rust1", "rust_churn 1 thread", [rust_churn, "1", "1500000"], dhat=True),
         Workload("rust2", "rust_churn 2 threads", [rust_churn, "2", "750000"], dhat=not quick),
         Workload("cpp", "cpp_churn", [cpp_churn, "1000000"], dhat=True),
+        Workload("bigheap", "big heap (500k live blocks)", [str(OUT / "big_heap"), "500000", "2000000"]),
         Workload("python", "python3 (dicts, lists)", [sys.executable, str(BENCH / "py_workload.py")], dhat=not quick),
         Workload(
             "gcc",

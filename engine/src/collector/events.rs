@@ -291,19 +291,14 @@ impl Collector {
             // its way goes first. Such a free comes from another thread:
             // the allocating thread's own program order rules it out.
             if self.recent.block.thread != thread {
-                if let Some(block) = self.live.remove(&ptr) {
+                if let Some(block) = self.live.remove(ptr) {
                     return Recent { ptr, block };
                 }
             }
             return std::mem::replace(&mut self.recent, Recent::NONE);
         }
-        // Read in place, then removed: a block handed back by `remove`
-        // passes through memory, and reading it there waited on the copy.
-        match self.live.get(&ptr) {
-            Some(&block) => {
-                self.live.remove(&ptr);
-                Recent { ptr, block }
-            }
+        match self.live.remove(ptr) {
+            Some(block) => Recent { ptr, block },
             None => Recent::NONE,
         }
     }
@@ -382,7 +377,7 @@ impl Collector {
 
     fn has_block(&self, ptr: u64) -> bool {
         (self.recent.is_some() && self.recent.ptr == ptr)
-            || self.live.contains_key(&ptr)
+            || self.live.contains(ptr)
             || self.displaced.contains_key(&ptr)
     }
 

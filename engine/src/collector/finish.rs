@@ -101,7 +101,8 @@ impl Collector {
     /// Consumes the per-block state and returns what a snapshot needs.
     pub fn finish(mut self, end: u64) -> Finished {
         self.flush_recent();
-        let blocks: Vec<(u64, Block)> = self.live.drain().chain(self.displaced.drain()).collect();
+        let mut blocks: Vec<(u64, Block)> = self.live.take_all();
+        blocks.extend(self.displaced.drain());
         let mut fin = self.finish_with(blocks, (0, 0), end, usize::MAX);
         fin.live_at_end.sort_by_key(|r| (r.birth, r.ptr));
         fin

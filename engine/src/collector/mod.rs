@@ -18,12 +18,14 @@
 
 mod events;
 mod finish;
+mod live;
 mod records;
 mod running;
 mod sites;
 mod timeline;
 
 pub use finish::Finished;
+use live::LiveTable;
 use records::FreedRecords;
 pub use records::Record;
 pub use running::RunningCopy;
@@ -193,7 +195,7 @@ pub struct Collector {
     /// The most recently born block, kept out of `live`: most blocks die
     /// before the next one is born, and then never touch the hash table.
     recent: Recent,
-    live: AddrMap<Block>,
+    live: LiveTable,
     displaced: AddrMap<Block>,
     orphans: AddrMap<OrphanFree>,
     /// Timestamp of the newest orphan free: an allocation later than this
@@ -239,7 +241,7 @@ impl Collector {
         let ticks = |ns: u64| ((ns as f64 / ns_per_tick.max(1e-6)) as u64).max(1);
         let mut c = Collector {
             recent: Recent::NONE,
-            live: AddrMap::default(),
+            live: LiveTable::default(),
             displaced: AddrMap::default(),
             orphans: AddrMap::default(),
             newest_orphan: 0,
@@ -288,6 +290,19 @@ impl Collector {
         });
         self.thread_slots.insert(tid, s);
         s
+    }
+
+    /// True when the live table is larger than the cache: then the consumer
+    /// prefetches the entries the events ahead will look up.
+    #[inline(always)]
+    pub fn live_is_large(&self) -> bool {
+        self.live.is_large()
+    }
+
+    /// Starts loading the live table's entry for `ptr`.
+    #[inline(always)]
+    pub fn prefetch_live(&self, ptr: u64) {
+        self.live.prefetch(ptr)
     }
 
     /// Forgets the tid → slot mapping (after `fork`, tids are reused), keeping

@@ -47,11 +47,11 @@ impl Collector {
         let mut inherited_live = (0, 0);
         if with_blocks {
             let fork = self.inherited_before;
-            for (p, b) in live.iter().chain(displaced.iter()) {
+            for (p, b) in live.iter().chain(displaced.iter().map(|(p, b)| (*p, *b))) {
                 if b.birth < fork {
                     inherited_live = (inherited_live.0 + 1, inherited_live.1 + b.size);
                 } else {
-                    blocks.push((*p, *b));
+                    blocks.push((p, b));
                 }
             }
         }
