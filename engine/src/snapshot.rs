@@ -103,13 +103,15 @@ pub fn build(
         !cfg.symbolize_later || cfg.format != crate::config::ExportFormat::Json || ending.kind == fmt::EndKind::Running;
     let mut symbols = crate::unwind::symbolize::Symbolizer::new(name_now);
     let in_process = crate::image::host() == crate::image::Host::InProcess;
+    let mut ips = Vec::new();
     let mut callsites = fin
         .sites
         .iter()
         .filter(|(id, s)| (*id == 0 && cfg.backtrace == 0) || s.allocations + s.reallocs > 0)
         .map(|(id, s)| {
             let st = s.lifetimes.stats();
-            let mut frames = symbols.stack(&crate::unwind::sites::frames(id));
+            crate::unwind::sites::frames_into(id, &mut ips);
+            let mut frames = symbols.stack(&ips);
             if in_process {
                 crate::unwind::symbolize::strip_own_frames(&mut frames, symbols.frames());
             }

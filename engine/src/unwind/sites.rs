@@ -211,18 +211,25 @@ pub fn overflowed() -> u64 {
 /// The return addresses of site `id`, innermost first (empty for 0 and
 /// for ids not yet published).
 pub fn frames(id: u32) -> Vec<u64> {
+    let mut out = Vec::new();
+    frames_into(id, &mut out);
+    out
+}
+
+/// [`frames`] into `out` (cleared first): a snapshot reads every site's,
+/// cc1's 10,000 of them twice, and one buffer spares as many allocations.
+pub fn frames_into(id: u32, out: &mut Vec<u64>) {
+    out.clear();
     let Some(info) = INFO.get(id as usize).map(|i| i.load(Ordering::Acquire)) else {
-        return Vec::new();
+        return;
     };
     let (off, n) = ((info >> 8) as usize, (info & 0xff) as usize);
     let base = STORE.load(Ordering::Acquire);
     if n == 0 || base.is_null() {
-        return Vec::new();
+        return;
     }
     // SAFETY: published ranges lie inside the mapping and are never rewritten.
-    (off..off + n)
-        .map(|k| unsafe { (*base.add(k)).load(Ordering::Relaxed) })
-        .collect()
+    out.extend((off..off + n).map(|k| unsafe { (*base.add(k)).load(Ordering::Relaxed) }));
 }
 
 #[cfg(test)]
