@@ -208,16 +208,9 @@ pub fn overflowed() -> u64 {
     OVERFLOWED.load(Ordering::Relaxed)
 }
 
-/// The return addresses of site `id`, innermost first (empty for 0 and
-/// for ids not yet published).
-pub fn frames(id: u32) -> Vec<u64> {
-    let mut out = Vec::new();
-    frames_into(id, &mut out);
-    out
-}
-
-/// [`frames`] into `out` (cleared first): a snapshot reads every site's,
-/// cc1's 10,000 of them twice, and one buffer spares as many allocations.
+/// The return addresses of site `id`, innermost first, into `out` (cleared
+/// first; left empty for 0 and for ids not yet published). A snapshot
+/// reads every site's, cc1's 10,000 of them twice, through one buffer.
 pub fn frames_into(id: u32, out: &mut Vec<u64>) {
     out.clear();
     let Some(info) = INFO.get(id as usize).map(|i| i.load(Ordering::Acquire)) else {
@@ -235,6 +228,12 @@ pub fn frames_into(id: u32, out: &mut Vec<u64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn frames(id: u32) -> Vec<u64> {
+        let mut out = Vec::new();
+        frames_into(id, &mut out);
+        out
+    }
 
     /// Every thread got the same id for each stack, and `stacks` distinct ids.
     fn assert_one_id_per_stack(ids: &[Vec<u32>], stacks: usize) {

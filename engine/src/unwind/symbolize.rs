@@ -95,7 +95,7 @@ impl Symbolizer {
         };
         for (m, ips) in modules.iter().zip(by_module) {
             if !ips.is_empty() {
-                let path = if m.path.is_empty() { self.exe } else { &m.path };
+                let path = module_path(m, self.exe);
                 let module = ModuleRef {
                     path,
                     bias: m.bias,
@@ -159,8 +159,7 @@ impl Symbolizer {
         if let Some(&(_, i)) = self.module_ids.iter().find(|(k, _)| *k == key) {
             return i;
         }
-        let path = if m.path.is_empty() { self.exe } else { m.path.as_str() };
-        let i = self.module_index(path, m.bias, &m.build_id);
+        let i = self.module_index(module_path(m, self.exe), m.bias, &m.build_id);
         self.module_ids.push((key, i));
         i
     }
@@ -184,7 +183,7 @@ impl Symbolizer {
         let Some(resolver) = self.resolver.as_mut() else {
             return vec![self.tables.new_frame(unnamed(module))];
         };
-        let path = if m.path.is_empty() { self.exe } else { m.path.as_str() };
+        let path = module_path(m, self.exe);
         let named = resolver.resolve(
             &ModuleRef {
                 path,
@@ -206,6 +205,16 @@ impl Symbolizer {
                 })
             })
             .collect()
+    }
+}
+
+/// The file module `m` was loaded from: its own path, or for the main
+/// program (whose path is empty) the executable's.
+fn module_path<'a>(m: &'a Module, exe: &'a str) -> &'a str {
+    if m.path.is_empty() {
+        exe
+    } else {
+        &m.path
     }
 }
 
