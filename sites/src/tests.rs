@@ -335,3 +335,55 @@ fn the_readme_lists_every_built_in_pattern() {
         assert_eq!(&listed, patterns, "README's {family} wrappers");
     }
 }
+
+#[test]
+fn names_by_label_numbers_are_the_names_unique_names_gives() {
+    // Random stacks over a small pool of frames, so that names collide in
+    // every way: the same label from two frames (a function without a line
+    // at two addresses), equal first and second parts, unnamed frames,
+    // wrappers, empty stacks.
+    let pool: Vec<Frame> = vec![
+        frame(1, Some("sqlite3Malloc"), None),
+        frame(2, Some("insert"), Some(10)),
+        frame(3, Some("insert"), Some(10)),
+        frame(4, Some("load"), None),
+        frame(5, Some("load"), None),
+        frame(6, None, None),
+        frame(7, Some("save"), Some(8)),
+        frame(8, Some("xmalloc"), None),
+    ];
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n) as usize
+    };
+    let w = Wrappers::builtin();
+    for _ in 0..300 {
+        let stacks: Vec<Vec<Frame>> = (0..1 + next(12))
+            .map(|_| (0..next(5)).map(|_| pool[next(pool.len() as u64)].clone()).collect())
+            .collect();
+        let s = snapshot(&stacks);
+        let (by_label, by_text) = crate::names::both_ways(&s, &w);
+        assert_eq!(by_label.as_ref(), Some(&by_text), "stacks {stacks:?}");
+        let named: Vec<String> = site_names(&s, &w).into_iter().map(|(_, n)| n).collect();
+        assert_eq!(named, by_text);
+    }
+    // A label that could read as two parts, or as a tag, and two sites of
+    // one id: the general way names them.
+    for odd in ["a ← b", "f [site 1]"] {
+        let s = snapshot(&[
+            vec![frame(1, Some(odd), None)],
+            vec![frame(2, Some("a"), None), frame(3, Some("b"), None)],
+            vec![frame(4, Some("a"), None), frame(5, Some("c"), None)],
+        ]);
+        let (by_label, by_text) = crate::names::both_ways(&s, &w);
+        assert_eq!(by_label, None, "{odd}");
+        let named: Vec<String> = site_names(&s, &w).into_iter().map(|(_, n)| n).collect();
+        assert_eq!(named, by_text);
+    }
+    let mut s = snapshot(&[vec![frame(1, Some("f"), None)], vec![frame(2, Some("f"), None)]]);
+    s.callsites[1].id = s.callsites[0].id;
+    assert_eq!(crate::names::both_ways(&s, &w).0, None, "two sites of one id");
+}

@@ -61,17 +61,45 @@ pub struct Collected {
     best: Option<(ProcessRow, Lead)>,
 }
 
+/// A snapshot's digest, and its lead lines if it leads so far: made
+/// ([`Collected::prepare`]) while the snapshot is being written, kept
+/// ([`Collected::keep`]) once it is.
+pub struct Prepared {
+    digest: Digest,
+    lead: Option<Lead>,
+}
+
 impl Collected {
     pub fn add(&mut self, path: PathBuf, s: &Snapshot) {
+        let p = self.prepare(path, s);
+        self.keep(p);
+    }
+
+    /// What [`add`](Self::add) keeps of `s`, made without changing what is
+    /// kept.
+    pub fn prepare(&self, path: PathBuf, s: &Snapshot) -> Prepared {
         let d = digest(path, s);
-        if self
+        let leads = self
             .best
             .as_ref()
-            .map_or(true, |(b, _)| heavier_first(&d.row, b).is_lt())
-        {
-            self.best = Some((d.row.clone(), lead(s)));
+            .map_or(true, |(b, _)| heavier_first(&d.row, b).is_lt());
+        Prepared {
+            lead: leads.then(|| lead(s)),
+            digest: d,
         }
-        self.digests.push(d);
+    }
+
+    pub fn keep(&mut self, p: Prepared) {
+        if let Some(l) = p.lead {
+            if self
+                .best
+                .as_ref()
+                .map_or(true, |(b, _)| heavier_first(&p.digest.row, b).is_lt())
+            {
+                self.best = Some((p.digest.row.clone(), l));
+            }
+        }
+        self.digests.push(p.digest);
     }
 }
 

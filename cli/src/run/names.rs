@@ -101,16 +101,27 @@ fn name_until(manifest: &Path, done: &AtomicBool, mut handed: Option<Queue>) -> 
 /// Names a snapshot handed over and writes it where its image would have,
 /// then lists it in the manifest as the image would have.
 fn name_handed(h: Handed, manifest: &Path, resolver: &mut Resolver, kept: &mut Collected, seen: &mut HashSet<PathBuf>) {
+    let first = !seen.contains(&h.path);
     let written = match h.snapshot() {
-        handoff::Snapshot::Whole(json) => write_whole(&h.path, json, resolver),
-        handoff::Snapshot::Parts { head, tables, bulk } => write_parts(&h.path, head, tables, bulk, resolver),
+        handoff::Snapshot::Whole(json) => write_whole(&h.path, json, resolver).map(|s| {
+            s.map(|s| {
+                if first {
+                    Some(kept.prepare(h.path.clone(), &s))
+                } else {
+                    None
+                }
+            })
+        }),
+        handoff::Snapshot::Parts { head, tables, bulk } => write_parts(&h.path, head, tables, bulk, resolver, |s| {
+            first.then(|| kept.prepare(h.path.clone(), s))
+        })
+        .map(Some),
     };
     match written.and_then(|s| handoff::list(manifest, &h.path).map(|()| s)) {
-        Ok(s) => {
-            if seen.insert(h.path.clone()) {
-                if let Some(s) = s {
-                    kept.add(h.path, &s);
-                }
+        Ok(prepared) => {
+            seen.insert(h.path.clone());
+            if let Some(Some(p)) = prepared {
+                kept.keep(p);
             }
         }
         Err(e) => eprintln!(
@@ -140,13 +151,14 @@ fn write_whole(path: &Path, json: &[u8], resolver: &mut Resolver) -> std::io::Re
 /// rest of the bulk go into the file as they came. Parts that do not fit
 /// together are written nowhere (an error line says so): no image sends
 /// them.
-fn write_parts(
+fn write_parts<T: Send>(
     path: &Path,
     head: &[u8],
     tables: &[u8],
     bulk: &[u8],
     resolver: &mut Resolver,
-) -> std::io::Result<Option<Snapshot>> {
+    meanwhile: impl FnOnce(&Snapshot) -> T + Send,
+) -> std::io::Result<T> {
     let mut snap = parts::assemble(head, tables).map_err(|e| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,
@@ -154,8 +166,20 @@ fn write_parts(
         )
     })?;
     name_pending(&mut snap, resolver);
-    crate::runfile::write_private(path, |w| parts::write_spliced(w, head, &snap, bulk))?;
-    Ok(Some(snap))
+    let write = || crate::runfile::write_private(path, |w| parts::write_spliced(w, head, &snap, bulk));
+    if snap.allocations.len() + snap.callsites.len() < PARALLEL_WRITE_FROM {
+        write()?;
+        return Ok(meanwhile(&snap));
+    }
+    // As in `name_file`: a big one is written while its digest is made.
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(write);
+        let made = meanwhile(&snap);
+        writer
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the writing thread panicked")))
+            .map(|()| made)
+    })
 }
 
 /// Names one snapshot file's pending frames, and keeps its digest. A
@@ -214,10 +238,10 @@ mod tests {
         let mut bulk = Vec::new();
         s.write_bulk_json(&mut bulk).unwrap();
         let mut r = Resolver::new();
-        let e = write_parts(&path, &head, &tables[..tables.len() - 1], &bulk, &mut r).unwrap_err();
+        let e = write_parts(&path, &head, &tables[..tables.len() - 1], &bulk, &mut r, |_| ()).unwrap_err();
         assert!(e.to_string().contains("not a snapshot: its tables"), "{e}");
         assert!(!path.exists(), "nothing written");
-        let kept = write_parts(&path, &head, &tables, &bulk, &mut r).unwrap().unwrap();
+        let kept = write_parts(&path, &head, &tables, &bulk, &mut r, Snapshot::clone).unwrap();
         assert_eq!(kept.process, s.process);
         assert_eq!(memscope_format::read_snapshot_file(&path).unwrap(), s);
     }
