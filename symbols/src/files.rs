@@ -2,14 +2,14 @@
 //! separate debug file, and the check that the file is the object that was
 //! loaded.
 
+use crate::dwarf::Dwarf;
 use crate::symtab::SymbolTable;
 
 /// An opened module file.
 pub struct ModuleFile {
-    /// addr2line over the file's DWARF; None when it has none (most
-    /// installed programs and libraries), which spares reading what
-    /// addr2line reads to start (it indexes the whole symbol table).
-    pub dwarf: Option<addr2line::Loader>,
+    /// The file's DWARF; None when it has none (most installed programs
+    /// and libraries).
+    pub dwarf: Option<Dwarf>,
     /// The file's own symbol table.
     pub symbols: Option<SymbolTable>,
     /// The separate debug file's symbol table, opened when first needed.
@@ -29,7 +29,7 @@ impl ModuleFile {
             return None;
         }
         let dwarf = match has_dwarf {
-            true => Some(addr2line::Loader::new(path).ok()?),
+            true => Some(Dwarf::open(path)?),
             false => None,
         };
         Some(ModuleFile {
@@ -47,21 +47,12 @@ impl ModuleFile {
 /// for its features, and each CPUID instruction costs ~8 µs in a VM (10 of
 /// them, at the end of every image that names its frames).
 fn inspect(map: &[u8]) -> Option<(Option<&[u8]>, bool)> {
-    use object::read::elf::{ElfFile64, FileHeader, SectionHeader};
-    use object::{Endianness, Object, SectionIndex};
+    use object::read::elf::ElfFile64;
+    use object::{Endianness, Object};
     let file = ElfFile64::<Endianness>::parse(map).ok()?;
-    let endian = file.endian();
-    let sections = file.elf_section_table();
-    let names_index = file.elf_header().shstrndx(endian, map).ok()?;
-    let names = sections
-        .section(SectionIndex(names_index as usize))
-        .ok()?
-        .data(endian, map)
-        .ok()?;
-    let has_dwarf = sections.iter().any(|s| {
-        let name = names.get(s.sh_name(endian) as usize..).unwrap_or_default();
-        name.starts_with(b".debug_info\0") || name.starts_with(b".zdebug_info\0")
-    });
+    let has_dwarf = crate::dwarf::SectionNames::new(&file, map)?
+        .find(".debug_info")
+        .is_some();
     Some((file.build_id().ok().flatten(), has_dwarf))
 }
 

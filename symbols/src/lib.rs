@@ -13,6 +13,7 @@
 //! ([`name_pending`]) with one [`Resolver`] for the whole run, so each
 //! module is read once per run rather than once per process image.
 
+mod dwarf;
 mod files;
 mod pending;
 mod symtab;
@@ -160,26 +161,19 @@ impl ModuleFile {
     /// An address's frames from DWARF, innermost (inlined) first; empty
     /// when it has none.
     fn dwarf_frames(&self, rel: u64) -> Vec<Named> {
-        let mut frames = Vec::new();
-        if let Some(Ok(mut iter)) = self.dwarf.as_ref().map(|d| d.find_frames(rel)) {
-            while let Ok(Some(f)) = iter.next() {
-                let function = f
-                    .function
-                    .as_ref()
-                    .and_then(|n| n.demangle().ok())
-                    .map(|n| n.into_owned());
-                let (file, line) = match &f.location {
-                    Some(l) => (l.file.map(str::to_owned), l.line),
-                    None => (None, None),
-                };
-                frames.push(Named {
-                    function,
-                    file,
-                    line,
-                    inlined: true,
-                });
-            }
-        }
+        let mut frames: Vec<Named> = self
+            .dwarf
+            .as_ref()
+            .map(|d| d.frames(rel))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|f| Named {
+                function: f.function,
+                file: f.file,
+                line: f.line,
+                inlined: true,
+            })
+            .collect();
         if let Some(last) = frames.last_mut() {
             last.inlined = false;
         }

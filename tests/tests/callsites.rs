@@ -166,6 +166,25 @@ fn sites_are_named_from_unwind_tables_alone() {
     check_named_sites(run.only());
 }
 
+/// DWARF in compressed sections (`-gz`) names the same sites, lines and
+/// inlined frames.
+#[test]
+fn sites_are_named_from_compressed_debug_info() {
+    let run = run_callsites("cs_gz", &["-O2", "-fno-builtin", "-fomit-frame-pointer", "-gz"]);
+    check_named_sites(run.only());
+}
+
+/// Split DWARF (`-gsplit-dwarf`): the program keeps a skeleton, and the
+/// functions and inlined frames are read from the `.dwo` files beside it.
+#[test]
+fn sites_are_named_from_split_debug_info() {
+    let run = run_callsites(
+        "cs_split",
+        &["-O2", "-fno-builtin", "-fomit-frame-pointer", "-gsplit-dwarf"],
+    );
+    check_named_sites(run.only());
+}
+
 /// Under `memscope-cli run` the images leave their frames unnamed and `run`
 /// names them afterwards, once per run: the result is the same names,
 /// lines and inlined frames (the dlclose'd plugin included).
