@@ -49,7 +49,9 @@ pub fn snapshot(path: &Path) -> Result<Snapshot, String> {
     }
     if let Ok(s) = &mut result {
         // Left unnamed by an image of a `run` that did not get to name it.
-        memscope_symbols::name_pending(s, &mut memscope_symbols::Resolver::new());
+        let mut r = memscope_symbols::Resolver::with_cache(name_cache());
+        memscope_symbols::name_pending(s, &mut r);
+        r.save();
     }
     result.map_err(|e| match e {
         memscope_format::ReadError::Io(e) => format!("cannot read {shown}: {}", io_reason(&e)),
@@ -79,4 +81,17 @@ impl<R: Read> Read for Progress<R> {
         }
         Ok(n)
     }
+}
+
+/// The name cache this environment chooses (`MEMSCOPE_CACHE`, as the
+/// library reads it; see `memscope_symbols::NameCache`), this build's part.
+pub fn name_cache() -> Option<memscope_symbols::NameCache> {
+    let var = |k| std::env::var(k).ok();
+    let own = memscope_symbols::file_build_id(std::path::Path::new("/proc/self/exe"));
+    memscope_symbols::NameCache::from_setting(
+        var("MEMSCOPE_CACHE").as_deref(),
+        var("XDG_CACHE_HOME").as_deref(),
+        var("HOME").as_deref(),
+    )?
+    .for_namer(own.as_deref())
 }

@@ -57,6 +57,10 @@ pub struct Config {
     /// written at the end of an image leave their frames unnamed
     /// (`symbols_pending`) for `run`, which names a whole run's once.
     pub symbolize_later: bool,
+    /// Where names found for a module are kept for the next process
+    /// (`MEMSCOPE_CACHE`: a directory, or `off`; by default the user's
+    /// cache directory; see `memscope_symbols::NameCache`).
+    pub name_cache: Option<memscope_symbols::NameCache>,
     /// `MEMSCOPE_EVERY` (`10s`, `500ms`, …): write a running snapshot this
     /// often (ns); `None`: only on request.
     pub every_ns: Option<u64>,
@@ -152,6 +156,11 @@ impl Config {
                 false
             }
         };
+        let name_cache = memscope_symbols::NameCache::from_setting(
+            get("MEMSCOPE_CACHE").as_deref(),
+            get("XDG_CACHE_HOME").as_deref(),
+            get("HOME").as_deref(),
+        );
         let every_ns = match get("MEMSCOPE_EVERY").filter(|v| !v.is_empty()) {
             None => None,
             Some(v) => match memscope_format::control::parse_duration(&v) {
@@ -183,6 +192,7 @@ impl Config {
                 log,
                 manifest,
                 symbolize_later,
+                name_cache,
                 every_ns,
                 running_path,
                 reachable,

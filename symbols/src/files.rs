@@ -56,6 +56,12 @@ fn inspect(map: &[u8]) -> Option<(Option<&[u8]>, bool)> {
     Some((file.build_id().ok().flatten(), has_dwarf))
 }
 
+/// The GNU build id of the ELF file at `path` (None if it has none).
+pub fn file_build_id(path: &std::path::Path) -> Option<Vec<u8>> {
+    let map = map_file(path)?;
+    inspect(&map)?.0.map(<[u8]>::to_vec)
+}
+
 /// A read-only mapping of the file at `path`.
 pub fn map_file(path: &std::path::Path) -> Option<memmap2::Mmap> {
     let file = std::fs::File::open(path).ok()?;

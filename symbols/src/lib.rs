@@ -13,11 +13,14 @@
 //! ([`name_pending`]) with one [`Resolver`] for the whole run, so each
 //! module is read once per run rather than once per process image.
 
+mod cache;
 mod dwarf;
 mod files;
 mod pending;
 mod symtab;
 
+pub use cache::NameCache;
+pub use files::file_build_id;
 pub use pending::name_pending;
 
 use files::{debug_symbols, ModuleFile};
@@ -46,27 +49,76 @@ pub struct Named {
     pub inlined: bool,
 }
 
-/// Names addresses, caching each module file and each address.
+/// Names addresses, caching each module file and each address (and,
+/// with a [`NameCache`], what it found for the next process or run).
 #[derive(Default)]
 pub struct Resolver {
     /// Every module asked about, by path and build id.
     modules: Vec<ModuleNames>,
     /// The one asked about last: the next address is most often its too.
     last: usize,
+    cache: Option<NameCache>,
 }
 
-/// One module's file (None when it cannot be read or is not the object
-/// that was loaded) and the names found so far, by file-relative address.
+/// One module's file (opened when an address is not named yet; None when
+/// it cannot be read or is not the object that was loaded) and the names
+/// found so far, by file-relative address.
 struct ModuleNames {
     path: String,
     build_id: Vec<u8>,
-    file: Option<ModuleFile>,
+    file: Option<Option<ModuleFile>>,
     names: HashMap<u64, Vec<Named>>,
+    /// Addresses named here, not read from the cache.
+    found: Vec<u64>,
+}
+
+impl ModuleNames {
+    fn file(&mut self) -> Option<&mut ModuleFile> {
+        let (path, build_id) = (&self.path, &self.build_id);
+        self.file
+            .get_or_insert_with(|| ModuleFile::open(path, build_id))
+            .as_mut()
+    }
+
+    /// Names `rels` (not named yet) from the module's file.
+    fn name(&mut self, rels: &[u64]) -> Vec<Vec<Named>> {
+        let build_id = self.build_id.clone();
+        self.found.extend_from_slice(rels);
+        match self.file() {
+            Some(f) => f.names(rels, &build_id),
+            None => vec![vec![Named::default()]; rels.len()],
+        }
+    }
 }
 
 impl Resolver {
     pub fn new() -> Resolver {
         Resolver::default()
+    }
+
+    /// A resolver that starts from the names `cache` kept, and adds what
+    /// it finds there on [`save`](Self::save).
+    pub fn with_cache(cache: Option<NameCache>) -> Resolver {
+        Resolver {
+            cache,
+            ..Resolver::default()
+        }
+    }
+
+    /// Adds the names found since the last save to the cache (if any).
+    pub fn save(&mut self) {
+        let Some(cache) = &self.cache else { return };
+        for m in &mut self.modules {
+            if m.build_id.is_empty() || m.found.is_empty() {
+                continue;
+            }
+            let found: HashMap<u64, Vec<Named>> = m
+                .found
+                .drain(..)
+                .filter_map(|rel| Some((rel, m.names.get(&rel)?.clone())))
+                .collect();
+            cache.add(&m.build_id, &found);
+        }
     }
 
     /// The frames of return address `ip` in module `m`, innermost (inlined)
@@ -78,10 +130,7 @@ impl Resolver {
         if let Some(n) = module.names.get(&rel) {
             return n.clone();
         }
-        let named = match &mut module.file {
-            Some(f) => f.names(&[rel], m.build_id).pop().unwrap_or_default(),
-            None => vec![Named::default()],
-        };
+        let named = module.name(&[rel]).pop().unwrap_or_default();
         module.names.insert(rel, named.clone());
         named
     }
@@ -101,10 +150,7 @@ impl Resolver {
         if rels.is_empty() {
             return;
         }
-        let named = match &mut module.file {
-            Some(f) => f.names(&rels, m.build_id),
-            None => vec![vec![Named::default()]; rels.len()],
-        };
+        let named = module.name(&rels);
         for (rel, mut n) in rels.into_iter().zip(named) {
             if n.is_empty() {
                 n.push(Named::default());
@@ -122,11 +168,16 @@ impl Resolver {
             self.last = match self.modules.iter().position(same) {
                 Some(i) => i,
                 None => {
+                    let names = match &self.cache {
+                        Some(c) if !m.build_id.is_empty() => c.load(m.build_id),
+                        _ => HashMap::new(),
+                    };
                     self.modules.push(ModuleNames {
                         path: m.path.to_owned(),
                         build_id: m.build_id.to_vec(),
-                        file: ModuleFile::open(m.path, m.build_id),
-                        names: HashMap::new(),
+                        file: None,
+                        names,
+                        found: Vec::new(),
                     });
                     self.modules.len() - 1
                 }

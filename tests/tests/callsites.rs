@@ -270,3 +270,56 @@ fn rust_frames_are_demangled() {
         "{leak:#?}"
     );
 }
+
+/// The name cache (`MEMSCOPE_CACHE`): a first process fills it, and the
+/// next one names its frames from it — proven by a name changed in the
+/// cache file showing up — while a cache file that is not one is ignored.
+#[test]
+fn sites_are_named_from_the_name_cache() {
+    let (prog, plugin) = build_callsites("cs_cache", &["-O2", "-fno-builtin", "-fomit-frame-pointer"]);
+    let cache = scratch("cs_cache_names");
+    let run = |test: &str| {
+        let env = [
+            ("MEMSCOPE_BACKTRACE", "32"),
+            ("MEMSCOPE_CACHE", cache.to_str().unwrap()),
+        ];
+        let r = traced(test, &prog, &[plugin.to_str().unwrap()], &env);
+        assert!(r.output.status.success(), "{}", r.stderr());
+        r
+    };
+    let first = run("cs_cache_1");
+    check_named_sites(first.only());
+    // One directory for this build of memscope, one file per module.
+    let builds: Vec<_> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(builds.len(), 1, "{builds:?}");
+    assert!(builds[0].file_name().unwrap().to_str().unwrap().starts_with("names-"));
+    let files: Vec<_> = std::fs::read_dir(&builds[0])
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let program_file = files
+        .iter()
+        .find(|f| std::fs::read(f).unwrap().windows(6).any(|w| w == b"from_a"))
+        .unwrap_or_else(|| panic!("no cache file names from_a: {files:?}"));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(program_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    let mut bytes = std::fs::read(program_file).unwrap();
+    for i in 0..bytes.len().saturating_sub(6) {
+        if &bytes[i..i + 6] == b"from_a" {
+            bytes[i + 5] = b'Q';
+        }
+    }
+    std::fs::write(program_file, &bytes).unwrap();
+    let second = run("cs_cache_2");
+    let s = second.only();
+    let from_cache = s.frames.iter().any(|f| f.function.as_deref() == Some("from_Q"));
+    assert!(from_cache, "the second process took its names from the cache");
+
+    std::fs::write(program_file, b"MSNC\x01 not a cache file").unwrap();
+    let third = run("cs_cache_3");
+    check_named_sites(third.only());
+}

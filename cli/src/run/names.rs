@@ -71,7 +71,7 @@ impl Namer {
 /// writes each one handed over as it comes. `handed`'s sender is gone
 /// (all is queued) before `done` is set.
 fn name_until(manifest: &Path, done: &AtomicBool, mut handed: Option<Queue>) -> Collected {
-    let mut resolver = Resolver::new();
+    let mut resolver = Resolver::with_cache(crate::load::name_cache());
     let mut seen: HashSet<PathBuf> = HashSet::new();
     let mut kept = Collected::default();
     let mut tail = super::tail::Tail::default();
@@ -86,6 +86,7 @@ fn name_until(manifest: &Path, done: &AtomicBool, mut handed: Option<Queue>) -> 
             }
         }
         if last_round {
+            resolver.save();
             return kept;
         }
         match handed.as_ref().map(|rx| rx.recv_timeout(POLL)) {

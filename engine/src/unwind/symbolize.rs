@@ -37,12 +37,25 @@ pub struct Symbolizer {
     exe: &'static str,
 }
 
+/// The name cache the config chose, the part of this build of the
+/// library (see `memscope_symbols::NameCache::for_namer`); none under a
+/// seccomp filter (a sandbox may kill for a `mkdir` or `rename` it did not
+/// expect).
+fn name_cache() -> Option<memscope_symbols::NameCache> {
+    if !crate::rss::no_seccomp_filter() {
+        return None;
+    }
+    let here = name_cache as fn() -> Option<memscope_symbols::NameCache> as usize as u64;
+    let own = modules::current().find(here).map(|m| m.build_id.as_slice());
+    crate::config::get().name_cache.clone()?.for_namer(own)
+}
+
 impl Symbolizer {
     /// `name_now`: name frames here; otherwise leave them to `run`.
     pub fn new(name_now: bool) -> Symbolizer {
         let mut symbolizer = Symbolizer {
             modules: None,
-            resolver: name_now.then(Resolver::new),
+            resolver: name_now.then(|| Resolver::with_cache(name_cache())),
             by_ip: AddrMap::default(),
             by_ip_frames: Vec::new(),
             tables: FrameTables::new(),
@@ -131,8 +144,12 @@ impl Symbolizer {
         &self.tables.frames
     }
 
-    /// The finished tables: modules, their bias and build id, frames.
-    pub fn into_tables(self) -> (FrameTables, Vec<ModuleInfo>) {
+    /// The finished tables: modules, their bias and build id, frames (the
+    /// names found are kept in the name cache first).
+    pub fn into_tables(mut self) -> (FrameTables, Vec<ModuleInfo>) {
+        if let Some(r) = self.resolver.as_mut() {
+            r.save();
+        }
         (self.tables, self.module_info)
     }
 
