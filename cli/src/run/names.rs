@@ -104,24 +104,17 @@ fn name_until(manifest: &Path, done: &AtomicBool, mut handed: Option<Queue>) -> 
 fn name_handed(h: Handed, manifest: &Path, resolver: &mut Resolver, kept: &mut Collected, seen: &mut HashSet<PathBuf>) {
     let first = !seen.contains(&h.path);
     let written = match h.snapshot() {
-        handoff::Snapshot::Whole(json) => write_whole(&h.path, json, resolver).map(|s| {
-            s.map(|s| {
-                if first {
-                    Some(kept.prepare(h.path.clone(), &s))
-                } else {
-                    None
-                }
-            })
-        }),
+        handoff::Snapshot::Whole(json) => {
+            write_whole(&h.path, json, resolver).map(|s| s.filter(|_| first).map(|s| kept.prepare(h.path.clone(), &s)))
+        }
         handoff::Snapshot::Parts { head, tables, bulk } => write_parts(&h.path, head, tables, bulk, resolver, |s| {
             first.then(|| kept.prepare(h.path.clone(), s))
-        })
-        .map(Some),
+        }),
     };
     match written.and_then(|s| handoff::list(manifest, &h.path).map(|()| s)) {
         Ok(prepared) => {
             seen.insert(h.path.clone());
-            if let Some(Some(p)) = prepared {
+            if let Some(p) = prepared {
                 kept.keep(p);
             }
         }
