@@ -47,8 +47,9 @@ pub fn snapshot(path: &Path) -> Result<Snapshot, String> {
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    if let Ok(s) = &mut result {
-        // Left unnamed by an image of a `run` that did not get to name it.
+    if let Some(s) = result.as_mut().ok().filter(|s| s.symbols_pending) {
+        // Left unnamed by an image of a `run` that did not get to name it
+        // (the cache is looked for only then: `run` reads every snapshot).
         let mut r = memscope_symbols::Resolver::with_cache(name_cache());
         memscope_symbols::name_pending(s, &mut r);
         r.save();

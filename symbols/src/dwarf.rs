@@ -10,6 +10,7 @@
 //! half of naming a snapshot's frames at exit.
 
 use crate::files::map_file;
+use crate::Named;
 use addr2line::gimli;
 use addr2line::{LookupContinuation, LookupResult, SplitDwarfLoad};
 use memmap2::Mmap;
@@ -24,14 +25,6 @@ use std::sync::Arc;
 /// What the DWARF is read through: slices of the mappings and buffers
 /// [`Dwarf`] owns, given a `'static` lifetime that never leaves it.
 type R = gimli::EndianSlice<'static, gimli::RunTimeEndian>;
-
-/// One frame at an address, as DWARF tells it (owned: nothing borrowed
-/// from the file leaves [`Dwarf`]).
-pub struct DwarfFrame {
-    pub function: Option<String>,
-    pub file: Option<String>,
-    pub line: Option<u32>,
-}
 
 /// A module file's DWARF context and the data it reads.
 pub struct Dwarf {
@@ -62,8 +55,10 @@ impl Dwarf {
         Some(d)
     }
 
-    /// The frames at file address `probe`, innermost (inlined) first.
-    pub fn frames(&self, probe: u64) -> Vec<DwarfFrame> {
+    /// The frames at file address `probe`, innermost (inlined) first, all
+    /// but the outermost marked inlined; owned, so nothing borrowed from
+    /// the file leaves `self`.
+    pub fn frames(&self, probe: u64) -> Vec<Named> {
         let mut lookup = self.ctx.find_frames(probe);
         let mut iter = loop {
             match lookup {
@@ -83,7 +78,15 @@ impl Dwarf {
                 Some(l) => (l.file.map(str::to_owned), l.line),
                 None => (None, None),
             };
-            out.push(DwarfFrame { function, file, line });
+            out.push(Named {
+                function,
+                file,
+                line,
+                inlined: true,
+            });
+        }
+        if let Some(last) = out.last_mut() {
+            last.inlined = false;
         }
         out
     }

@@ -73,19 +73,12 @@ struct ModuleNames {
 }
 
 impl ModuleNames {
-    fn file(&mut self) -> Option<&mut ModuleFile> {
-        let (path, build_id) = (&self.path, &self.build_id);
-        self.file
-            .get_or_insert_with(|| ModuleFile::open(path, build_id))
-            .as_mut()
-    }
-
     /// Names `rels` (not named yet) from the module's file.
     fn name(&mut self, rels: &[u64]) -> Vec<Vec<Named>> {
-        let build_id = self.build_id.clone();
         self.found.extend_from_slice(rels);
-        match self.file() {
-            Some(f) => f.names(rels, &build_id),
+        let (path, build_id) = (&self.path, &self.build_id);
+        match self.file.get_or_insert_with(|| ModuleFile::open(path, build_id)) {
+            Some(f) => f.names(rels, build_id),
             None => vec![vec![Named::default()]; rels.len()],
         }
     }
@@ -212,23 +205,7 @@ impl ModuleFile {
     /// An address's frames from DWARF, innermost (inlined) first; empty
     /// when it has none.
     fn dwarf_frames(&self, rel: u64) -> Vec<Named> {
-        let mut frames: Vec<Named> = self
-            .dwarf
-            .as_ref()
-            .map(|d| d.frames(rel))
-            .unwrap_or_default()
-            .into_iter()
-            .map(|f| Named {
-                function: f.function,
-                file: f.file,
-                line: f.line,
-                inlined: true,
-            })
-            .collect();
-        if let Some(last) = frames.last_mut() {
-            last.inlined = false;
-        }
-        frames
+        self.dwarf.as_ref().map(|d| d.frames(rel)).unwrap_or_default()
     }
 
     /// The demangled names of the symbols containing `rels` (ascending):
