@@ -3,8 +3,9 @@
 //! (frames inline in each call site) still read: the reader moves their
 //! frames into the version-2 tables.
 //!
-//! This crate is deliberately small (serde only) because `libmemscope.so`
-//! links it: everything here ends up inside every traced process.
+//! This crate is deliberately small (serde, and `itoa`, which serde_json
+//! already pulls in) because `libmemscope.so` links it: everything here ends
+//! up inside every traced process.
 //! Fields the SPEC names are required when reading; fields memscope adds on
 //! top carry `#[serde(default)]` so snapshots written by other producers (or
 //! older memscope builds) still read.
@@ -15,6 +16,7 @@ pub mod human;
 mod moment;
 pub mod parts;
 mod read;
+mod records_json;
 pub mod resident;
 mod tables;
 mod timeline;
@@ -396,9 +398,10 @@ pub fn ns_to_ms(ns: u64) -> u64 {
 }
 
 impl Snapshot {
-    /// Writes compact JSON.
-    pub fn write_json<W: std::io::Write>(&self, w: W) -> serde_json::Result<()> {
-        serde_json::to_writer(w, self)
+    /// Writes compact JSON: the bytes `serde_json::to_writer(w, self)`
+    /// writes, with the records written faster (see `records_json`).
+    pub fn write_json<W: std::io::Write>(&self, mut w: W) -> serde_json::Result<()> {
+        records_json::write_snapshot(&mut w, self).map_err(serde_json::Error::io)
     }
 
     pub fn callsite(&self, id: u64) -> Option<&Callsite> {

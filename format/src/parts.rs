@@ -60,9 +60,10 @@ impl Snapshot {
         serde_json::to_vec(&self.head())
     }
 
-    /// Writes the bulk, serialized.
-    pub fn write_bulk_json<W: Write>(&self, w: W) -> serde_json::Result<()> {
-        serde_json::to_writer(w, &self.bulk())
+    /// Writes the bulk, serialized: the bytes `serde_json::to_writer(w,
+    /// &self.bulk())` writes, with the records written faster.
+    pub fn write_bulk_json<W: Write>(&self, mut w: W) -> serde_json::Result<()> {
+        crate::records_json::write_bulk(&mut w, &self.bulk()).map_err(serde_json::Error::io)
     }
 
     pub fn bulk(&self) -> Bulk<'_> {
