@@ -25,8 +25,10 @@ pub struct Rows {
 }
 
 /// Two tables, as for the rules: a function goes to the small one (one
-/// page) while its slot there is free, else to the big one, so a short
-/// process's few dozen functions fault in one page rather than a dozen.
+/// page) while one of its two slots there is free, else to the big one, so
+/// a short process's few dozen functions fault in one page rather than a
+/// dozen (with one slot, an `ls` still put ~5 functions on fresh pages of
+/// the big table).
 const SMALL_BITS: u32 = 9;
 const BITS: u32 = 13;
 type Table<const N: usize> = [AtomicPtr<Rows>; N];
@@ -36,12 +38,11 @@ static TABLE: Table<{ 1 << BITS }> = [const { AtomicPtr::new(std::ptr::null_mut(
 static USED: AtomicUsize = AtomicUsize::new(0);
 const BUDGET: usize = 8 << 20;
 
-fn slots(fde: u64) -> (&'static AtomicPtr<Rows>, &'static AtomicPtr<Rows>) {
+/// A function's two slots in the small table, and its slot in the big one.
+fn slots(fde: u64) -> ([&'static AtomicPtr<Rows>; 2], &'static AtomicPtr<Rows>) {
     let h = fde.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    (
-        &SMALL[(h >> (64 - SMALL_BITS)) as usize],
-        &TABLE[(h >> (64 - BITS)) as usize],
-    )
+    let i = (h >> (64 - SMALL_BITS)) as usize;
+    ([&SMALL[i], &SMALL[i ^ 1]], &TABLE[(h >> (64 - BITS)) as usize])
 }
 
 /// The rule at `addr` in the function of the FDE at `fde`, if its rows are
@@ -50,14 +51,18 @@ pub fn lookup(fde: u64, addr: u64) -> Option<Option<Rule>> {
     let (small, big) = slots(fde);
     // SAFETY: published lists are never freed.
     let kept = |slot: &AtomicPtr<Rows>| unsafe { slot.load(Ordering::Acquire).as_ref() }.filter(|r| r.fde == fde);
-    // A function goes to the big table only when its small slot is taken
-    // (and slots are never emptied): a free one says it is in neither.
-    let rows = match kept(small) {
-        Some(rows) => rows,
-        None if small.load(Ordering::Relaxed).is_null() => return None,
-        None => kept(big)?,
-    };
-    Some(find(&rows.rows, addr))
+    // A function goes to its second slot only when the first is taken, and
+    // to the big table only when both are (slots are never emptied): a
+    // free one says it is in none past it.
+    for slot in small {
+        if let Some(rows) = kept(slot) {
+            return Some(find(&rows.rows, addr));
+        }
+        if slot.load(Ordering::Relaxed).is_null() {
+            return None;
+        }
+    }
+    Some(find(&kept(big)?.rows, addr))
 }
 
 /// Keeps the rows of the function of the FDE at `fde` (unless over budget),
@@ -71,11 +76,10 @@ pub fn keep(fde: u64, rows: Vec<(u64, u64, Rule)>, addr: u64) -> Option<Rule> {
             rows: rows.into_boxed_slice(),
         }));
         let (small, big) = slots(fde);
-        let slot = if small.load(Ordering::Relaxed).is_null() {
-            small
-        } else {
-            big
-        };
+        let slot = small
+            .into_iter()
+            .find(|s| s.load(Ordering::Relaxed).is_null())
+            .unwrap_or(big);
         slot.store(list, Ordering::Release);
     }
     rule
@@ -104,5 +108,29 @@ mod tests {
         assert_eq!(lookup(fde, 0x2040), Some(None), "past the function");
         assert_eq!(lookup(fde, 0x1fff), Some(None), "before it");
         assert_eq!(lookup(fde + 8, 0x2000), None, "another function");
+    }
+
+    #[test]
+    fn functions_that_share_small_slots_are_each_found() {
+        // Four functions whose first small slot is the same: two ways, then
+        // the big table.
+        let pair = |f: u64| slots(f).0[0] as *const _ as usize;
+        let first = 0x7777_0000_0010u64;
+        let mut fdes = vec![first];
+        let mut f = first;
+        while fdes.len() < 4 {
+            f += 16;
+            if pair(f) == pair(first) {
+                fdes.push(f);
+            }
+        }
+        for (n, &fde) in fdes.iter().enumerate() {
+            let rule = Rule::new(false, 8 * (n as i64 + 1), None);
+            assert_eq!(keep(fde, vec![(0x1000, 0x1100, rule)], 0x1000), Some(rule));
+        }
+        for (n, &fde) in fdes.iter().enumerate() {
+            let rule = Rule::new(false, 8 * (n as i64 + 1), None);
+            assert_eq!(lookup(fde, 0x10ff), Some(Some(rule)), "function {n}");
+        }
     }
 }
