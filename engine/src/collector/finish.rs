@@ -79,17 +79,16 @@ impl Collector {
     /// apiece); the peak, if it came before the fork, stays as one point,
     /// and the fork itself is a point at the live bytes inherited.
     fn own_timeline(&self) -> Vec<(u64, u64)> {
-        let points = self.timeline.points();
         if self.at_fork.is_none() {
-            return points;
+            return self.timeline.points();
         }
         let fork = self.inherited_before;
-        let mut out = Vec::with_capacity(points.len().min(64));
+        let mut out = Vec::with_capacity(8);
         if self.peak.bytes > 0 && self.peak.ts < fork {
             out.push((self.peak.ts, self.peak.bytes));
         }
         out.push((fork, self.totals.inherited_bytes));
-        out.extend(points.into_iter().filter(|p| p.0 >= fork));
+        out.extend(self.timeline.points_since(fork));
         out
     }
 
@@ -101,9 +100,20 @@ impl Collector {
     /// Consumes the per-block state and returns what a snapshot needs.
     pub fn finish(mut self, end: u64) -> Finished {
         self.flush_recent();
-        let mut blocks: Vec<(u64, Block)> = self.live.take_all();
-        blocks.extend(self.displaced.drain());
-        let mut fin = self.finish_with(blocks, (0, 0), end, usize::MAX);
+        // Only the blocks born here are listed: a `fork()` child's inherited
+        // ones (often most of its table) are counted as they go by, not
+        // copied out (a shell's child: ~1,400 blocks, ~35 µs of fresh pages).
+        let fork = self.inherited_before;
+        let mut inherited = (0, 0);
+        let mut blocks = Vec::new();
+        for (ptr, b) in self.live.iter().chain(self.displaced.iter().map(|(p, b)| (*p, *b))) {
+            if b.birth < fork {
+                inherited = (inherited.0 + 1, inherited.1 + b.size);
+            } else {
+                blocks.push((ptr, b));
+            }
+        }
+        let mut fin = self.finish_with(blocks, inherited, end, usize::MAX);
         fin.live_at_end.sort_by_key(|r| (r.birth, r.ptr));
         fin
     }

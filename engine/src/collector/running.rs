@@ -42,7 +42,15 @@ impl Collector {
         let live = std::mem::take(&mut self.live);
         let displaced = std::mem::take(&mut self.displaced);
         let orphans = std::mem::take(&mut self.orphans);
-        let collector = self.clone();
+        // A `fork()` child's snapshot shows its timeline from the fork on
+        // (`own_timeline`): the parent's buckets before it stay uncopied.
+        let timeline = std::mem::replace(&mut self.timeline, super::timeline::Timeline::new(0, 0));
+        let mut collector = self.clone();
+        collector.timeline = match self.at_fork {
+            Some(_) => timeline.since(self.inherited_before),
+            None => timeline.clone(),
+        };
+        self.timeline = timeline;
         blocks.clear();
         let mut inherited_live = (0, 0);
         if with_blocks {

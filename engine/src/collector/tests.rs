@@ -234,7 +234,12 @@ fn inherited_blocks_are_marked() {
     // The child's own block is not inherited; an inherited one it frees is.
     c.alloc(6, 0x4, 40, Kind::Malloc, 0, 0);
     c.free(7, 0x2, 0);
+    // The copy taken before an exec (which may fail) finishes the same.
+    let before_exec = c.copy_for_running(Vec::new()).finish(9, usize::MAX);
     let f = c.finish(9);
+    assert_eq!(before_exec.timeline, f.timeline);
+    assert_eq!(before_exec.live_at_end, f.live_at_end);
+    assert_eq!(before_exec.inherited_live_at_end, f.inherited_live_at_end);
     // The child's timeline starts at the fork, at the live bytes inherited.
     assert_eq!(f.timeline, vec![(5, 50), (6, 90), (7, 70)]);
     assert_eq!(
@@ -274,9 +279,14 @@ fn a_fork_childs_timeline_keeps_the_parents_peak_as_one_point() {
     assert!(c.timeline.points().len() >= 19);
     c.mark_inherited(t(20));
     c.alloc(t(21), 0x9000, 5, Kind::Malloc, 0, 0);
+    let expect = vec![(t(9), 100), (t(20), 10), (t(21), 15)];
+    assert_eq!(
+        c.copy_for_running(Vec::new()).finish(t(22), usize::MAX).timeline,
+        expect
+    );
     let f = c.finish(t(22));
     assert_eq!(f.peak.bytes, 100);
-    assert_eq!(f.timeline, vec![(t(9), 100), (t(20), 10), (t(21), 15)]);
+    assert_eq!(f.timeline, expect);
 }
 
 /// A random single-threaded-truth history, shuffled across threads the way

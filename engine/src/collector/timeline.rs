@@ -111,17 +111,46 @@ impl Timeline {
 
     /// `(ticks, live bytes)` points in time order.
     pub fn points(&self) -> Vec<(u64, u64)> {
-        let mut all = self.clone();
-        all.flush();
+        self.points_since(0)
+    }
+
+    /// A copy that keeps only the buckets from the one `from` falls in: what
+    /// [`points_since`](Self::points_since)`(from)` reads, without copying
+    /// the buckets before it.
+    pub fn since(&self, from: u64) -> Timeline {
+        let first = ((from.saturating_sub(self.start) >> self.shift.min(63)) as usize)
+            .min(self.buckets.len())
+            .min(self.cur_index);
+        Timeline {
+            start: self.start + ((first as u64) << self.shift.min(63)),
+            shift: self.shift,
+            buckets: self.buckets[first..].to_vec(),
+            cur_index: self.cur_index - first,
+            cur: self.cur,
+        }
+    }
+
+    /// The points at or after tick `from`, in time order. Reads the buckets
+    /// in place from the one `from` falls in: a `fork()` child's snapshot
+    /// wants the few points since its fork, and copying its parent's whole
+    /// timeline (up to 20 KiB) to pick them out cost it ~14 µs of fresh
+    /// pages.
+    pub fn points_since(&self, from: u64) -> Vec<(u64, u64)> {
+        let first = (from.saturating_sub(self.start) >> self.shift.min(63)) as usize;
+        let count = self.buckets.len().max(self.cur_index + 1);
         let mut out = Vec::new();
-        for b in all.buckets.iter().filter(|b| b.used) {
+        for i in first.min(count)..count {
+            let b = match self.buckets.get(i) {
+                _ if i == self.cur_index && self.cur.used => self.cur,
+                Some(b) if b.used => *b,
+                _ => continue,
+            };
             if b.max_ts < b.last_ts {
                 out.push((b.max_ts, b.max));
-                out.push((b.last_ts, b.last));
-            } else {
-                out.push((b.last_ts, b.last));
             }
+            out.push((b.last_ts, b.last));
         }
+        out.retain(|p| p.0 >= from);
         out
     }
 }
@@ -143,5 +172,34 @@ mod tests {
         assert!(p.contains(&(1000 + 777_777 * 3, 10_000_000)));
         assert!(p.windows(2).all(|w| w[0].0 <= w[1].0));
         assert_eq!(p.last().unwrap().1, live);
+    }
+
+    #[test]
+    fn points_since_a_moment_are_the_later_points() {
+        let mut t = Timeline::new(1000, 4);
+        for i in 0..50_000u64 {
+            t.record(1000 + i * 7, (i * 7919) % 5000);
+        }
+        // The current bucket not yet written back, and one that was.
+        let all = t.points();
+        for from in [0, 999, 1000, 1001, 1000 + 3 * 7, 123_457, 1000 + 49_999 * 7, u64::MAX] {
+            let later: Vec<_> = all.iter().copied().filter(|p| p.0 >= from).collect();
+            assert_eq!(t.points_since(from), later, "from {from}");
+        }
+        // A copy of the later buckets reads the same.
+        for from in [0, 999, 1000, 1000 + 3 * 7, 123_457, 1000 + 49_999 * 7, u64::MAX] {
+            assert_eq!(t.since(from).points_since(from), t.points_since(from), "from {from}");
+        }
+        // The same as the copy-and-flush reading it replaces.
+        let mut flushed = t.clone();
+        flushed.flush();
+        let mut expect = Vec::new();
+        for b in flushed.buckets.iter().filter(|b| b.used) {
+            if b.max_ts < b.last_ts {
+                expect.push((b.max_ts, b.max));
+            }
+            expect.push((b.last_ts, b.last));
+        }
+        assert_eq!(all, expect);
     }
 }
