@@ -63,6 +63,9 @@ pub fn finish(kind: EndKind, exit_code: Option<i32>, signal: Option<i32>) {
         return;
     }
     write_snapshot(kind, exit_code, signal, true);
+    if signal.is_none() {
+        crate::unwind::rule_store::save(crate::rss::no_seccomp_filter);
+    }
 }
 
 /// Writes the snapshot of the image as it is now, before `exec`.
@@ -82,6 +85,7 @@ pub fn before_exec() {
     };
     if !inherited::write_if_inherited_only(end) {
         write_snapshot(EndKind::Exec, None, None, false);
+        crate::unwind::rule_store::save(crate::rss::no_seccomp_filter);
     }
 }
 

@@ -117,6 +117,7 @@ extern "C" fn fork_parent() {
 /// starts with its first event (see [`collector_thread`]).
 extern "C" fn fork_child() {
     PID.store(sys::getpid(), Ordering::Relaxed);
+    crate::unwind::rule_store::fork_child();
     collector_thread::reset_in_child();
     signals::reset_in_child();
     crate::running::reset_in_child();

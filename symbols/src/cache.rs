@@ -106,15 +106,28 @@ impl NameCache {
     }
 
     fn write(&self, build_id: &[u8], all: &HashMap<u64, Vec<Named>>) -> std::io::Result<()> {
+        self.write_atomic(&format!("{}.names", crate::hex(build_id)), &encode(all))
+    }
+
+    /// The whole of file `name` of this part of the cache (None if it
+    /// cannot be read).
+    pub fn read(&self, name: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.dir.join(name)).ok()
+    }
+
+    /// Replaces file `name` of this part of the cache with `bytes`: written
+    /// to an owner-only temporary file (never through a symlink), then
+    /// renamed over it, so a reader sees the old file or the new one whole.
+    pub fn write_atomic(&self, name: &str, bytes: &[u8]) -> std::io::Result<()> {
         use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(&self.dir)?;
-        let path = self.path(build_id);
+        let path = self.dir.join(name);
         let tmp = self.dir.join(format!(
             ".{}.{}.{}.tmp",
-            crate::hex(build_id),
+            name,
             std::process::id(),
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -126,7 +139,7 @@ impl NameCache {
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW)
             .open(&tmp)
-            .and_then(|mut f| f.write_all(&encode(all)));
+            .and_then(|mut f| f.write_all(bytes));
         match written.and_then(|()| std::fs::rename(&tmp, &path)) {
             Ok(()) => Ok(()),
             Err(e) => {

@@ -274,6 +274,88 @@ fn rust_frames_are_demangled() {
 /// The name cache (`MEMSCOPE_CACHE`): a first process fills it, and the
 /// next one names its frames from it — proven by a name changed in the
 /// cache file showing up — while a cache file that is not one is ignored.
+/// Rewrites every rule of a `.rules` file (the library's format: magic,
+/// section count, then per module its build id and `(offset, rule)`
+/// entries) to `rule`.
+fn set_every_rule(bytes: &mut [u8], rule: u64) -> usize {
+    let count = u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize;
+    let (mut at, mut set) = (12, 0);
+    for _ in 0..count {
+        at += 1 + bytes[at] as usize;
+        let n = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        at += 4;
+        for _ in 0..n {
+            bytes[at + 4..at + 12].copy_from_slice(&rule.to_le_bytes());
+            at += 12;
+            set += 1;
+        }
+    }
+    set
+}
+
+#[test]
+fn stacks_are_walked_with_rules_kept_from_earlier_processes() {
+    // Without frame pointers: every step needs a rule from `.eh_frame`.
+    let (prog, plugin) = build_callsites("cs_rules", &["-O2", "-fno-builtin", "-fomit-frame-pointer"]);
+    let cache = scratch("cs_rules_cache");
+    let run = |test: &str| {
+        let env = [
+            ("MEMSCOPE_BACKTRACE", "32"),
+            ("MEMSCOPE_CACHE", cache.to_str().unwrap()),
+        ];
+        let r = traced(test, &prog, &[plugin.to_str().unwrap()], &env);
+        assert!(r.output.status.success(), "{}", r.stderr());
+        r
+    };
+    let sites = |s: &Snapshot| -> Vec<Vec<Option<String>>> {
+        let mut all: Vec<_> = s
+            .callsites
+            .iter()
+            .map(|c| s.frames_of(c).map(|f| f.function.clone()).collect())
+            .collect();
+        all.sort();
+        all
+    };
+    let first = run("cs_rules_1");
+    check_named_sites(first.only());
+    // One file for the program, beside the names, owner-only.
+    let build = std::fs::read_dir(&cache).unwrap().next().unwrap().unwrap().path();
+    let rules: Vec<_> = std::fs::read_dir(&build)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rules"))
+        .collect();
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&rules[0]).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    // The next process walks the same stacks with the kept rules.
+    let second = run("cs_rules_2");
+    check_named_sites(second.only());
+    assert_eq!(sites(second.only()), sites(first.only()));
+
+    // It really takes them from the file: with every kept rule "stop
+    // here", its stacks end where the first kept rule was needed.
+    let mut bytes = std::fs::read(&rules[0]).unwrap();
+    assert!(set_every_rule(&mut bytes, 4) > 10);
+    std::fs::write(&rules[0], &bytes).unwrap();
+    let third = run("cs_rules_3");
+    let deepest = third.only().callsites.iter().map(|c| c.frames.len()).max().unwrap();
+    assert!(
+        deepest <= 2,
+        "stacks were walked past the kept rules: {:#?}",
+        sites(third.only())
+    );
+
+    // A damaged file is not used: the stacks are whole again.
+    std::fs::write(&rules[0], b"MSRULES1 not a rules file").unwrap();
+    let fourth = run("cs_rules_4");
+    check_named_sites(fourth.only());
+}
+
 #[test]
 fn sites_are_named_from_the_name_cache() {
     let (prog, plugin) = build_callsites("cs_cache", &["-O2", "-fno-builtin", "-fomit-frame-pointer"]);

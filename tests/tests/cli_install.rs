@@ -95,10 +95,11 @@ fn library_lookup_order_and_the_embedded_copy() {
     assert!(sub.starts_with(&format!("{}-", env!("CARGO_PKG_VERSION"))), "{sub}");
     assert_eq!(std::fs::metadata(libdir).unwrap().mode() & 0o777, 0o700);
     // Beside the library, only the name cache's files (run's naming keeps
-    // what it found there): no temporary file of either.
+    // the names it found there, traced images the unwind rules they
+    // derived): no temporary file of any.
     let name_cache_file = |f: &Path| {
         let dir = f.parent().and_then(|d| d.file_name()).and_then(|n| n.to_str());
-        dir.is_some_and(|d| d.starts_with("names-")) && f.extension().is_some_and(|e| e == "names")
+        dir.is_some_and(|d| d.starts_with("names-")) && f.extension().is_some_and(|e| e == "names" || e == "rules")
     };
     let others: Vec<PathBuf> = cache_files(&cache)
         .into_iter()

@@ -13,6 +13,7 @@ pub mod capture;
 pub mod fde_rows;
 pub mod memo;
 pub mod modules;
+pub mod rule_store;
 pub mod rules;
 pub mod sites;
 pub mod symbolize;
@@ -30,7 +31,23 @@ pub fn enable(depth: u32) {
     modules::refresh();
     capture::find_self();
     capture::note_main_stack();
+    load_rules();
     DEPTH.store(depth.min(capture::MAX_DEPTH as u32), Ordering::Release);
+}
+
+/// Reads the rules earlier images of this executable derived (see
+/// [`rule_store`]), from the name cache of this memscope build. At
+/// start-up: no seccomp filter of the program's own can be on yet.
+fn load_rules() {
+    let list = modules::current();
+    let here = load_rules as fn() as usize as u64;
+    let own = list.find(here).map(|m| m.build_id.as_slice());
+    let Some(dir) = crate::config::get().name_cache.clone().and_then(|c| c.for_namer(own)) else {
+        return;
+    };
+    if let Some(exe) = list.modules.iter().find(|m| m.path.is_empty()) {
+        rule_store::load(dir, exe);
+    }
 }
 
 /// Where the program called an allocator entry point: its stack pointer

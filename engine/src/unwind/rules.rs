@@ -11,6 +11,7 @@
 
 use super::fde_rows;
 use super::modules::{self, Cfi};
+use super::rule_store;
 use gimli::{
     BaseAddresses, CfaRule, EhFrame, EhFrameHdr, EhFrameOffset, LittleEndian, RegisterRule, UnwindSection, X86_64,
 };
@@ -199,14 +200,19 @@ pub fn compute(addr: u64, is_return: bool) -> Rule {
     if !(m.text_start..m.text_end).contains(&addr) {
         return Rule::STOP;
     }
-    let _g = crate::thread::Guard::enter();
     let at = if is_return { addr - 1 } else { addr };
-    match m.with_cfi(|cfi| from_cfi(cfi, m.text_start, at)) {
+    if let Some(rule) = rule_store::lookup(m, at) {
+        return rule;
+    }
+    let _g = crate::thread::Guard::enter();
+    let rule = match m.with_cfi(|cfi| from_cfi(cfi, m.text_start, at)) {
         Ok(None) => Rule::FRAME_POINTER,
         Ok(Some(rule)) => rule.unwrap_or(Rule::STOP),
         // Closed since the list was made: nothing of it can be on a stack.
-        Err(()) => Rule::STOP,
-    }
+        Err(()) => return Rule::STOP,
+    };
+    rule_store::note(m, at, rule);
+    rule
 }
 
 fn from_cfi(cfi: &Cfi, text: u64, addr: u64) -> Option<Rule> {
