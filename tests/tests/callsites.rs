@@ -6,6 +6,7 @@
 
 use memscope_format::{Callsite, Snapshot};
 use memscope_tests::*;
+use std::path::Path;
 
 /// Line of the `SITE:<tag>` marker in `tests/programs/<file>`.
 fn site_line(file: &str, tag: &str) -> u32 {
@@ -274,6 +275,20 @@ fn rust_frames_are_demangled() {
 /// The name cache (`MEMSCOPE_CACHE`): a first process fills it, and the
 /// next one names its frames from it — proven by a name changed in the
 /// cache file showing up — while a cache file that is not one is ignored.
+/// The callsites program built as `name` without frame pointers (every
+/// step of a walk needs a rule from `.eh_frame`), and a function that runs
+/// it traced as test `test`, 32 frames deep, with `cache` as the name cache.
+fn runs_with_cache(name: &str, cache: &Path) -> impl Fn(&str) -> Run {
+    let (prog, plugin) = build_callsites(name, &["-O2", "-fno-builtin", "-fomit-frame-pointer"]);
+    let cache = cache.to_str().unwrap().to_string();
+    move |test: &str| {
+        let env = [("MEMSCOPE_BACKTRACE", "32"), ("MEMSCOPE_CACHE", cache.as_str())];
+        let r = traced(test, &prog, &[plugin.to_str().unwrap()], &env);
+        assert!(r.output.status.success(), "{}", r.stderr());
+        r
+    }
+}
+
 /// Rewrites every rule of a `.rules` file (the library's format: magic,
 /// section count, then per module its build id and `(offset, rule)`
 /// entries) to `rule`.
@@ -295,18 +310,8 @@ fn set_every_rule(bytes: &mut [u8], rule: u64) -> usize {
 
 #[test]
 fn stacks_are_walked_with_rules_kept_from_earlier_processes() {
-    // Without frame pointers: every step needs a rule from `.eh_frame`.
-    let (prog, plugin) = build_callsites("cs_rules", &["-O2", "-fno-builtin", "-fomit-frame-pointer"]);
     let cache = scratch("cs_rules_cache");
-    let run = |test: &str| {
-        let env = [
-            ("MEMSCOPE_BACKTRACE", "32"),
-            ("MEMSCOPE_CACHE", cache.to_str().unwrap()),
-        ];
-        let r = traced(test, &prog, &[plugin.to_str().unwrap()], &env);
-        assert!(r.output.status.success(), "{}", r.stderr());
-        r
-    };
+    let run = runs_with_cache("cs_rules", &cache);
     let sites = |s: &Snapshot| -> Vec<Vec<Option<String>>> {
         let mut all: Vec<_> = s
             .callsites
@@ -358,17 +363,8 @@ fn stacks_are_walked_with_rules_kept_from_earlier_processes() {
 
 #[test]
 fn sites_are_named_from_the_name_cache() {
-    let (prog, plugin) = build_callsites("cs_cache", &["-O2", "-fno-builtin", "-fomit-frame-pointer"]);
     let cache = scratch("cs_cache_names");
-    let run = |test: &str| {
-        let env = [
-            ("MEMSCOPE_BACKTRACE", "32"),
-            ("MEMSCOPE_CACHE", cache.to_str().unwrap()),
-        ];
-        let r = traced(test, &prog, &[plugin.to_str().unwrap()], &env);
-        assert!(r.output.status.success(), "{}", r.stderr());
-        r
-    };
+    let run = runs_with_cache("cs_cache", &cache);
     let first = run("cs_cache_1");
     check_named_sites(first.only());
     // One directory for this build of memscope, one file per module.
