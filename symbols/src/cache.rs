@@ -109,10 +109,19 @@ impl NameCache {
         self.write_atomic(&format!("{}.names", crate::hex(build_id)), &encode(all))
     }
 
-    /// The whole of file `name` of this part of the cache (None if it
-    /// cannot be read).
-    pub fn read(&self, name: &str) -> Option<Vec<u8>> {
-        std::fs::read(self.dir.join(name)).ok()
+    /// The whole of file `name` of this part of the cache: None if it
+    /// cannot be read, or holds more than `max` bytes (nothing is sized
+    /// by a file that is not what it should be).
+    pub fn read(&self, name: &str, max: u64) -> Option<Vec<u8>> {
+        use std::io::Read;
+        let f = std::fs::File::open(self.dir.join(name)).ok()?;
+        let len = f.metadata().ok()?.len();
+        if len > max {
+            return None;
+        }
+        let mut bytes = Vec::with_capacity(len as usize);
+        f.take(max + 1).read_to_end(&mut bytes).ok()?;
+        (bytes.len() as u64 <= max).then_some(bytes)
     }
 
     /// Replaces file `name` of this part of the cache with `bytes`: written
@@ -297,6 +306,21 @@ mod tests {
         huge.extend_from_slice(&u32::MAX.to_le_bytes());
         std::fs::write(&file, &huge).unwrap();
         assert!(cache.load(&id).is_empty(), "a count no file this size holds");
+    }
+
+    #[test]
+    fn files_are_written_whole_and_read_up_to_a_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = NameCache::new(dir.path().join("c"));
+        assert_eq!(cache.read("x.rules", 100), None, "no file yet");
+        cache.write_atomic("x.rules", b"0123456789").unwrap();
+        assert_eq!(cache.read("x.rules", 10).as_deref(), Some(&b"0123456789"[..]));
+        assert_eq!(cache.read("x.rules", 9), None, "longer than asked for");
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("c"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["x.rules"], "no temporary file left");
     }
 
     #[test]

@@ -30,6 +30,8 @@ const MAGIC: &[u8; 8] = b"MSRULES1";
 const MAX_SECTIONS: usize = 256;
 const MAX_ENTRIES: usize = 1 << 20;
 const ENTRY: usize = 12;
+/// The largest file read: every section full (a bigger one is not read).
+const MAX_BYTES: u64 = (12 + MAX_SECTIONS * (1 + 255 + 4) + MAX_ENTRIES * ENTRY) as u64;
 
 /// One module's rules: `(offset of the code address from the module's
 /// bias, rule)`, sorted by offset.
@@ -60,7 +62,7 @@ pub fn load(dir: memscope_symbols::NameCache, exe: &Module) {
         return;
     }
     let file = format!("{}.rules", memscope_symbols::hex(&exe.build_id));
-    let sections = dir.read(&file).and_then(|b| decode(&b)).unwrap_or_default();
+    let sections = dir.read(&file, MAX_BYTES).and_then(|b| decode(&b)).unwrap_or_default();
     let _ = STORE.set(Store { dir, file, sections });
 }
 
@@ -76,7 +78,8 @@ pub fn lookup(m: &Module, at: u64) -> Option<Rule> {
 
 /// Notes a rule derived here, to be written at the end.
 pub fn note(m: &'static Module, at: u64, rule: Rule) {
-    if STORE.get().is_none() || m.build_id.is_empty() {
+    // A section names its module in at most 255 bytes (GNU build ids are 20).
+    if STORE.get().is_none() || m.build_id.is_empty() || m.build_id.len() > 255 {
         return;
     }
     let Some(off) = at.checked_sub(m.bias).and_then(|o| u32::try_from(o).ok()) else {
@@ -113,7 +116,7 @@ pub fn save(allowed: impl FnOnce() -> bool) {
     // one started), then what this one found.
     let mut sections = store
         .dir
-        .read(&store.file)
+        .read(&store.file, MAX_BYTES)
         .and_then(|b| decode(&b))
         .unwrap_or_else(|| store.sections.clone());
     for (m, off, rule) in new {
