@@ -71,13 +71,14 @@ impl NameCache {
         Some(NameCache::new(self.dir.join(format!("names-{}", crate::hex(namer)))))
     }
 
-    fn path(&self, build_id: &[u8]) -> PathBuf {
-        self.dir.join(format!("{}.names", crate::hex(build_id)))
+    /// The file of the module of `build_id`'s names.
+    fn names_file(build_id: &[u8]) -> String {
+        format!("{}.names", crate::hex(build_id))
     }
 
     /// The names kept for the module of `build_id` (empty if none).
     pub(crate) fn load(&self, build_id: &[u8]) -> HashMap<u64, Vec<Named>> {
-        std::fs::read(self.path(build_id))
+        std::fs::read(self.dir.join(Self::names_file(build_id)))
             .ok()
             .and_then(|bytes| decode(&bytes))
             .unwrap_or_default()
@@ -106,7 +107,7 @@ impl NameCache {
     }
 
     fn write(&self, build_id: &[u8], all: &HashMap<u64, Vec<Named>>) -> std::io::Result<()> {
-        self.write_atomic(&format!("{}.names", crate::hex(build_id)), &encode(all))
+        self.write_atomic(&Self::names_file(build_id), &encode(all))
     }
 
     /// The whole of file `name` of this part of the cache: None if it

@@ -39,15 +39,19 @@ pub fn enable(depth: u32) {
 /// [`rule_store`]), from the name cache of this memscope build. At
 /// start-up: no seccomp filter of the program's own can be on yet.
 fn load_rules() {
-    let list = modules::current();
-    let here = load_rules as fn() as usize as u64;
-    let own = list.find(here).map(|m| m.build_id.as_slice());
-    let Some(dir) = crate::config::get().name_cache.clone().and_then(|c| c.for_namer(own)) else {
-        return;
-    };
-    if let Some(exe) = list.modules.iter().find(|m| m.path.is_empty()) {
+    let Some(dir) = own_cache() else { return };
+    if let Some(exe) = modules::current().modules.iter().find(|m| m.path.is_empty()) {
         rule_store::load(dir, exe);
     }
+}
+
+/// The name cache the config chose, the part of this build of the library
+/// (see `memscope_symbols::NameCache::for_namer`). Callers decide whether a
+/// seccomp filter may be on when they use it.
+pub(super) fn own_cache() -> Option<memscope_symbols::NameCache> {
+    let here = own_cache as fn() -> Option<memscope_symbols::NameCache> as usize as u64;
+    let own = modules::current().find(here).map(|m| m.build_id.as_slice());
+    crate::config::get().name_cache.clone()?.for_namer(own)
 }
 
 /// Where the program called an allocator entry point: its stack pointer

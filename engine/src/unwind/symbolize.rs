@@ -37,17 +37,13 @@ pub struct Symbolizer {
     exe: &'static str,
 }
 
-/// The name cache the config chose, the part of this build of the
-/// library (see `memscope_symbols::NameCache::for_namer`); none under a
-/// seccomp filter (a sandbox may kill for a `mkdir` or `rename` it did not
-/// expect).
+/// This library's name cache ([`super::own_cache`]); none under a seccomp
+/// filter (a sandbox may kill for a `mkdir` or `rename` it did not expect).
 fn name_cache() -> Option<memscope_symbols::NameCache> {
     if !crate::rss::no_seccomp_filter() {
         return None;
     }
-    let here = name_cache as fn() -> Option<memscope_symbols::NameCache> as usize as u64;
-    let own = modules::current().find(here).map(|m| m.build_id.as_slice());
-    crate::config::get().name_cache.clone()?.for_namer(own)
+    super::own_cache()
 }
 
 impl Symbolizer {
