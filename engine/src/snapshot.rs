@@ -99,6 +99,11 @@ pub fn build(
     // Under `memscope-cli run` (MEMSCOPE_SYMBOLIZE=later), a JSON snapshot
     // written at the end of an image leaves its frames for `run` to name;
     // one asked for while the program runs, or an HTML report, is named here.
+    // Resident figures before the frames are named: naming reads symbol
+    // tables (memscope's memory, not the program's), and the same read of
+    // /proc/self/status tells the name cache whether a seccomp filter is on
+    // (read again there, it cost every image ~25 µs more).
+    let (rss_now, rss_peak) = crate::rss::now_and_peak();
     let name_now =
         !cfg.symbolize_later || cfg.format != crate::config::ExportFormat::Json || ending.kind == fmt::EndKind::Running;
     let mut symbols = crate::unwind::symbolize::Symbolizer::new(name_now);
@@ -189,7 +194,6 @@ pub fn build(
             .iter()
             .map(|&(ts, b)| fmt::TimelinePoint(unix(ts).clamp(history_start, end_unix), b, at(ts))),
     );
-    let (rss_now, rss_peak) = crate::rss::now_and_peak();
     timeline.push(fmt::TimelinePoint(end_unix, fin.live_bytes, rss_now));
 
     fmt::Snapshot {
