@@ -25,6 +25,7 @@ const LAYERS: &[&[&str]] = &[
         "log",
         "lock",
         "sys",
+        "arena",
     ],
     &["snapshot"],
     &["consumer"],
@@ -40,6 +41,7 @@ const LAYERS: &[&[&str]] = &[
 /// Every engine source file, by the module it belongs to.
 const SOURCES: &[(&str, &str)] = &[
     ("api", include_str!("api.rs")),
+    ("arena", include_str!("arena.rs")),
     ("clock", include_str!("clock.rs")),
     ("collector", include_str!("collector/mod.rs")),
     ("collector", include_str!("collector/events.rs")),

@@ -30,11 +30,13 @@
 //!  1  snapshot                          Finished -> memscope_format::Snapshot
 //!  0  image destination handoff collector var_names unwind registry ring
 //!     thread rss control select process paths event config clock log lock sys
+//!     arena
 //! ```
 //!
 //! Layer 0 is ordered too (left above right, most of it independent).
 
 pub mod api;
+pub mod arena;
 pub mod clock;
 pub mod collector;
 pub mod collector_thread;

@@ -116,6 +116,10 @@ extern "C" fn fork_parent() {
 /// if it makes no event of its own needs (see [`inherited`]). Its collector thread
 /// starts with its first event (see [`collector_thread`]).
 extern "C" fn fork_child() {
+    if image::host() == image::Host::Preload {
+        // Before memscope's code in the child allocates (see crate::arena).
+        crate::arena::fork_child();
+    }
     PID.store(sys::getpid(), Ordering::Relaxed);
     crate::unwind::rule_store::fork_child();
     collector_thread::reset_in_child();

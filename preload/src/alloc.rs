@@ -1,7 +1,11 @@
 //! memscope's own Rust allocations go straight to the real allocator, never
-//! through the hooks, so they are never recorded and can never recurse.
+//! through the hooks, so they are never recorded and can never recurse. In
+//! a `fork()` child they come from fresh memory of memscope's own first
+//! (`memscope_engine::arena`: the heap's pages are the parent's, and each
+//! one malloc writes there is copied).
 
 use crate::real;
+use memscope_engine::arena;
 use std::alloc::{GlobalAlloc, Layout};
 
 /// glibc's `malloc` alignment on 64-bit targets.
@@ -13,6 +17,9 @@ pub struct RealAllocator;
 // contract for the alignments routed to it.
 unsafe impl GlobalAlloc for RealAllocator {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        if let Some(p) = arena::alloc(l.size(), l.align().max(MALLOC_ALIGN)) {
+            return p;
+        }
         if l.align() <= MALLOC_ALIGN {
             real::malloc(l.size()).cast()
         } else {
@@ -20,12 +27,26 @@ unsafe impl GlobalAlloc for RealAllocator {
         }
     }
 
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        // The arena hands out each byte once, from pages no process wrote.
+        if let Some(p) = arena::alloc(l.size(), l.align().max(MALLOC_ALIGN)) {
+            return p;
+        }
+        let p = self.alloc(l);
+        if !p.is_null() {
+            p.write_bytes(0, l.size());
+        }
+        p
+    }
+
     unsafe fn dealloc(&self, p: *mut u8, _: Layout) {
-        real::free(p.cast())
+        if !arena::contains(p) {
+            real::free(p.cast())
+        }
     }
 
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
-        if l.align() <= MALLOC_ALIGN {
+        if l.align() <= MALLOC_ALIGN && !arena::contains(p) {
             return real::realloc(p.cast(), new_size).cast();
         }
         let q = self.alloc(Layout::from_size_align_unchecked(new_size, l.align()));

@@ -198,3 +198,67 @@ fn a_child_that_allocates_at_its_parents_sites_keeps_their_ids() {
         assert_eq!(shared, sites, "{sites} sites");
     }
 }
+
+/// Forked workers: memscope's memory in a fork child comes from a fresh
+/// region of its own at first (engine/src/arena.rs). With 1,000 blocks the
+/// worker's tables stay there, and its own fork child inherits them and
+/// takes its region past them; with 150,000 (a table of several MiB) they
+/// outgrow it and move to `malloc` mid-way. Every count of both children
+/// stays exact, and so do their call sites.
+#[test]
+fn forked_workers_and_their_own_children_are_counted_exactly() {
+    let prog = c_program("fork_worker", &[]);
+    for n in [1_000u64, 150_000] {
+        let run = traced(&format!("fork_worker_{n}"), &prog, &[&n.to_string()], &[]);
+        assert!(run.output.status.success(), "{}", run.stderr());
+        assert_eq!(run.stderr(), "");
+        assert_eq!(run.snapshots.len(), 3, "{:?}", run.paths());
+        for (_, s) in &run.snapshots {
+            check_invariants(s);
+        }
+        let ended = |code| {
+            let found = run.find(|s| s.process.forked && s.process.exit_code == Some(code));
+            assert_eq!(found.len(), 1, "one child exiting with {code}: {:?}", run.paths());
+            found[0]
+        };
+        let sites = |s: &Snapshot| {
+            let mut v: Vec<(u64, u64, u64)> = s
+                .callsites
+                .iter()
+                .map(|c| (c.allocations, c.bytes, c.live_at_exit_bytes))
+                .collect();
+            v.sort();
+            v
+        };
+        // The worker: p inherited and freed; the table of n pointers and
+        // the n blocks its own, all freed.
+        let w = ended(4);
+        let m = &w.summary;
+        assert!(!m.inherited_only, "{n}");
+        assert_eq!((m.total_allocations, m.total_frees), (n + 2, n + 2), "{n}");
+        assert_eq!(
+            (m.total_allocated_bytes, m.total_freed_bytes),
+            (1000 + 32 * n, 1000 + 32 * n),
+            "{n}"
+        );
+        assert_eq!((m.inherited_allocations, m.inherited_bytes), (1, 1000), "{n}");
+        assert_eq!((m.live_at_exit_allocations, m.live_at_exit_bytes), (0, 0), "{n}");
+        assert_eq!(m.peak_live_allocations, n + 2, "{n}");
+        assert_eq!(sites(w), vec![(1, 8 * n, 0), (n, 24 * n, 0)], "{n}");
+        // Its child, forked with p, the table and every other block live:
+        // g its own (kept), p freed.
+        let c = ended(3);
+        let g = &c.summary;
+        let live_at_fork = (n / 2 + 2, 1000 + 8 * n + 24 * (n / 2));
+        assert_eq!((g.inherited_allocations, g.inherited_bytes), live_at_fork, "{n}");
+        assert_eq!((g.total_allocations, g.total_frees), (n + 3, n / 2 + 1), "{n}");
+        assert_eq!(
+            (g.live_at_exit_allocations, g.live_at_exit_bytes),
+            (live_at_fork.0, live_at_fork.1 - 1000 + 70),
+            "{n}"
+        );
+        let f = g.at_fork.expect("counters at the fork");
+        assert_eq!((f.total_allocations, f.total_frees), (n + 2, n / 2), "{n}");
+        assert_eq!(sites(c), vec![(1, 70, 70)], "{n}");
+    }
+}
