@@ -337,10 +337,18 @@ fn stacks_are_walked_with_rules_kept_from_earlier_processes() {
         0o600
     );
 
-    // The next process walks the same stacks with the kept rules.
+    // The next process walks the same stacks with the kept rules, and the
+    // file, which already holds every rule it needed, is not written again.
+    use std::os::unix::fs::MetadataExt;
+    let written = std::fs::metadata(&rules[0]).unwrap().ino();
     let second = run("cs_rules_2");
     check_named_sites(second.only());
     assert_eq!(sites(second.only()), sites(first.only()));
+    assert_eq!(
+        std::fs::metadata(&rules[0]).unwrap().ino(),
+        written,
+        "the file was replaced"
+    );
 
     // It really takes them from the file: with every kept rule "stop
     // here", its stacks end where the first kept rule was needed.
@@ -400,4 +408,27 @@ fn sites_are_named_from_the_name_cache() {
     std::fs::write(program_file, b"MSNC\x01 not a cache file").unwrap();
     let third = run("cs_cache_3");
     check_named_sites(third.only());
+}
+
+/// Fork children that derive the same rules write the file once: the first
+/// one to end adds them, and the others (and the parent, whose rules came
+/// with them) find every rule they derived in it. A shell's subshells each
+/// rewrote it, and on ext4 a file renamed over another is flushed to disk.
+#[test]
+fn a_rules_file_is_written_only_when_it_gains_rules() {
+    let prog = c_program("fork_worker", &[]);
+    let cache = scratch("cs_rules_once_cache");
+    let cache = cache.to_str().unwrap();
+    let writes = |test: &str| {
+        let env = [("MEMSCOPE_CACHE", cache), ("MEMSCOPE_LOG", "debug")];
+        let run = traced(test, &prog, &["1000"], &env);
+        assert!(run.output.status.success(), "{}", run.stderr());
+        assert_eq!(run.snapshots.len(), 3, "{:?}", run.paths());
+        run.stderr().lines().filter(|l| l.contains("unwind rules in")).count()
+    };
+    // The worker's child ends first and writes what it, the worker and the
+    // parent derived; the worker and the parent then add nothing.
+    assert_eq!(writes("cs_rules_once_1"), 1);
+    // The next run's processes find every rule they need at start-up.
+    assert_eq!(writes("cs_rules_once_2"), 0);
 }

@@ -119,6 +119,19 @@ pub fn save(allowed: impl FnOnce() -> bool) {
         .read(&store.file, MAX_BYTES)
         .and_then(|b| decode(&b))
         .unwrap_or_else(|| store.sections.clone());
+    // Nothing the file lacks, nothing written: every fork child of a shell
+    // derives the same few rules its parent never needs, and rewrote the
+    // file each time (on ext4, a rename over a file flushes its data: block
+    // I/O in every child of a subshell loop).
+    let held = |m: &Module, off: u32| {
+        sections
+            .iter()
+            .find(|s| s.build_id == m.build_id)
+            .is_some_and(|s| s.entries.binary_search_by_key(&off, |e| e.0).is_ok())
+    };
+    if new.iter().all(|&(m, off, _)| held(m, off)) {
+        return;
+    }
     for (m, off, rule) in new {
         let i = match sections.iter().position(|s| s.build_id == m.build_id) {
             Some(i) => i,
@@ -140,7 +153,9 @@ pub fn save(allowed: impl FnOnce() -> bool) {
         s.entries.truncate(MAX_ENTRIES.saturating_sub(total));
         total += s.entries.len();
     }
-    let _ = store.dir.write_atomic(&store.file, &encode(&sections));
+    if store.dir.write_atomic(&store.file, &encode(&sections)).is_ok() {
+        crate::debug!("kept {total} unwind rules in {}", store.file);
+    }
 }
 
 fn encode(sections: &[Section]) -> Vec<u8> {
