@@ -5,25 +5,29 @@
 //! parent's rings, the child's own call sites, the snapshot it writes at
 //! `exec` or exit — malloc walks and rewrites free chunks scattered over
 //! that heap, and each page it writes is copied first: a shell's subshell
-//! that allocates nothing itself took ~45 such faults (~2 µs each here), the
-//! largest single part of what tracing a fork child costs.
+//! that allocates nothing itself took ~45 such faults (~2 µs each here) of
+//! the ~120 that tracing added to its ~50.
 //!
 //! So a fork child serves memscope's allocations from a bump region of its
 //! own instead: one anonymous reservation made in the first fork child of a
 //! lineage and inherited by every later one, each child starting past the
 //! part its ancestors used (pages no process touched are fresh zero pages,
 //! never copies). Frees of this memory are no-ops, so each child's share is
-//! bounded ([`CHILD_SHARE`]); past it — a forked worker that runs on — the
-//! allocations go to `malloc` again. Only memscope's own allocations come
-//! here (the preload library's global allocator asks [`alloc`]); the
-//! program's never do.
+//! bounded ([`CHILD_SHARE`]); past it — a forked worker that runs on, or a
+//! child sixteen generations down — the allocations go to `malloc` again.
+//! Only memscope's own allocations come here (the preload library's global
+//! allocator asks [`alloc`]); the program's never do.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// The lineage's reservation (virtual: pages exist once touched).
-const RESERVED: usize = 256 << 20;
-/// What one fork child may take from it.
-const CHILD_SHARE: usize = 4 << 20;
+/// The lineage's reservation: pages exist once touched, and it is kept
+/// small because a system with strict overcommit accounting
+/// (`vm.overcommit_memory=2`) charges it whole, `MAP_NORESERVE` or not.
+/// Sixteen generations of fork children take their share of it.
+const RESERVED: usize = 16 << 20;
+/// What one fork child may take from it: a shell's child that writes its
+/// snapshot at `exec` or exit uses ~40-500 KB.
+const CHILD_SHARE: usize = 1 << 20;
 
 /// Start of the reservation, 0 while there is none.
 static BASE: AtomicUsize = AtomicUsize::new(0);
