@@ -96,14 +96,14 @@ pub fn build(
     allocations.extend(freed.into_iter().map(|r| record(r, false)));
     let records_omitted = total_blocks.saturating_sub(allocations.len() as u64);
 
-    // Under `memscope-cli run` (MEMSCOPE_SYMBOLIZE=later), a JSON snapshot
-    // written at the end of an image leaves its frames for `run` to name;
-    // one asked for while the program runs, or an HTML report, is named here.
     // Resident figures before the frames are named: naming reads symbol
     // tables (memscope's memory, not the program's), and the same read of
     // /proc/self/status tells the name cache whether a seccomp filter is on
     // (read again there, it cost every image ~25 µs more).
     let (rss_now, rss_peak) = crate::rss::now_and_peak();
+    // Under `memscope-cli run` (MEMSCOPE_SYMBOLIZE=later), a JSON snapshot
+    // written at the end of an image leaves its frames for `run` to name;
+    // one asked for while the program runs, or an HTML report, is named here.
     let name_now =
         !cfg.symbolize_later || cfg.format != crate::config::ExportFormat::Json || ending.kind == fmt::EndKind::Running;
     let mut symbols = crate::unwind::symbolize::Symbolizer::new(name_now);
