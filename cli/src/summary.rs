@@ -174,7 +174,7 @@ fn heap(o: &mut String, s: &Snapshot) {
     if omitted > 0 {
         let _ = writeln!(
             o,
-            "  records:      {} blocks not listed individually (MEMSCOPE_MAX_RECORDS); every total is exact",
+            "  records:      {} blocks not listed individually (MEMSCOPE_MAX_RECORDS; `run` lists them for a few images of each executable); every total is exact",
             count(omitted)
         );
     }

@@ -130,7 +130,7 @@ pub fn section(s: &Snapshot, i: usize, sections: usize, names: &[(usize, String)
     } else if m.records_omitted > 0 {
         let _ = write!(
             o,
-            "<p class=\"note\">{} of {} blocks are listed individually (MEMSCOPE_MAX_RECORDS); totals, sites, \
+            "<p class=\"note\">{} of {} blocks are listed individually (MEMSCOPE_MAX_RECORDS; <code>run</code> lists them for a few images of each executable); totals, sites, \
              timeline and the lifetime histogram cover every block, the allocation-rate chart and per-site \
              lifetime bars show the listed ones.</p>",
             count(s.allocations.len() as u64),

@@ -281,3 +281,54 @@ fn the_report_of_many_processes_groups_them_and_details_the_heaviest() {
     );
     assert!(err.contains(&format!("report over {} processes", snaps.len())), "{err}");
 }
+
+/// A run lists blocks one by one for a few images of each executable: its
+/// root, the first three, and each one heavier than every one before it.
+/// The others' totals stay whole, their cap reads 0 and `records_omitted`
+/// counts the blocks they do not list. With `MEMSCOPE_MAX_RECORDS` set,
+/// every image lists.
+#[test]
+fn a_run_lists_blocks_for_a_few_images_of_each_executable() {
+    let script = "for i in 1 2 3 4 5 6; do \"$0\" alloc 5 100 2 0; done; \"$0\" alloc 5 200 2 0; true";
+    for (test, cap) in [("cli_run_many_lists", None), ("cli_run_many_lists_all", Some("256"))] {
+        let dir = scratch(test);
+        let mut cmd = command(&dir);
+        if let Some(n) = cap {
+            cmd.env("MEMSCOPE_MAX_RECORDS", n);
+        }
+        let out = cmd
+            .args(["run", "-o", "l.json", "sh", "-c", script])
+            .arg(prog())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let mut progs: Vec<Snapshot> = snapshots(&dir)
+            .into_iter()
+            .filter(|s| s.process.exe.ends_with("/cli_prog"))
+            .collect();
+        progs.sort_by_key(|s| s.process.start_unix_ns);
+        assert_eq!(progs.len(), 7, "{test}");
+        for s in &progs {
+            check_invariants(s);
+            // 5 blocks and the array of their pointers, 2 of them leaked.
+            assert_eq!(
+                (s.summary.total_allocations, s.summary.live_at_exit_allocations),
+                (6, 2),
+                "{test}"
+            );
+            assert_eq!(s.allocations.len() as u64 + s.summary.records_omitted, 6, "{test}");
+        }
+        let listed: Vec<(usize, u64)> = progs
+            .iter()
+            .map(|s| (s.allocations.len(), s.tool.max_records))
+            .collect();
+        let want = match cap {
+            Some(_) => vec![(6, 256); 7],
+            // An image that lists none says its cap was 0.
+            None => [6, 6, 6, 0, 0, 0, 6]
+                .map(|n| (n, if n == 0 { 0 } else { 256 }))
+                .to_vec(),
+        };
+        assert_eq!(listed, want, "{test}");
+    }
+}

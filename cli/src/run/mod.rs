@@ -15,6 +15,7 @@ mod groups;
 mod handoff;
 mod library;
 mod names;
+mod records;
 mod tail;
 mod target;
 
