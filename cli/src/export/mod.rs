@@ -73,8 +73,9 @@ pub fn main(a: Args) -> Outcome {
     crate::finish_output(w, &a.output)?;
     if a.to_is_dhat_estimate(&s) {
         eprintln!(
-            "memscope-cli: note: {} blocks were not listed individually (MEMSCOPE_MAX_RECORDS, or `run` listed another image's), \
-             so DHAT's total lifetimes and block counts at the peaks are estimates",
+            "memscope-cli: note: {} blocks were not listed individually (MEMSCOPE_MAX_RECORDS; `run` lists \
+             them for a few images of each executable), so DHAT's total lifetimes and block counts at the \
+             peaks are estimates",
             crate::text::count(s.summary.records_omitted)
         );
     }
