@@ -2,8 +2,9 @@
 //! child without events of its own, and the [`Finished`] state a snapshot
 //! is built from.
 
+use super::live::LiveTable;
 use super::records::FreedRecords;
-use super::{Block, Collector, Peak, Record, SiteTable, ThreadAgg, Totals, VarState};
+use super::{AddrMap, Block, Collector, Peak, Record, SiteTable, ThreadAgg, Totals, VarState};
 use memscope_format::hist;
 
 impl Collector {
@@ -104,16 +105,9 @@ impl Collector {
         // ones (often most of its table) are counted as they go by, not
         // copied out (a shell's child: ~1,400 blocks, ~35 µs of fresh pages).
         let fork = self.inherited_before;
-        let mut inherited = (0, 0);
         // Sized for all of them unless they are a fork child's (its own are few).
         let mut blocks = Vec::with_capacity(if fork == 0 { self.live_count() } else { 0 });
-        for (ptr, b) in self.live.iter().chain(self.displaced.iter().map(|(p, b)| (*p, *b))) {
-            if b.birth < fork {
-                inherited = (inherited.0 + 1, inherited.1 + b.size);
-            } else {
-                blocks.push((ptr, b));
-            }
-        }
+        let inherited = split_inherited(&self.live, &self.displaced, fork, &mut blocks);
         let mut fin = self.finish_with(blocks, inherited, end, usize::MAX);
         fin.live_at_end.sort_by_key(|r| (r.birth, r.ptr));
         fin
@@ -233,4 +227,24 @@ pub struct Finished {
     pub named_freed: Vec<Record>,
     /// A fork child's summary only (see [`Collector::inherited_only`]).
     pub inherited_only: bool,
+}
+
+/// The live blocks (`live` and `displaced`) split at tick `fork`: those
+/// born before it — a `fork()` child's inherited ones — counted and
+/// returned as (blocks, bytes), the others pushed to `own`.
+pub(super) fn split_inherited(
+    live: &LiveTable,
+    displaced: &AddrMap<Block>,
+    fork: u64,
+    own: &mut Vec<(u64, Block)>,
+) -> (u64, u64) {
+    let mut inherited = (0, 0);
+    for (ptr, b) in live.iter().chain(displaced.iter().map(|(p, b)| (*p, *b))) {
+        if b.birth < fork {
+            inherited = (inherited.0 + 1, inherited.1 + b.size);
+        } else {
+            own.push((ptr, b));
+        }
+    }
+    inherited
 }

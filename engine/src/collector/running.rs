@@ -54,14 +54,7 @@ impl Collector {
         blocks.clear();
         let mut inherited_live = (0, 0);
         if with_blocks {
-            let fork = self.inherited_before;
-            for (p, b) in live.iter().chain(displaced.iter().map(|(p, b)| (*p, *b))) {
-                if b.birth < fork {
-                    inherited_live = (inherited_live.0 + 1, inherited_live.1 + b.size);
-                } else {
-                    blocks.push((p, b));
-                }
-            }
+            inherited_live = super::finish::split_inherited(&live, &displaced, self.inherited_before, &mut blocks);
         }
         self.live = live;
         self.displaced = displaced;
