@@ -89,6 +89,25 @@ pub fn alloc(size: usize, align: usize) -> Option<*mut u8> {
     }
 }
 
+/// Resizes the block at `p` of `old` bytes to `new` bytes where it is, when
+/// it is the last one handed out and the share has room: a buffer that
+/// grows by doubling (the snapshot's JSON) then neither copies itself nor
+/// leaves its old pages behind, each page touched once. False otherwise
+/// (the caller allocates anew and copies).
+#[inline]
+pub fn resize_last(p: *mut u8, old: usize, new: usize) -> bool {
+    let end = END.load(Ordering::Acquire);
+    let (Some(old_to), Some(new_to)) = ((p as usize).checked_add(old), (p as usize).checked_add(new)) else {
+        return false;
+    };
+    end != 0
+        && contains(p)
+        && new_to <= end
+        && NEXT
+            .compare_exchange(old_to, new_to, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+}
+
 /// True when `p` came from [`alloc`] (in this process or an ancestor):
 /// freeing it is a no-op.
 #[inline]
@@ -121,6 +140,13 @@ mod tests {
         let c = alloc(8, 8).unwrap();
         assert_eq!(c as usize % 4096, 0);
         assert!(c as usize > b as usize + 100);
+        // The last block grows and shrinks where it is; an earlier one not.
+        let d = alloc(100, 16).unwrap();
+        assert!(resize_last(d, 100, 5000));
+        assert!(resize_last(d, 5000, 64));
+        assert_eq!(alloc(8, 8).unwrap() as usize, d as usize + 64);
+        assert!(!resize_last(d, 64, 128), "no longer the last");
+        assert!(!resize_last(c, 8, CHILD_SHARE), "past the share");
         assert!(alloc(CHILD_SHARE, 8).is_none(), "past the share");
         assert!(alloc(64, 8).is_some(), "what fits still comes");
         let mut x = 0u8;

@@ -49,6 +49,9 @@ unsafe impl GlobalAlloc for RealAllocator {
         if l.align() <= MALLOC_ALIGN && !arena::contains(p) {
             return real::realloc(p.cast(), new_size).cast();
         }
+        if arena::resize_last(p, l.size(), new_size) {
+            return p;
+        }
         let q = self.alloc(Layout::from_size_align_unchecked(new_size, l.align()));
         if !q.is_null() {
             std::ptr::copy_nonoverlapping(p, q, l.size().min(new_size));

@@ -42,6 +42,15 @@ impl Collector {
         self.inherited_before = fork_ts;
         self.totals.inherited_allocations = self.live_count() as u64;
         self.totals.inherited_bytes = self.live_bytes;
+        // The table's share of the live bytes: the rest is the recent
+        // block's and the displaced ones'.
+        let elsewhere: u64 = self.displaced.values().map(|b| b.size).sum::<u64>()
+            + if self.recent.is_some() {
+                self.recent.block.size
+            } else {
+                0
+            };
+        self.live.fork_overlay(self.live_bytes.saturating_sub(elsewhere));
     }
 
     /// What the snapshot of a `fork()` child that made no event of its own
@@ -238,8 +247,9 @@ pub(super) fn split_inherited(
     fork: u64,
     own: &mut Vec<(u64, Block)>,
 ) -> (u64, u64) {
-    let mut inherited = (0, 0);
-    for (ptr, b) in live.iter().chain(displaced.iter().map(|(p, b)| (*p, *b))) {
+    // A child's inherited blocks it left alone are counted, not read.
+    let mut inherited = live.untouched_inherited();
+    for (ptr, b) in live.iter_own().chain(displaced.iter().map(|(p, b)| (*p, *b))) {
         if b.birth < fork {
             inherited = (inherited.0 + 1, inherited.1 + b.size);
         } else {

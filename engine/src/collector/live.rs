@@ -18,51 +18,19 @@
 //! | 1,000,000 | 4.3x | 3.2x |
 //!
 //! (The small case is the one where the hashbrown map stays in L2.)
-//! Deletion in the own table shifts the entries after it back (no
-//! tombstones), so a lookup never walks past the first empty entry.
+//!
+//! In a `fork()` child the table is the parent's, shared page by page
+//! until written: each page the child writes is copied first (a page
+//! fault, ~2 µs here). A shell's child that inserts a handful of blocks
+//! into its parent's table of thousands wrote ~7 such pages, and finding
+//! its own live blocks at the end meant reading every inherited one. So a
+//! child leaves the parent's table as it was ([`LiveTable::fork_overlay`]):
+//! its own blocks go into a table of its own, and the inherited ones it
+//! frees are noted as gone. Its own live blocks are then that table, and
+//! the inherited ones still live a count kept as they go.
 
+use super::open_table::OpenTable;
 use super::{AddrMap, Block};
-
-/// One slot: `ptr == 0` is empty (address 0 is kept aside in `zero`).
-#[derive(Debug, Clone, Copy, Default)]
-#[repr(C, align(32))]
-struct Entry {
-    ptr: u64,
-    /// Size in the low 56 bits (event sizes have 48), kind in the top 8.
-    size_kind: u64,
-    birth: u64,
-    site: u32,
-    thread: u32,
-}
-
-const SIZE_BITS: u32 = 56;
-const SIZE_MASK: u64 = (1 << SIZE_BITS) - 1;
-/// The first table's entries (2 KiB).
-const MIN_CAPACITY: usize = 64;
-
-impl Entry {
-    #[inline(always)]
-    fn new(ptr: u64, b: &Block) -> Entry {
-        Entry {
-            ptr,
-            size_kind: b.size.min(SIZE_MASK) | (b.kind as u64) << SIZE_BITS,
-            birth: b.birth,
-            site: b.site,
-            thread: b.thread,
-        }
-    }
-
-    #[inline(always)]
-    fn block(&self) -> Block {
-        Block {
-            size: self.size_kind & SIZE_MASK,
-            birth: self.birth,
-            site: self.site,
-            thread: self.thread,
-            kind: (self.size_kind >> SIZE_BITS) as u8,
-        }
-    }
-}
 
 /// Blocks from which the table is an [`OpenTable`] (its `hashbrown` map
 /// would be ~650 KiB, past a core's L2 cache).
@@ -74,15 +42,82 @@ pub struct LiveTable {
     large: OpenTable,
     /// The blocks are in `large` (never goes back).
     is_large: bool,
+    /// In a `fork()` child: the blocks it inherited. The fields above then
+    /// hold only the blocks that were put in since the fork.
+    inherited: Option<Box<Inherited>>,
+}
+
+/// A `fork()` child's inherited blocks (see the module docs).
+#[derive(Clone, Default)]
+struct Inherited {
+    /// The table as it was at the fork: read, never written.
+    table: LiveTable,
+    /// The addresses of its blocks taken out since, with their sizes.
+    gone: AddrMap<u64>,
+    /// Its blocks, and their bytes, at the fork.
+    blocks: u64,
+    bytes: u64,
+    /// The sizes in `gone`, summed.
+    gone_bytes: u64,
+}
+
+impl Inherited {
+    /// Takes the inherited block at `ptr` out, if it is still there.
+    fn take(&mut self, ptr: u64) -> Option<Block> {
+        if self.gone.contains_key(&ptr) {
+            return None;
+        }
+        let block = self.table.get(ptr)?;
+        self.gone.insert(ptr, block.size);
+        self.gone_bytes += block.size;
+        Some(block)
+    }
+
+    fn get(&self, ptr: u64) -> Option<Block> {
+        self.table.get(ptr).filter(|_| !self.gone.contains_key(&ptr))
+    }
 }
 
 impl LiveTable {
     pub fn len(&self) -> usize {
-        if self.is_large {
+        let own = if self.is_large {
             self.large.len()
         } else {
             self.small.len()
-        }
+        };
+        own + self.inherited.as_ref().map_or(0, |i| i.blocks as usize - i.gone.len())
+    }
+
+    /// In a `fork()` child: every block in the table now is inherited and
+    /// stays where it is, unwritten (see the module docs). `bytes`: their
+    /// sizes summed, which the collector knows.
+    pub fn fork_overlay(&mut self, bytes: u64) {
+        let table = std::mem::take(self);
+        let blocks = table.len() as u64;
+        self.inherited = Some(Box::new(Inherited {
+            table,
+            blocks,
+            bytes,
+            ..Inherited::default()
+        }));
+    }
+
+    /// The inherited blocks not taken out since the fork, and their bytes
+    /// ((0, 0) outside a fork child): all born before the fork.
+    pub fn untouched_inherited(&self) -> (u64, u64) {
+        self.inherited.as_ref().map_or((0, 0), |i| {
+            (i.blocks - i.gone.len() as u64, i.bytes.saturating_sub(i.gone_bytes))
+        })
+    }
+
+    /// The block at `ptr`, if live.
+    pub fn get(&self, ptr: u64) -> Option<Block> {
+        let own = if self.is_large {
+            self.large.get(ptr)
+        } else {
+            self.small.get(&ptr).copied()
+        };
+        own.or_else(|| self.inherited.as_ref()?.get(ptr))
     }
 
     /// True once the blocks are in the prefetchable table.
@@ -98,16 +133,29 @@ impl LiveTable {
     }
 
     pub fn contains(&self, ptr: u64) -> bool {
-        if self.is_large {
-            self.large.get(ptr).is_some()
-        } else {
-            self.small.contains_key(&ptr)
-        }
+        self.get(ptr).is_some()
     }
 
     /// Adds `block` at `ptr`; returns the block that was there.
     #[inline]
     pub fn insert(&mut self, ptr: u64, block: Block) -> Option<Block> {
+        if self.inherited.is_some() {
+            return self.insert_over_inherited(ptr, block);
+        }
+        self.insert_own(ptr, block)
+    }
+
+    /// `insert` in a fork child: an inherited block still live at `ptr`
+    /// (its free still on its way) is the one that was there.
+    #[inline(never)]
+    fn insert_over_inherited(&mut self, ptr: u64, block: Block) -> Option<Block> {
+        let old = self.inherited.as_mut().and_then(|i| i.take(ptr));
+        let own = self.insert_own(ptr, block);
+        old.or(own)
+    }
+
+    #[inline]
+    fn insert_own(&mut self, ptr: u64, block: Block) -> Option<Block> {
         if self.is_large {
             return self.large.insert(ptr, block);
         }
@@ -122,13 +170,20 @@ impl LiveTable {
     #[inline]
     pub fn remove(&mut self, ptr: u64) -> Option<Block> {
         if self.is_large {
-            return self.large.remove(ptr);
+            return self.large.remove(ptr).or_else(|| self.remove_inherited(ptr));
         }
         // Read in place, then removed: a block handed back by `remove`
         // passes through memory, and reading it there waited on the copy.
-        let block = *self.small.get(&ptr)?;
+        let Some(&block) = self.small.get(&ptr) else {
+            return self.remove_inherited(ptr);
+        };
         self.small.remove(&ptr);
         Some(block)
+    }
+
+    #[inline(never)]
+    fn remove_inherited(&mut self, ptr: u64) -> Option<Block> {
+        self.inherited.as_mut()?.take(ptr)
     }
 
     #[cold]
@@ -140,7 +195,19 @@ impl LiveTable {
     }
 
     /// Every block, in no particular order.
+    #[cfg(test)]
     pub fn iter(&self) -> Box<dyn Iterator<Item = (u64, Block)> + '_> {
+        let own = self.iter_own();
+        match &self.inherited {
+            None => own,
+            Some(i) => Box::new(own.chain(i.table.iter().filter(|(p, _)| !i.gone.contains_key(p)))),
+        }
+    }
+
+    /// In a fork child the blocks put in since the fork (see
+    /// [`untouched_inherited`](Self::untouched_inherited) for the others);
+    /// elsewhere every block.
+    pub fn iter_own(&self) -> Box<dyn Iterator<Item = (u64, Block)> + '_> {
         if self.is_large {
             Box::new(self.large.iter())
         } else {
@@ -149,237 +216,11 @@ impl LiveTable {
     }
 }
 
-/// The large table (see the module docs).
-#[derive(Debug, Clone, Default)]
-struct OpenTable {
-    entries: Vec<Entry>,
-    /// `64 - log2(capacity)`: the hash's shift.
-    shift: u32,
-    len: usize,
-    /// The block at address 0, which no allocator returns but a caller of
-    /// the collector's API could still name.
-    zero: Option<Block>,
-}
-
-impl OpenTable {
-    fn len(&self) -> usize {
-        self.len + self.zero.is_some() as usize
-    }
-
-    #[inline(always)]
-    fn home(&self, ptr: u64) -> usize {
-        // Fibonacci hashing: heap addresses differ mostly in their middle
-        // bits, and the multiply carries those into the top ones.
-        (ptr.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize
-    }
-
-    #[inline(always)]
-    fn mask(&self) -> usize {
-        self.entries.len() - 1
-    }
-
-    /// Starts loading the entry a lookup of `ptr` reads first.
-    #[inline(always)]
-    fn prefetch(&self, ptr: u64) {
-        if self.entries.is_empty() {
-            return;
-        }
-        let e = &self.entries[self.home(ptr)];
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: a prefetch hint has no effect on memory; `e` is valid.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>((e as *const Entry).cast());
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = e;
-    }
-
-    /// Where `ptr` is, or the empty entry that ends its probe.
-    #[inline(always)]
-    fn find(&self, ptr: u64) -> Result<usize, usize> {
-        let mask = self.mask();
-        let mut i = self.home(ptr);
-        loop {
-            let p = self.entries[i].ptr;
-            if p == ptr {
-                return Ok(i);
-            }
-            if p == 0 {
-                return Err(i);
-            }
-            i = (i + 1) & mask;
-        }
-    }
-
-    fn get(&self, ptr: u64) -> Option<Block> {
-        if ptr == 0 {
-            return self.zero;
-        }
-        if self.entries.is_empty() {
-            return None;
-        }
-        self.find(ptr).ok().map(|i| self.entries[i].block())
-    }
-
-    fn insert(&mut self, ptr: u64, block: Block) -> Option<Block> {
-        if ptr == 0 {
-            return self.zero.replace(block);
-        }
-        if (self.len + 1) * 2 > self.entries.len() {
-            self.grow();
-        }
-        match self.find(ptr) {
-            Ok(i) => {
-                let old = self.entries[i].block();
-                self.entries[i] = Entry::new(ptr, &block);
-                Some(old)
-            }
-            Err(i) => {
-                self.entries[i] = Entry::new(ptr, &block);
-                self.len += 1;
-                None
-            }
-        }
-    }
-
-    #[inline]
-    fn remove(&mut self, ptr: u64) -> Option<Block> {
-        if ptr == 0 {
-            return self.zero.take();
-        }
-        if self.entries.is_empty() {
-            return None;
-        }
-        let mut hole = self.find(ptr).ok()?;
-        let block = self.entries[hole].block();
-        // Backward shift: move each later entry of the run whose home is
-        // not between the hole and it into the hole.
-        let mask = self.mask();
-        let mut j = hole;
-        loop {
-            j = (j + 1) & mask;
-            let p = self.entries[j].ptr;
-            if p == 0 {
-                break;
-            }
-            let home = self.home(p);
-            // Distance from home to j, and from the hole to j, along the ring.
-            if (j.wrapping_sub(home) & mask) >= (j.wrapping_sub(hole) & mask) {
-                self.entries[hole] = self.entries[j];
-                hole = j;
-            }
-        }
-        self.entries[hole].ptr = 0;
-        self.len -= 1;
-        Some(block)
-    }
-
-    #[cold]
-    fn grow(&mut self) {
-        let cap = (self.entries.len() * 2).max(MIN_CAPACITY);
-        let old = std::mem::replace(&mut self.entries, vec![Entry::default(); cap]);
-        self.shift = 64 - cap.trailing_zeros();
-        for e in old.into_iter().filter(|e| e.ptr != 0) {
-            let Err(i) = self.find(e.ptr) else {
-                unreachable!("addresses are unique in the table")
-            };
-            self.entries[i] = e;
-        }
-    }
-
-    fn iter(&self) -> impl Iterator<Item = (u64, Block)> + '_ {
-        let zero = self.zero.map(|b| (0, b));
-        zero.into_iter()
-            .chain(self.entries.iter().filter(|e| e.ptr != 0).map(|e| (e.ptr, e.block())))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collector::test_blocks::{block, same};
     use std::collections::HashMap;
-
-    fn block(n: u64) -> Block {
-        Block {
-            size: n * 3,
-            birth: n,
-            site: n as u32,
-            thread: (n % 7) as u32,
-            kind: (n % 12) as u8,
-        }
-    }
-
-    fn same(a: Option<Block>, b: Option<Block>) -> bool {
-        match (a, b) {
-            (None, None) => true,
-            (Some(a), Some(b)) => {
-                (a.size, a.birth, a.site, a.thread, a.kind) == (b.size, b.birth, b.site, b.thread, b.kind)
-            }
-            _ => false,
-        }
-    }
-
-    #[test]
-    fn agrees_with_a_hash_map_over_random_inserts_and_removes() {
-        let mut t = OpenTable::default();
-        let mut m: HashMap<u64, Block> = HashMap::new();
-        let mut rng = 0x2545_F491_4F6C_DD1Du64;
-        for step in 0..400_000u64 {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            // Few distinct addresses (collisions, long runs), address 0 included.
-            let ptr = (rng >> 20) % 5000 * 16;
-            if rng % 3 == 0 {
-                assert!(same(t.remove(ptr), m.remove(&ptr)), "remove {ptr:#x} at step {step}");
-            } else {
-                let b = block(step);
-                assert!(
-                    same(t.insert(ptr, b), m.insert(ptr, b)),
-                    "insert {ptr:#x} at step {step}"
-                );
-            }
-            assert_eq!(t.len(), m.len());
-            let probe = (rng >> 40) % 5000 * 16;
-            assert!(
-                same(t.get(probe), m.get(&probe).copied()),
-                "get {probe:#x} at step {step}"
-            );
-        }
-        let mut all: Vec<_> = t.iter().collect();
-        all.sort_by_key(|(p, _)| *p);
-        let mut want: Vec<_> = m.into_iter().collect();
-        want.sort_by_key(|(p, _)| *p);
-        assert_eq!(all.len(), want.len());
-        for ((p, b), (q, c)) in all.iter().zip(&want) {
-            assert_eq!(p, q);
-            assert!(same(Some(*b), Some(*c)));
-        }
-    }
-
-    #[test]
-    fn a_removal_keeps_every_entry_of_a_wrapped_run_findable() {
-        // Addresses chosen to share home slots at the table's end, so runs
-        // wrap past the last entry to the first.
-        let mut t = OpenTable::default();
-        t.insert(16, block(1));
-        let cap = t.entries.len();
-        let at_end: Vec<u64> = (1..200_000u64)
-            .map(|k| k * 16)
-            .filter(|&p| t.home(p) >= cap - 2)
-            .take(12)
-            .collect();
-        for &p in &at_end {
-            t.insert(p, block(p));
-        }
-        for (k, &p) in at_end.iter().enumerate().step_by(2) {
-            assert!(t.remove(p).is_some());
-            for &q in &at_end[k + 1..] {
-                assert!(t.get(q).is_some(), "{q:#x} lost after removing {p:#x}");
-            }
-        }
-        assert!(t.get(16).is_some());
-    }
 
     #[test]
     fn a_growing_table_moves_to_its_own_entries_and_keeps_every_block() {
@@ -399,5 +240,65 @@ mod tests {
         let all: Vec<_> = t.iter().collect();
         assert_eq!(all.len() as u64, n - n.div_ceil(3));
         assert!(all.iter().all(|(p, b)| same(Some(*b), Some(block(p / 32)))));
+    }
+
+    /// A fork child's and grandchild's tables, against a map of every live
+    /// block: the same answers, the parent's table never written, and the
+    /// split into own and untouched inherited blocks whole.
+    #[test]
+    fn a_fork_childs_table_answers_as_one_and_leaves_the_parents_unwritten() {
+        for parent_blocks in [300u64, LARGE_AT as u64 + 50] {
+            let mut t = LiveTable::default();
+            let mut m: HashMap<u64, Block> = HashMap::new();
+            for k in 1..=parent_blocks {
+                t.insert(k * 16, block(k));
+                m.insert(k * 16, block(k));
+            }
+            let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+            let mut step = parent_blocks;
+            for generation in 0..2 {
+                let fork = step + 1;
+                let bytes: u64 = m.values().map(|b| b.size).sum();
+                t.fork_overlay(bytes);
+                let parent = t.inherited.as_ref().unwrap().table.clone();
+                for _ in 0..20_000 {
+                    step += 1;
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    // Addresses shared with the inherited blocks, and new ones.
+                    let ptr = (rng >> 20) % (parent_blocks * 2) * 16;
+                    match rng % 4 {
+                        0 | 1 => assert!(same(t.remove(ptr), m.remove(&ptr)), "remove {ptr:#x}"),
+                        2 => assert!(
+                            same(t.insert(ptr, block(step)), m.insert(ptr, block(step))),
+                            "insert {ptr:#x}"
+                        ),
+                        _ => assert!(same(t.get(ptr), m.get(&ptr).copied()), "get {ptr:#x}"),
+                    }
+                    assert_eq!(t.len(), m.len(), "generation {generation}");
+                }
+                // The parent's table is as it was at the fork.
+                let now = &t.inherited.as_ref().unwrap().table;
+                assert_eq!(now.len(), parent.len());
+                assert!(parent.iter().all(|(p, b)| same(now.get(p), Some(b))));
+                // Own blocks listed, inherited ones counted: every live one.
+                let (mut n, mut bytes) = t.untouched_inherited();
+                let mut own = 0;
+                for (p, b) in t.iter_own() {
+                    assert!(same(m.get(&p).copied(), Some(b)));
+                    if b.birth < fork {
+                        (n, bytes) = (n + 1, bytes + b.size);
+                    } else {
+                        own += 1;
+                    }
+                }
+                let born_before: Vec<&Block> = m.values().filter(|b| b.birth < fork).collect();
+                assert_eq!(n as usize, born_before.len());
+                assert_eq!(bytes, born_before.iter().map(|b| b.size).sum::<u64>());
+                assert_eq!(own + n as usize, m.len());
+                assert_eq!(t.iter().count(), m.len());
+            }
+        }
     }
 }

@@ -19,6 +19,7 @@
 mod events;
 mod finish;
 mod live;
+mod open_table;
 mod records;
 mod running;
 mod sites;
@@ -343,5 +344,7 @@ impl Collector {
     }
 }
 
+#[cfg(test)]
+mod test_blocks;
 #[cfg(test)]
 mod tests;
