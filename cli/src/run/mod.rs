@@ -220,14 +220,15 @@ pub fn main(a: Args) -> Outcome {
     if a.live && !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
         return Err("--live needs a terminal".into());
     }
-    let (listener, handed) = handoff::Listener::start(tmp.path()).unzip();
+    let keep = records::SharedKeep::default();
+    let (listener, handed) = handoff::Listener::start(tmp.path(), keep.clone()).unzip();
     match &listener {
-        Some(l) => cmd.env(handoff::VAR, l.socket()),
-        None => cmd.env_remove(handoff::VAR),
+        Some(l) => cmd.env(handoff::VAR, l.socket()).env(handoff::ASKS_VAR, "1"),
+        None => cmd.env_remove(handoff::VAR).env_remove(handoff::ASKS_VAR),
     };
     child::prepare();
     let started = std::time::Instant::now();
-    let namer = names::Namer::start(&plan.manifest, handed);
+    let namer = names::Namer::start(&plan.manifest, handed, keep);
     let pid = child::spawn(&mut cmd).map_err(|e| {
         format!(
             "cannot start {}: {}",
