@@ -328,22 +328,27 @@ pub(crate) mod tests {
             this_binary as *const (),
         ];
         assert_prefetch_names_as_alone(&own, &functions.map(|f| f as u64));
-        // libc, by its path and first mapping in this process's maps.
-        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-        let line = maps
-            .lines()
-            .find(|l| l.contains("/libc.so") && l.contains(" 00000000 "))
-            .unwrap();
-        let libc = ModuleRef {
-            path: line.split_whitespace().nth(5).unwrap(),
-            bias: u64::from_str_radix(line.split('-').next().unwrap(), 16).unwrap(),
-            build_id: &[],
-        };
         extern "C" {
             fn malloc(size: usize) -> *mut u8;
             fn getpid() -> i32;
             fn abs(n: i32) -> i32;
         }
+        // libc, by the loader's word: the first mapping of libc.so in the
+        // maps can be another test's mapping of the file (symtab's tests map
+        // it while this one runs), a few pages below the loaded one.
+        // SAFETY: dladdr fills `info` for an address of a loaded object; the
+        // name it points to stays valid while libc is loaded.
+        let (path, base) = unsafe {
+            let mut info: libc::Dl_info = std::mem::zeroed();
+            assert_ne!(libc::dladdr(malloc as *const libc::c_void, &mut info), 0);
+            let path = std::ffi::CStr::from_ptr(info.dli_fname).to_str().unwrap().to_owned();
+            (path, info.dli_fbase as u64)
+        };
+        let libc = ModuleRef {
+            path: &path,
+            bias: base,
+            build_id: &[],
+        };
         let functions = [malloc as *const (), getpid as *const (), abs as *const ()];
         assert_prefetch_names_as_alone(&libc, &functions.map(|f| f as u64));
     }
