@@ -79,10 +79,6 @@ pub struct Config {
     /// [`crate::handoff`]); the image writes the file itself when run
     /// cannot be reached.
     pub handoff: Option<String>,
-    /// `MEMSCOPE_HANDOFF_ASKS=1` (set by a `memscope-cli run` that answers):
-    /// an image asks run whether it lists its blocks one by one before it
-    /// builds them (see [`crate::handoff::ask`]).
-    pub handoff_asks: bool,
 }
 
 /// The shortest `MEMSCOPE_EVERY` honoured: a snapshot of a large heap takes
@@ -177,7 +173,6 @@ impl Config {
         };
         let running_path = get("MEMSCOPE_RUNNING_PATH").filter(|p| !p.is_empty());
         let handoff = get("MEMSCOPE_HANDOFF").filter(|p| !p.is_empty());
-        let handoff_asks = get("MEMSCOPE_HANDOFF_ASKS").is_some_and(|v| v.trim() == "1");
         let reachable = match get("MEMSCOPE_REACHABLE").as_deref().map(str::trim) {
             None | Some("") | Some("0") | Some("off") => false,
             Some("1") | Some("on") => true,
@@ -202,7 +197,6 @@ impl Config {
                 running_path,
                 reachable,
                 handoff,
-                handoff_asks,
             },
             warnings,
         )

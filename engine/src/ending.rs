@@ -5,10 +5,8 @@
 //! [`crate::destination`] says.
 
 use crate::clock::{self, Calibration};
-use crate::collector::Finished;
 use crate::config::{self, ExportFormat};
 use crate::consumer::{self, Mode, ENGINE};
-use crate::handoff;
 use crate::image::{self, ENABLED, FINISHED, SHUT_DOWN, UNRECORDABLE};
 use crate::inherited;
 use crate::process::ProcessInfo;
@@ -107,15 +105,12 @@ pub fn next_exec_seq() -> u32 {
 
 /// Takes the snapshot of the image as it ends (a running one is
 /// `running::take`). `last`: the final one (the collector's state is
-/// consumed and recording stops for good). `lists`, told the finished
-/// state, says whether the snapshot lists blocks one by one (up to
-/// `MEMSCOPE_MAX_RECORDS`) or none.
+/// consumed and recording stops for good).
 fn take_snapshot(
     kind: EndKind,
     exit_code: Option<i32>,
     signal: Option<i32>,
     last: bool,
-    lists: impl FnOnce(&Finished, &ProcessInfo) -> bool,
 ) -> (memscope_format::Snapshot, ProcessInfo) {
     let cfg = config::get();
     let start = image::start_anchor();
@@ -150,16 +145,7 @@ fn take_snapshot(
         let counts = snapshot::EngineCounts {
             events_dropped: dropped,
         };
-        let snap = if lists(&finished, &process) {
-            snapshot::build(finished, &process, ending, &cal, cfg, counts)
-        } else {
-            let none = config::Config {
-                max_records: 0,
-                ..cfg.clone()
-            };
-            snapshot::build(finished, &process, ending, &cal, &none, counts)
-        };
-        (snap, process)
+        (snapshot::build(finished, &process, ending, &cal, cfg, counts), process)
     })
 }
 
@@ -173,15 +159,7 @@ fn write_snapshot(kind: EndKind, exit_code: Option<i32>, signal: Option<i32>, la
         return;
     }
     let t0 = clock::monotonic_ns();
-    // Under a `run` that answers, the image asks it first whether to list
-    // its blocks (see `handoff::ask`): the connection it asked on then
-    // carries the snapshot.
-    let mut asked = None;
-    let (snap, process) = take_snapshot(kind, exit_code, signal, last, |fin, process| {
-        let (lists, conn) = ask_run(cfg, fin, process);
-        asked = conn;
-        lists
-    });
+    let (snap, process) = take_snapshot(kind, exit_code, signal, last);
     let built_ms = (clock::monotonic_ns() - t0) as f64 / 1e6;
     let overflowed = crate::unwind::sites::overflowed();
     if overflowed > 0 {
@@ -194,7 +172,7 @@ fn write_snapshot(kind: EndKind, exit_code: Option<i32>, signal: Option<i32>, la
     let path = crate::destination::snapshot_path(&process);
     let mut written = Vec::new();
     let t = clock::monotonic_ns();
-    if cfg.format == ExportFormat::Json && hand_over(cfg, &path, &snap, asked) {
+    if cfg.format == ExportFormat::Json && hand_over(cfg, &path, &snap) {
         // The same shape as a write's line (scripts/bench sums them).
         let ms = (clock::monotonic_ns() - t) as f64 / 1e6;
         crate::info!(
@@ -220,46 +198,13 @@ fn write_snapshot(kind: EndKind, exit_code: Option<i32>, signal: Option<i32>, la
     }
 }
 
-/// Whether the snapshot lists blocks one by one, as `run` answers when it
-/// is asked (see [`handoff::ask`]), and the connection it answered on.
-/// Lists them when there is no run to ask or it does not answer.
-fn ask_run(cfg: &config::Config, fin: &Finished, process: &ProcessInfo) -> (bool, Option<handoff::Conn>) {
-    if !cfg.handoff_asks || cfg.format != ExportFormat::Json {
-        return (true, None);
-    }
-    let Some(socket) = cfg.handoff.as_deref().and_then(|s| std::ffi::CString::new(s).ok()) else {
-        return (true, None);
-    };
-    let weight = handoff::Weight {
-        exe: process.exe.clone(),
-        ppid: process.ppid,
-        peak: fin.peak.bytes,
-        bytes: fin.totals.allocated_bytes,
-        at_fork_bytes: fin.at_fork.map(|t| t.allocated_bytes),
-    };
-    match handoff::ask(&socket, &weight) {
-        Some((conn, lists)) => {
-            crate::debug!(
-                "run answered that this image lists {} blocks",
-                if lists { "its" } else { "no" }
-            );
-            (lists, Some(conn))
-        }
-        None => (true, None),
-    }
-}
-
 /// Hands the JSON to `memscope-cli run`, which writes the file and lists
-/// it (see [`crate::handoff`]), on the connection the image `asked` on if
-/// it did; false when there is no run to take it.
-fn hand_over(cfg: &config::Config, path: &str, snap: &memscope_format::Snapshot, asked: Option<handoff::Conn>) -> bool {
-    if let Some(conn) = asked {
-        return handoff::send_parts_over(conn, path, handoff::SEND_BUFFER, snap);
-    }
+/// it (see [`crate::handoff`]); false when there is no run to take it.
+fn hand_over(cfg: &config::Config, path: &str, snap: &memscope_format::Snapshot) -> bool {
     let Some(socket) = cfg.handoff.as_deref().and_then(|s| std::ffi::CString::new(s).ok()) else {
         return false;
     };
-    handoff::send_parts(&socket, path, handoff::SEND_BUFFER, snap)
+    crate::handoff::send_parts(&socket, path, crate::handoff::SEND_BUFFER, snap)
 }
 
 fn note_written(r: std::io::Result<()>, path: &str, built_ms: f64, start: u64, written: &mut Vec<String>) {

@@ -27,14 +27,6 @@
 //!
 //! [`send_bytes`] (a whole message: the inherited-only snapshot) uses only
 //! system calls and stack buffers: it runs in a fatal signal's handler too.
-//!
-//! Run lists the blocks of only a few images of each executable (see its
-//! `run::records`). An image it tells so ([`ask`], `MAGIC_ASK`, when run
-//! sets `MEMSCOPE_HANDOFF_ASKS`) asks first: `MAGIC_ASK`, the question's
-//! length (u32 LE) and the question ([`Weight`]); run answers one byte
-//! (`b'Y'`: list them, `b'N'`: not), and a message in parts follows on the
-//! same connection. An image told `N` builds no records at all: a shell
-//! loop's `ls` no longer built, sent and saw cut ~56 KB of them.
 
 use std::ffi::CStr;
 use std::io::{self, Write};
@@ -43,11 +35,6 @@ use std::io::{self, Write};
 pub const MAGIC: &[u8; 4] = b"MSH1";
 /// First bytes of a message in parts.
 pub const MAGIC_PARTS: &[u8; 4] = b"MSH2";
-/// First bytes of a question before a message in parts (see the module's doc).
-pub const MAGIC_ASK: &[u8; 4] = b"MSH3";
-/// Run's answers to [`MAGIC_ASK`].
-pub const LISTS: u8 = b'Y';
-pub const LISTS_NONE: u8 = b'N';
 /// Zero bytes between the JSON and its length.
 pub const TRAILER_ZEROS: usize = 8;
 /// The buffer an image's final snapshot goes to `run` through. A shell
@@ -202,95 +189,11 @@ fn trailer(json_len: u64) -> [u8; TRAILER_ZEROS + 8] {
     tail
 }
 
-/// What run weighs to choose whether an image lists its blocks: the
-/// figures of its summary that `run::records` compares.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Weight {
-    pub exe: String,
-    pub ppid: u32,
-    pub peak: u64,
-    pub bytes: u64,
-    /// A fork child's `total_allocated_bytes` at the fork.
-    pub at_fork_bytes: Option<u64>,
-}
-
-impl Weight {
-    /// ppid (u32 LE), peak, bytes, bytes at the fork (u64 LE each; all
-    /// ones for none), then the executable's path.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut b = Vec::with_capacity(28 + self.exe.len());
-        b.extend_from_slice(&self.ppid.to_le_bytes());
-        for v in [self.peak, self.bytes, self.at_fork_bytes.unwrap_or(u64::MAX)] {
-            b.extend_from_slice(&v.to_le_bytes());
-        }
-        b.extend_from_slice(self.exe.as_bytes());
-        b
-    }
-
-    pub fn decode(b: &[u8]) -> Option<Weight> {
-        let u64_at = |at: usize| Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?));
-        let at_fork = u64_at(20)?;
-        Some(Weight {
-            ppid: u32::from_le_bytes(b.get(..4)?.try_into().ok()?),
-            peak: u64_at(4)?,
-            bytes: u64_at(12)?,
-            at_fork_bytes: (at_fork != u64::MAX).then_some(at_fork),
-            exe: String::from_utf8_lossy(b.get(28..)?).into_owned(),
-        })
-    }
-}
-
-/// Asks run whether the image of `weight` lists its blocks: the
-/// connection to send its snapshot on ([`send_parts_over`]) and the answer.
-/// None when run cannot be reached or does not answer in time (the caller
-/// then lists them and hands over, or writes, as without asking).
-pub fn ask(socket: &CStr, weight: &Weight) -> Option<(Conn, bool)> {
-    let mut c = Conn::connect(socket)?;
-    let question = weight.encode();
-    let mut msg = Vec::with_capacity(8 + question.len());
-    msg.extend_from_slice(MAGIC_ASK);
-    msg.extend_from_slice(&u32::try_from(question.len()).ok()?.to_le_bytes());
-    msg.extend_from_slice(&question);
-    c.send_all(&msg).ok()?;
-    c.sent = 0;
-    let limit = libc::timeval {
-        tv_sec: SEND_TIMEOUT_S,
-        tv_usec: 0,
-    };
-    let mut answer = 0u8;
-    // SAFETY: a descriptor this Conn owns; a timeval and one byte on the stack.
-    let n = unsafe {
-        libc::setsockopt(
-            c.fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&limit as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        );
-        loop {
-            let n = libc::recv(c.fd, (&mut answer as *mut u8).cast(), 1, 0);
-            if n >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-                break n;
-            }
-        }
-    };
-    match (n, answer) {
-        (1, LISTS) => Some((c, true)),
-        (1, LISTS_NONE) => Some((c, false)),
-        _ => None,
-    }
-}
-
 /// Hands `snap` over for `path` in parts (see the module's doc): its
 /// tables encoded, its head and bulk serialized, all through one buffer of
 /// `buffer` bytes, so a small snapshot goes in one `send` (each wakes run's
 /// reading thread). False when it could not (the caller writes the file).
 pub fn send_parts(socket: &CStr, path: &str, buffer: usize, snap: &memscope_format::Snapshot) -> bool {
-    Conn::connect(socket).is_some_and(|c| send_parts_over(c, path, buffer, snap))
-}
-
-/// [`send_parts`] on a connection already open (one that asked).
-pub fn send_parts_over(c: Conn, path: &str, buffer: usize, snap: &memscope_format::Snapshot) -> bool {
     let Ok(head) = snap.head_json() else {
         return false;
     };
@@ -306,6 +209,9 @@ pub fn send_parts_over(c: Conn, path: &str, buffer: usize, snap: &memscope_forma
     prefix.extend_from_slice(&(tables.len() as u64).to_le_bytes());
     prefix.extend_from_slice(&tables);
     drop((head, tables));
+    let Some(c) = Conn::connect(socket) else {
+        return false;
+    };
     let mut w = io::BufWriter::with_capacity(buffer, c);
     let sent = w.write_all(&prefix).is_ok() && snap.write_bulk_json(&mut w).is_ok() && {
         // What went and what waits in the buffer, less the prefix: the bulk.

@@ -13,12 +13,9 @@
 //!
 //! One thread accepts the connections and reads them side by side as their
 //! bytes come (so an image never waits for naming, nor for another image),
-//! and queues each complete message for the naming thread. An image that
-//! asks whether it lists its blocks (`MEMSCOPE_HANDOFF_ASKS`) is answered
-//! by that thread as soon as its question is in ([`super::records`]).
+//! and queues each complete message for the naming thread.
 
-use super::records::SharedKeep;
-use memscope_engine::handoff::{Weight, LISTS, LISTS_NONE, MAGIC, MAGIC_ASK, MAGIC_PARTS, TRAILER_ZEROS};
+use memscope_engine::handoff::{MAGIC, MAGIC_PARTS, TRAILER_ZEROS};
 use std::io::{Read, Write};
 use std::ops::Range;
 use std::os::fd::AsRawFd;
@@ -32,8 +29,6 @@ use std::time::{Duration, Instant};
 
 /// The environment variable that tells the library where the socket is.
 pub const VAR: &str = "MEMSCOPE_HANDOFF";
-/// The one that tells it run answers its question.
-pub const ASKS_VAR: &str = "MEMSCOPE_HANDOFF_ASKS";
 /// Longest path a `sockaddr_un` holds (with its NUL).
 const SUN_PATH: usize = 108;
 /// How long one image may take to send its snapshot before `run` gives up
@@ -54,8 +49,6 @@ const MAX_HELD: usize = 256 << 20;
 /// One image's snapshot as it was handed over.
 pub struct Handed {
     pub path: PathBuf,
-    /// The image asked whether it lists its blocks, and did as it was told.
-    pub decided: bool,
     /// The whole message, which `body` points into (never copied out).
     message: Vec<u8>,
     body: Body,
@@ -127,7 +120,7 @@ pub struct Listener {
 impl Listener {
     /// Listens on `dir/snapshots.sock` (`dir`: run's private temporary
     /// directory). `None` when it cannot: images then write their files.
-    pub fn start(dir: &Path, keep: SharedKeep) -> Option<(Listener, Queue)> {
+    pub fn start(dir: &Path) -> Option<(Listener, Queue)> {
         let socket = dir.join("snapshots.sock");
         if socket.as_os_str().len() >= SUN_PATH {
             return None;
@@ -140,7 +133,7 @@ impl Listener {
         let (flag, counted) = (done.clone(), held.clone());
         let thread = std::thread::Builder::new()
             .name("memscope-handoff".into())
-            .spawn(move || accept_until(&listener, &flag, &tx, &counted, &keep))
+            .spawn(move || accept_until(&listener, &flag, &tx, &counted))
             .ok()?;
         Some((
             Listener {
@@ -174,21 +167,13 @@ struct Incoming {
     conn: UnixStream,
     buf: Vec<u8>,
     since: Instant,
-    /// Its question (if it asked one) has been answered.
-    answered: bool,
 }
 
 /// Accepts connections and reads them side by side (one image that stalls
 /// mid-message holds no other up), queuing each complete message; returns
 /// once `done` is set, nothing waits to be accepted and every connection
 /// has ended (or was given up on: its image then writes its own file).
-fn accept_until(
-    listener: &UnixListener,
-    done: &AtomicBool,
-    tx: &Sender<Handed>,
-    held: &AtomicUsize,
-    keep: &SharedKeep,
-) {
+fn accept_until(listener: &UnixListener, done: &AtomicBool, tx: &Sender<Handed>, held: &AtomicUsize) {
     let mut open: Vec<Incoming> = Vec::new();
     let mut done_at: Option<Instant> = None;
     loop {
@@ -199,7 +184,7 @@ fn accept_until(
         // have ended believing it handed over.
         let room = done_at.is_some() || held.load(Ordering::Relaxed) < MAX_HELD;
         let accepting = room && accept_all(listener, &mut open);
-        open.retain_mut(|c| match read_some(c).filter(|_| answer(c, keep)) {
+        open.retain_mut(|c| match read_some(c) {
             Some(true) => {
                 if let Some(h) = parse(std::mem::take(&mut c.buf)) {
                     held.fetch_add(h.message.len(), Ordering::Relaxed);
@@ -237,7 +222,6 @@ fn accept_all(listener: &UnixListener, open: &mut Vec<Incoming>) -> bool {
                         // Most snapshots of short processes fit.
                         buf: Vec::with_capacity(64 << 10),
                         since: Instant::now(),
-                        answered: false,
                     });
                 }
             }
@@ -263,32 +247,6 @@ fn read_some(c: &mut Incoming) -> Option<bool> {
     }
 }
 
-/// Answers the question of an image that asked one (see
-/// `memscope_engine::handoff::ask`) once it is all in; false when the
-/// answer cannot be sent (the connection is then dropped: the image,
-/// with no answer, writes its file itself).
-fn answer(c: &mut Incoming, keep: &SharedKeep) -> bool {
-    if c.answered || !c.buf.starts_with(MAGIC_ASK) {
-        return true;
-    }
-    let Some(weight) = question(&c.buf).and_then(|(q, _)| Weight::decode(q)) else {
-        // Not all in yet (a malformed one is refused when the message ends).
-        return true;
-    };
-    let lists = keep.lock().map_or(true, |mut k| k.lists_by(&weight));
-    c.answered = true;
-    (&c.conn).write_all(&[if lists { LISTS } else { LISTS_NONE }]).is_ok()
-}
-
-/// The question at the start of a message that asks one, and where the
-/// message in parts after it starts; None until it is all in.
-fn question(buf: &[u8]) -> Option<(&[u8], usize)> {
-    let len = u32::from_le_bytes(buf.get(MAGIC_ASK.len()..MAGIC_ASK.len() + 4)?.try_into().ok()?) as usize;
-    let start = MAGIC_ASK.len() + 4;
-    let end = start.checked_add(len)?;
-    Some((buf.get(start..end)?, end))
-}
-
 /// Waits until the listener or an open connection has something.
 fn wait(listener: &UnixListener, open: &[Incoming]) {
     let mut fds: Vec<libc::pollfd> = std::iter::once(listener.as_raw_fd())
@@ -306,21 +264,16 @@ fn wait(listener: &UnixListener, open: &[Incoming]) {
 /// Splits a message into its path and snapshot (see
 /// `memscope_engine::handoff`); `None` for one cut short or malformed.
 fn parse(buf: Vec<u8>) -> Option<Handed> {
-    // An image that asked first: its message in parts follows the question.
-    let (from, decided) = match buf.starts_with(MAGIC_ASK) {
-        true => (question(&buf).filter(|(q, _)| Weight::decode(q).is_some())?.1, true),
-        false => (0, false),
-    };
-    let head = from + MAGIC.len() + 4;
+    let head = MAGIC.len() + 4;
     if buf.len() < head + TRAILER_ZEROS + 8 {
         return None;
     }
-    let in_parts = match &buf[from..from + MAGIC.len()] {
-        m if m == MAGIC && !decided => false,
+    let in_parts = match &buf[..MAGIC.len()] {
+        m if m == MAGIC => false,
         m if m == MAGIC_PARTS => true,
         _ => return None,
     };
-    let path_len = u32::from_le_bytes(buf[from + MAGIC.len()..head].try_into().ok()?) as usize;
+    let path_len = u32::from_le_bytes(buf[MAGIC.len()..head].try_into().ok()?) as usize;
     let body = head.checked_add(path_len)?;
     let tail = buf.len().checked_sub(TRAILER_ZEROS + 8)?;
     if body > tail || buf[tail..tail + TRAILER_ZEROS].iter().any(|&b| b != 0) || path_len == 0 {
@@ -352,7 +305,6 @@ fn parse(buf: Vec<u8>) -> Option<Handed> {
     }
     Some(Handed {
         path,
-        decided,
         message: buf,
         body,
     })
@@ -388,7 +340,7 @@ mod tests {
     #[test]
     fn an_image_that_stalls_mid_message_holds_no_other_up() {
         let dir = tempfile::tempdir().unwrap();
-        let (listener, rx) = Listener::start(dir.path(), Default::default()).unwrap();
+        let (listener, rx) = Listener::start(dir.path()).unwrap();
         let socket = std::ffi::CString::new(listener.socket().as_os_str().as_bytes()).unwrap();
         // Half a message, then silence (a process stopped while sending).
         let mut stalled = UnixStream::connect(listener.socket()).unwrap();
@@ -412,7 +364,7 @@ mod tests {
     #[test]
     fn a_snapshot_sent_in_parts_joins_into_the_same_and_one_cut_short_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let (listener, rx) = Listener::start(dir.path(), Default::default()).unwrap();
+        let (listener, rx) = Listener::start(dir.path()).unwrap();
         let socket = std::ffi::CString::new(listener.socket().as_os_str().as_bytes()).unwrap();
         let mut s = memscope_format::read_snapshot(crate::export::tests::MINIMAL.as_bytes()).unwrap();
         s.process.argv.push("\u{0}</script>\"".into());
@@ -431,48 +383,6 @@ mod tests {
         for cut in 0..h.message.len() {
             assert!(parse(h.message[..cut].to_vec()).is_none(), "cut at {cut}");
         }
-    }
-
-    #[test]
-    fn images_that_ask_are_answered_by_the_runs_choice_and_send_after_the_answer() {
-        use memscope_engine::handoff::{ask, send_parts_over, Weight};
-        let dir = tempfile::tempdir().unwrap();
-        let keep = SharedKeep::new(super::super::records::Keep::new(true, 1).into());
-        let (listener, rx) = Listener::start(dir.path(), keep).unwrap();
-        let socket = std::ffi::CString::new(listener.socket().as_os_str().as_bytes()).unwrap();
-        let s = memscope_format::read_snapshot(crate::export::tests::MINIMAL.as_bytes()).unwrap();
-        let weight = Weight {
-            exe: "/bin/l\u{0}s \"x\"".into(),
-            ppid: 7,
-            peak: 100,
-            bytes: 1000,
-            at_fork_bytes: None,
-        };
-        // Three images of one executable list their blocks, a fourth no
-        // heavier does not, a heavier one does.
-        let mut answers = Vec::new();
-        for (i, peak) in [100, 100, 100, 100, 101].into_iter().enumerate() {
-            let (conn, lists) = ask(&socket, &Weight { peak, ..weight.clone() }).expect("an answer");
-            answers.push(lists);
-            assert!(send_parts_over(conn, &format!("/o/{i}.json"), 64, &s));
-            let h = rx
-                .recv_timeout(Duration::from_secs(10))
-                .expect("the snapshot after the answer");
-            assert_eq!(h.path, PathBuf::from(format!("/o/{i}.json")));
-            assert!(h.decided && matches!(h.snapshot(), Snapshot::Parts { .. }));
-        }
-        assert_eq!(answers, [true, true, true, false, true]);
-        // One that asked but whose snapshot was cut short is refused, and
-        // so is one whose question does not read.
-        let (conn, _) = ask(&socket, &weight).unwrap();
-        drop(conn);
-        listener.finish();
-        assert!(rx.try_recv().is_err());
-        let mut m = MAGIC_ASK.to_vec();
-        m.extend(3u32.to_le_bytes());
-        m.extend(b"abc");
-        m.extend(message(b"/o/s.json", b"{}", 2));
-        assert!(parse(m).is_none(), "a question too short for a weight");
     }
 
     #[test]

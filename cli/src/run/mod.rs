@@ -220,15 +220,14 @@ pub fn main(a: Args) -> Outcome {
     if a.live && !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
         return Err("--live needs a terminal".into());
     }
-    let keep = records::SharedKeep::default();
-    let (listener, handed) = handoff::Listener::start(tmp.path(), keep.clone()).unzip();
+    let (listener, handed) = handoff::Listener::start(tmp.path()).unzip();
     match &listener {
-        Some(l) => cmd.env(handoff::VAR, l.socket()).env(handoff::ASKS_VAR, "1"),
-        None => cmd.env_remove(handoff::VAR).env_remove(handoff::ASKS_VAR),
+        Some(l) => cmd.env(handoff::VAR, l.socket()),
+        None => cmd.env_remove(handoff::VAR),
     };
     child::prepare();
     let started = std::time::Instant::now();
-    let namer = names::Namer::start(&plan.manifest, handed, keep);
+    let namer = names::Namer::start(&plan.manifest, handed);
     let pid = child::spawn(&mut cmd).map_err(|e| {
         format!(
             "cannot start {}: {}",

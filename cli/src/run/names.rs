@@ -14,7 +14,7 @@
 
 use super::digest::Collected;
 use super::handoff::{self, Handed, Queue};
-use super::records::{self, SharedKeep};
+use super::records::{self, Keep};
 use memscope_format::{parts, Snapshot};
 use memscope_symbols::{name_pending, Resolver};
 use std::collections::HashSet;
@@ -41,14 +41,13 @@ pub struct Namer {
 
 impl Namer {
     /// Starts naming the snapshots listed in `manifest` as they appear,
-    /// and writing those `handed` over ([`handoff`]), their records as
-    /// `keep` says.
-    pub fn start(manifest: &Path, handed: Option<Queue>, keep: SharedKeep) -> Namer {
+    /// and writing those `handed` over ([`handoff`]).
+    pub fn start(manifest: &Path, handed: Option<Queue>) -> Namer {
         let done = Arc::new(AtomicBool::new(false));
         let (flag, manifest) = (done.clone(), manifest.to_path_buf());
         let thread = std::thread::Builder::new()
             .name("memscope-names".into())
-            .spawn(move || name_until(&manifest, &flag, handed, &keep))
+            .spawn(move || name_until(&manifest, &flag, handed))
             .ok();
         Namer { done, thread }
     }
@@ -64,7 +63,7 @@ impl Namer {
         match self.thread.take().map(|t| t.join()) {
             Some(Ok(kept)) => kept,
             // No thread (or it died): name everything here.
-            _ => name_until(manifest, &AtomicBool::new(true), None, &Default::default()),
+            _ => name_until(manifest, &AtomicBool::new(true), None),
         }
     }
 }
@@ -72,15 +71,16 @@ impl Namer {
 /// Names new snapshots of the manifest until `done` is set, then once more;
 /// writes each one handed over as it comes. `handed`'s sender is gone
 /// (all is queued) before `done` is set.
-fn name_until(manifest: &Path, done: &AtomicBool, mut handed: Option<Queue>, keep: &SharedKeep) -> Collected {
+fn name_until(manifest: &Path, done: &AtomicBool, mut handed: Option<Queue>) -> Collected {
     let mut resolver = Resolver::with_cache(crate::load::name_cache());
+    let mut keep = Keep::from_env();
     let mut seen: HashSet<PathBuf> = HashSet::new();
     let mut kept = Collected::default();
     let mut tail = super::tail::Tail::default();
     loop {
         let last_round = done.load(Ordering::Acquire);
         while let Some(h) = handed.as_ref().and_then(|rx| rx.try_recv().ok()) {
-            name_handed(h, manifest, &mut resolver, keep, &mut kept, &mut seen);
+            name_handed(h, manifest, &mut resolver, &mut keep, &mut kept, &mut seen);
         }
         for path in tail.new_paths(manifest) {
             if seen.insert(path.clone()) {
@@ -92,7 +92,7 @@ fn name_until(manifest: &Path, done: &AtomicBool, mut handed: Option<Queue>, kee
             return kept;
         }
         match handed.as_ref().map(|rx| rx.recv_timeout(POLL)) {
-            Some(Ok(h)) => name_handed(h, manifest, &mut resolver, keep, &mut kept, &mut seen),
+            Some(Ok(h)) => name_handed(h, manifest, &mut resolver, &mut keep, &mut kept, &mut seen),
             Some(Err(RecvTimeoutError::Timeout)) => {}
             // Everything handed over was taken: wait as without handoff.
             Some(Err(RecvTimeoutError::Disconnected)) => handed = None,
@@ -107,19 +107,17 @@ fn name_handed(
     h: Handed,
     manifest: &Path,
     resolver: &mut Resolver,
-    keep: &SharedKeep,
+    keep: &mut Keep,
     kept: &mut Collected,
     seen: &mut HashSet<PathBuf>,
 ) {
     let first = !seen.contains(&h.path);
-    // An image that asked did as it was told; the others are told here.
-    let lists = |s: &Snapshot| h.decided || keep.lock().map_or(true, |mut k| k.lists(s));
     let written = match h.snapshot() {
         handoff::Snapshot::Whole(json) => {
             write_whole(&h.path, json, resolver).map(|s| s.filter(|_| first).map(|s| kept.prepare(h.path.clone(), &s)))
         }
         handoff::Snapshot::Parts { head, tables, bulk } => {
-            write_parts(&h.path, head, tables, bulk, resolver, lists, |s| {
+            write_parts(&h.path, head, tables, bulk, resolver, keep, |s| {
                 first.then(|| kept.prepare(h.path.clone(), s))
             })
         }
@@ -155,7 +153,7 @@ fn write_whole(path: &Path, json: &[u8], resolver: &mut Resolver) -> std::io::Re
 
 /// A snapshot handed over in parts (`memscope_format::parts`): only its
 /// head is parsed and its tables decoded and named; its records and the
-/// rest of the bulk go into the file as they came, unless `lists` says the
+/// rest of the bulk go into the file as they came, unless `keep` says the
 /// image lists none ([`records`]). Parts that do not fit together are
 /// written nowhere (an error line says so): no image sends them.
 fn write_parts<T: Send>(
@@ -164,7 +162,7 @@ fn write_parts<T: Send>(
     tables: &[u8],
     bulk: &[u8],
     resolver: &mut Resolver,
-    lists: impl FnOnce(&Snapshot) -> bool,
+    keep: &mut Keep,
     meanwhile: impl FnOnce(&Snapshot) -> T + Send,
 ) -> std::io::Result<T> {
     let mut snap = parts::assemble(head, tables).map_err(|e| {
@@ -174,7 +172,7 @@ fn write_parts<T: Send>(
         )
     })?;
     name_pending(&mut snap, resolver);
-    let cut = if lists(&snap) {
+    let cut = if keep.lists(&snap) {
         None
     } else {
         records::without_records(bulk).and_then(|(bulk, n)| {
@@ -245,7 +243,6 @@ fn rewrite(path: &Path, snap: &Snapshot) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::records::Keep;
     use super::*;
 
     #[test]
@@ -258,7 +255,7 @@ mod tests {
         let mut bulk = Vec::new();
         s.write_bulk_json(&mut bulk).unwrap();
         let mut r = Resolver::new();
-        let keep = |s: &Snapshot| Keep::new(false, 0).lists(s);
+        let keep = &mut Keep::new(false, 0);
         let e = write_parts(&path, &head, &tables[..tables.len() - 1], &bulk, &mut r, keep, |_| ()).unwrap_err();
         assert!(e.to_string().contains("not a snapshot: its tables"), "{e}");
         assert!(!path.exists(), "nothing written");

@@ -13,14 +13,8 @@
 //! counts the blocks left out, as for any image past its cap. A user who
 //! sets `MEMSCOPE_MAX_RECORDS` gets that many for every image.
 
-use memscope_engine::handoff::Weight;
 use memscope_format::Snapshot;
 use std::collections::HashMap;
-
-/// The run's one [`Keep`]: the naming thread consults it for images that
-/// hand their snapshots over whole, the handoff thread answers those that
-/// ask with it.
-pub type SharedKeep = std::sync::Arc<std::sync::Mutex<Keep>>;
 
 /// Images of each executable that always keep their lists.
 pub const FIRST: u32 = 3;
@@ -39,12 +33,6 @@ struct Seen {
     bytes: u64,
 }
 
-impl Default for Keep {
-    fn default() -> Keep {
-        Keep::from_env()
-    }
-}
-
 impl Keep {
     pub fn from_env() -> Keep {
         let set = std::env::var_os("MEMSCOPE_MAX_RECORDS").is_some_and(|v| !v.is_empty());
@@ -61,27 +49,15 @@ impl Keep {
     /// Whether the image of `head` (a snapshot's head: its process and
     /// summary) lists its blocks. Called once per image, as images end.
     pub fn lists(&mut self, head: &Snapshot) -> bool {
-        let m = &head.summary;
-        self.lists_by(&Weight {
-            exe: head.process.exe.clone(),
-            ppid: head.process.ppid,
-            peak: m.peak_live_bytes,
-            bytes: m.total_allocated_bytes,
-            at_fork_bytes: m.at_fork.as_ref().map(|f| f.total_allocated_bytes),
-        })
-    }
-
-    /// [`lists`](Self::lists), from what an image that asks says of itself
-    /// (`memscope_engine::handoff::ask`).
-    pub fn lists_by(&mut self, w: &Weight) -> bool {
         let Some(seen) = self.seen.as_mut() else { return true };
         // A fork child's counters go on from its parent's (which grow along
         // a shell loop): its own weight is what it allocated since the fork.
-        let (peak, bytes) = match w.at_fork_bytes {
-            Some(f) => (0, w.bytes.saturating_sub(f)),
-            None => (w.peak, w.bytes),
+        let m = &head.summary;
+        let (peak, bytes) = match &m.at_fork {
+            Some(f) => (0, m.total_allocated_bytes.saturating_sub(f.total_allocated_bytes)),
+            None => (m.peak_live_bytes, m.total_allocated_bytes),
         };
-        let s = seen.entry(w.exe.clone()).or_insert(Seen {
+        let s = seen.entry(head.process.exe.clone()).or_insert(Seen {
             images: 0,
             peak: 0,
             bytes: 0,
@@ -90,7 +66,7 @@ impl Keep {
         let heaviest = peak > s.peak || bytes > s.bytes;
         s.peak = s.peak.max(peak);
         s.bytes = s.bytes.max(bytes);
-        w.ppid == self.run_pid || s.images <= FIRST || heaviest
+        head.process.ppid == self.run_pid || s.images <= FIRST || heaviest
     }
 }
 
