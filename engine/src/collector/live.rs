@@ -26,8 +26,9 @@
 //! its own live blocks at the end meant reading every inherited one. So a
 //! child leaves the parent's table as it was ([`LiveTable::fork_overlay`]):
 //! its own blocks go into a table of its own, and the inherited ones it
-//! frees are noted as gone. Its own live blocks are then that table, and
-//! the inherited ones still live a count kept as they go.
+//! frees are noted as gone. Its own live blocks are then that table; the
+//! inherited ones still live are counted, not read: those at the fork
+//! less those gone.
 
 use super::open_table::OpenTable;
 use super::{AddrMap, Block};
@@ -52,12 +53,12 @@ pub struct LiveTable {
 struct Inherited {
     /// The table as it was at the fork: read, never written.
     table: LiveTable,
-    /// The addresses of its blocks taken out since, with their sizes.
-    gone: AddrMap<u64>,
+    /// The addresses of its blocks taken out since.
+    gone: AddrMap<()>,
     /// Its blocks, and their bytes, at the fork.
     blocks: u64,
     bytes: u64,
-    /// The sizes in `gone`, summed.
+    /// The sizes of the blocks in `gone`, summed.
     gone_bytes: u64,
 }
 
@@ -68,7 +69,7 @@ impl Inherited {
             return None;
         }
         let block = self.table.get(ptr)?;
-        self.gone.insert(ptr, block.size);
+        self.gone.insert(ptr, ());
         self.gone_bytes += block.size;
         Some(block)
     }
