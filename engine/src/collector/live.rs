@@ -55,8 +55,7 @@ struct Inherited {
     table: LiveTable,
     /// The addresses of its blocks taken out since.
     gone: AddrMap<()>,
-    /// Its blocks, and their bytes, at the fork.
-    blocks: u64,
+    /// Its blocks' bytes at the fork.
     bytes: u64,
     /// The sizes of the blocks in `gone`, summed.
     gone_bytes: u64,
@@ -65,10 +64,7 @@ struct Inherited {
 impl Inherited {
     /// Takes the inherited block at `ptr` out, if it is still there.
     fn take(&mut self, ptr: u64) -> Option<Block> {
-        if self.gone.contains_key(&ptr) {
-            return None;
-        }
-        let block = self.table.get(ptr)?;
+        let block = self.get(ptr)?;
         self.gone.insert(ptr, ());
         self.gone_bytes += block.size;
         Some(block)
@@ -86,7 +82,7 @@ impl LiveTable {
         } else {
             self.small.len()
         };
-        own + self.inherited.as_ref().map_or(0, |i| i.blocks as usize - i.gone.len())
+        own + self.inherited.as_ref().map_or(0, |i| i.table.len() - i.gone.len())
     }
 
     /// In a `fork()` child: every block in the table now is inherited and
@@ -94,10 +90,8 @@ impl LiveTable {
     /// sizes summed, which the collector knows.
     pub fn fork_overlay(&mut self, bytes: u64) {
         let table = std::mem::take(self);
-        let blocks = table.len() as u64;
         self.inherited = Some(Box::new(Inherited {
             table,
-            blocks,
             bytes,
             ..Inherited::default()
         }));
@@ -107,7 +101,10 @@ impl LiveTable {
     /// ((0, 0) outside a fork child): all born before the fork.
     pub fn untouched_inherited(&self) -> (u64, u64) {
         self.inherited.as_ref().map_or((0, 0), |i| {
-            (i.blocks - i.gone.len() as u64, i.bytes.saturating_sub(i.gone_bytes))
+            (
+                (i.table.len() - i.gone.len()) as u64,
+                i.bytes.saturating_sub(i.gone_bytes),
+            )
         })
     }
 
