@@ -145,8 +145,45 @@ fn take_snapshot(
         let counts = snapshot::EngineCounts {
             events_dropped: dropped,
         };
-        (snapshot::build(finished, &process, ending, &cal, cfg, counts), process)
+        let snap = if lists_records(cfg, &process, &finished) {
+            snapshot::build(finished, &process, ending, &cal, cfg, counts)
+        } else {
+            let cfg = config::Config {
+                max_records: 0,
+                ..cfg.clone()
+            };
+            snapshot::build(finished, &process, ending, &cal, &cfg, counts)
+        };
+        (snap, process)
     })
+}
+
+/// Whether this image lists its blocks: under `run`, as the run's table
+/// says ([`crate::listing`]); otherwise always (up to its cap).
+fn lists_records(cfg: &config::Config, process: &ProcessInfo, fin: &crate::collector::Finished) -> bool {
+    let Some(socket) = cfg.handoff.as_deref() else {
+        return true;
+    };
+    if cfg.format != ExportFormat::Json || cfg.max_records == 0 || !crate::rss::no_seccomp_filter() {
+        return true;
+    }
+    let Ok(table) = std::ffi::CString::new(crate::listing::table_path(socket)) else {
+        return true;
+    };
+    let root = sys::getenv(crate::process::RUN_PPID_VAR)
+        .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u32>().ok())
+        .is_some_and(|run| run == process.ppid);
+    let weight = match &fin.at_fork {
+        Some(at) => crate::listing::Weight {
+            peak: 0,
+            bytes: fin.totals.allocated_bytes.saturating_sub(at.allocated_bytes),
+        },
+        None => crate::listing::Weight {
+            peak: fin.peak.bytes,
+            bytes: fin.totals.allocated_bytes,
+        },
+    };
+    crate::listing::lists(&table, &process.exe, root, weight)
 }
 
 fn write_snapshot(kind: EndKind, exit_code: Option<i32>, signal: Option<i32>, last: bool) {

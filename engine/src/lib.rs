@@ -28,9 +28,9 @@
 //!  3  running  inherited                running snapshots; fork-only children
 //!  2  consumer                          drain: rings -> collector (EngineState)
 //!  1  snapshot                          Finished -> memscope_format::Snapshot
-//!  0  image destination handoff collector var_names unwind registry ring
-//!     thread rss control select process paths event config clock log lock sys
-//!     arena
+//!  0  image destination handoff listing collector var_names unwind registry
+//!     ring thread rss control select process paths event config clock log
+//!     lock sys arena
 //! ```
 //!
 //! Layer 0 is ordered too (left above right, most of it independent).
@@ -50,6 +50,7 @@ pub mod handoff;
 pub mod image;
 pub mod inherited;
 pub mod lifecycle;
+pub mod listing;
 pub mod lock;
 pub mod log;
 pub mod paths;

@@ -135,7 +135,8 @@ pub fn write_spliced<W: Write + ?Sized>(w: &mut W, head: &[u8], tables: &Snapsho
     if tables.symbols_pending {
         field(&mut mid, "symbols_pending", &true)?;
     }
-    field(&mut mid, "callsites", &tables.callsites)?;
+    mid.extend_from_slice(b",\"callsites\":");
+    crate::records_json::write_callsites(&mut mid, &tables.callsites)?;
     w.write_all(b"{")?;
     w.write_all(head)?;
     w.write_all(if head.is_empty() { &mid[1..] } else { &mid })?;

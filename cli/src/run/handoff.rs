@@ -127,6 +127,18 @@ impl Listener {
         }
         let listener = UnixListener::bind(&socket).ok()?;
         listener.set_nonblocking(true).ok()?;
+        // The table by which each image decides whether it lists its blocks
+        // (`memscope_engine::listing`); without it (or with the user's own
+        // MEMSCOPE_MAX_RECORDS) every image lists up to its cap.
+        if std::env::var_os("MEMSCOPE_MAX_RECORDS").map_or(true, |v| v.is_empty()) {
+            let table = memscope_engine::listing::table_path(&socket.to_string_lossy());
+            if let Err(e) = memscope_engine::listing::create(Path::new(&table)) {
+                eprintln!(
+                    "memscope: every process will list its blocks: cannot make the run's table: {}",
+                    crate::load::io_reason(&e)
+                );
+            }
+        }
         let (tx, rx) = channel();
         let done = Arc::new(AtomicBool::new(false));
         let held = Arc::new(AtomicUsize::new(0));

@@ -15,7 +15,6 @@ mod groups;
 mod handoff;
 mod library;
 mod names;
-mod records;
 mod tail;
 mod target;
 

@@ -14,7 +14,6 @@
 
 use super::digest::Collected;
 use super::handoff::{self, Handed, Queue};
-use super::records::{self, Keep};
 use memscope_format::{parts, Snapshot};
 use memscope_symbols::{name_pending, Resolver};
 use std::collections::HashSet;
@@ -73,14 +72,13 @@ impl Namer {
 /// (all is queued) before `done` is set.
 fn name_until(manifest: &Path, done: &AtomicBool, mut handed: Option<Queue>) -> Collected {
     let mut resolver = Resolver::with_cache(crate::load::name_cache());
-    let mut keep = Keep::from_env();
     let mut seen: HashSet<PathBuf> = HashSet::new();
     let mut kept = Collected::default();
     let mut tail = super::tail::Tail::default();
     loop {
         let last_round = done.load(Ordering::Acquire);
         while let Some(h) = handed.as_ref().and_then(|rx| rx.try_recv().ok()) {
-            name_handed(h, manifest, &mut resolver, &mut keep, &mut kept, &mut seen);
+            name_handed(h, manifest, &mut resolver, &mut kept, &mut seen);
         }
         for path in tail.new_paths(manifest) {
             if seen.insert(path.clone()) {
@@ -92,7 +90,7 @@ fn name_until(manifest: &Path, done: &AtomicBool, mut handed: Option<Queue>) -> 
             return kept;
         }
         match handed.as_ref().map(|rx| rx.recv_timeout(POLL)) {
-            Some(Ok(h)) => name_handed(h, manifest, &mut resolver, &mut keep, &mut kept, &mut seen),
+            Some(Ok(h)) => name_handed(h, manifest, &mut resolver, &mut kept, &mut seen),
             Some(Err(RecvTimeoutError::Timeout)) => {}
             // Everything handed over was taken: wait as without handoff.
             Some(Err(RecvTimeoutError::Disconnected)) => handed = None,
@@ -103,24 +101,15 @@ fn name_until(manifest: &Path, done: &AtomicBool, mut handed: Option<Queue>) -> 
 
 /// Names a snapshot handed over and writes it where its image would have,
 /// then lists it in the manifest as the image would have.
-fn name_handed(
-    h: Handed,
-    manifest: &Path,
-    resolver: &mut Resolver,
-    keep: &mut Keep,
-    kept: &mut Collected,
-    seen: &mut HashSet<PathBuf>,
-) {
+fn name_handed(h: Handed, manifest: &Path, resolver: &mut Resolver, kept: &mut Collected, seen: &mut HashSet<PathBuf>) {
     let first = !seen.contains(&h.path);
     let written = match h.snapshot() {
         handoff::Snapshot::Whole(json) => {
             write_whole(&h.path, json, resolver).map(|s| s.filter(|_| first).map(|s| kept.prepare(h.path.clone(), &s)))
         }
-        handoff::Snapshot::Parts { head, tables, bulk } => {
-            write_parts(&h.path, head, tables, bulk, resolver, keep, |s| {
-                first.then(|| kept.prepare(h.path.clone(), s))
-            })
-        }
+        handoff::Snapshot::Parts { head, tables, bulk } => write_parts(&h.path, head, tables, bulk, resolver, |s| {
+            first.then(|| kept.prepare(h.path.clone(), s))
+        }),
     };
     match written.and_then(|s| handoff::list(manifest, &h.path).map(|()| s)) {
         Ok(prepared) => {
@@ -153,16 +142,15 @@ fn write_whole(path: &Path, json: &[u8], resolver: &mut Resolver) -> std::io::Re
 
 /// A snapshot handed over in parts (`memscope_format::parts`): only its
 /// head is parsed and its tables decoded and named; its records and the
-/// rest of the bulk go into the file as they came, unless `keep` says the
-/// image lists none ([`records`]). Parts that do not fit together are
-/// written nowhere (an error line says so): no image sends them.
+/// rest of the bulk go into the file as they came. Parts that do not fit
+/// together are written nowhere (an error line says so): no image sends
+/// them.
 fn write_parts<T: Send>(
     path: &Path,
     head: &[u8],
     tables: &[u8],
     bulk: &[u8],
     resolver: &mut Resolver,
-    keep: &mut Keep,
     meanwhile: impl FnOnce(&Snapshot) -> T + Send,
 ) -> std::io::Result<T> {
     let mut snap = parts::assemble(head, tables).map_err(|e| {
@@ -172,17 +160,6 @@ fn write_parts<T: Send>(
         )
     })?;
     name_pending(&mut snap, resolver);
-    let cut = if keep.lists(&snap) {
-        None
-    } else {
-        records::without_records(bulk).and_then(|(bulk, n)| {
-            // Its cap was 0: it says so, and readers hold it to it.
-            snap.tool.max_records = 0;
-            snap.summary.records_omitted += n;
-            Some((snap.head_json().ok()?, bulk))
-        })
-    };
-    let (head, bulk) = cut.as_ref().map_or((head, bulk), |(h, b)| (&h[..], &b[..]));
     let write = || crate::runfile::write_private(path, |w| parts::write_spliced(w, head, &snap, bulk));
     if snap.allocations.len() + snap.callsites.len() < PARALLEL_WRITE_FROM {
         write()?;
@@ -255,11 +232,10 @@ mod tests {
         let mut bulk = Vec::new();
         s.write_bulk_json(&mut bulk).unwrap();
         let mut r = Resolver::new();
-        let keep = &mut Keep::new(false, 0);
-        let e = write_parts(&path, &head, &tables[..tables.len() - 1], &bulk, &mut r, keep, |_| ()).unwrap_err();
+        let e = write_parts(&path, &head, &tables[..tables.len() - 1], &bulk, &mut r, |_| ()).unwrap_err();
         assert!(e.to_string().contains("not a snapshot: its tables"), "{e}");
         assert!(!path.exists(), "nothing written");
-        let kept = write_parts(&path, &head, &tables, &bulk, &mut r, keep, Snapshot::clone).unwrap();
+        let kept = write_parts(&path, &head, &tables, &bulk, &mut r, Snapshot::clone).unwrap();
         assert_eq!(kept.process, s.process);
         assert_eq!(memscope_format::read_snapshot_file(&path).unwrap(), s);
     }

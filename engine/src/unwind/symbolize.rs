@@ -28,6 +28,11 @@ pub struct Symbolizer {
     /// took ~6 ms.
     by_ip: AddrMap<(u32, u32)>,
     by_ip_frames: Vec<u32>,
+    /// The stack [`Symbolizer::stack`] was last asked for, and its
+    /// addresses' ranges in `by_ip_frames`; `spare_ranges` is reused.
+    last_ips: Vec<u64>,
+    last_ranges: Vec<(u32, u32)>,
+    spare_ranges: Vec<(u32, u32)>,
     tables: FrameTables,
     /// Bias and build id of each module of `tables`, in its order.
     module_info: Vec<ModuleInfo>,
@@ -54,6 +59,9 @@ impl Symbolizer {
             resolver: name_now.then(|| Resolver::with_cache(name_cache())),
             by_ip: AddrMap::default(),
             by_ip_frames: Vec::new(),
+            last_ips: Vec::new(),
+            last_ranges: Vec::new(),
+            spare_ranges: Vec::new(),
             tables: FrameTables::new(),
             module_info: Vec::new(),
             module_ids: Vec::new(),
@@ -117,22 +125,45 @@ impl Symbolizer {
 
     /// The frames of one stack of return addresses, innermost first, each
     /// address expanded into its inlined frames: indices into the tables.
+    ///
+    /// The outer frames it shares with the stack asked before it are not
+    /// looked up again: a snapshot asks for its sites in the order they
+    /// were first used, and neighbours often share outer frames (cc1's
+    /// 10,000 sites hold 300,000 addresses, 5,600 distinct: naming its
+    /// sites took ~10% less).
     pub fn stack(&mut self, ips: &[u64]) -> Vec<u32> {
+        let shared = ips
+            .iter()
+            .rev()
+            .zip(self.last_ips.iter().rev())
+            .take_while(|(a, b)| a == b)
+            .count();
+        let mut ranges = std::mem::take(&mut self.spare_ranges);
+        ranges.clear();
+        for &ip in &ips[..ips.len() - shared] {
+            ranges.push(self.range_of(ip));
+        }
+        ranges.extend_from_slice(&self.last_ranges[self.last_ranges.len() - shared..]);
         let mut out = Vec::with_capacity(ips.len());
-        for &ip in ips {
-            let (start, len) = match self.by_ip.get(&ip) {
-                Some(&range) => range,
-                None => {
-                    let indices = self.resolve(ip);
-                    let range = (self.by_ip_frames.len() as u32, indices.len() as u32);
-                    self.by_ip_frames.extend_from_slice(&indices);
-                    self.by_ip.insert(ip, range);
-                    range
-                }
-            };
+        for &(start, len) in &ranges {
             out.extend_from_slice(&self.by_ip_frames[start as usize..(start + len) as usize]);
         }
+        self.spare_ranges = std::mem::replace(&mut self.last_ranges, ranges);
+        self.last_ips.clear();
+        self.last_ips.extend_from_slice(ips);
         out
+    }
+
+    /// Where address `ip`'s frames lie in `by_ip_frames`.
+    fn range_of(&mut self, ip: u64) -> (u32, u32) {
+        if let Some(&range) = self.by_ip.get(&ip) {
+            return range;
+        }
+        let indices = self.resolve(ip);
+        let range = (self.by_ip_frames.len() as u32, indices.len() as u32);
+        self.by_ip_frames.extend_from_slice(&indices);
+        self.by_ip.insert(ip, range);
+        range
     }
 
     /// The frames so far (for [`strip_own_frames`]).
