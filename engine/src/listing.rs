@@ -23,7 +23,7 @@
 //! every image wait for run's answer. The table is a small file, read and
 //! written under `flock` with `pread`/`pwrite` (never mapped: a file cut
 //! short under a mapping is a `SIGBUS` in the program); an image that
-//! cannot use it keeps its list.
+//! cannot use it, or waits ~10 ms for its lock, keeps its list.
 
 use std::ffi::CStr;
 
@@ -33,6 +33,8 @@ pub const FIRST: u64 = 3;
 const SLOTS: u64 = 1024;
 /// One slot: the executable's hash (0: free), images, peak, bytes (u64 LE).
 const SLOT: usize = 32;
+/// Tries for the table's lock, 50 µs apart.
+const LOCK_TRIES: u32 = 200;
 /// The table's size: a file of any other size is not used.
 pub const TABLE_BYTES: u64 = SLOTS * SLOT as u64;
 
@@ -86,10 +88,21 @@ fn note(fd: i32, exe: &str, w: Weight) -> Option<(u64, bool)> {
         if libc::fstat(fd, &mut st) != 0 || st.st_size as u64 != TABLE_BYTES {
             return None;
         }
-        while libc::flock(fd, libc::LOCK_EX) != 0 {
-            if *libc::__errno_location() != libc::EINTR {
+        // Never waits long: an image stopped (or a fork child of one
+        // that inherited the descriptor) while holding the lock must not
+        // hold up every other image's end. Past ~10 ms, list.
+        let mut tries = 0;
+        while libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) != 0 {
+            let e = *libc::__errno_location();
+            tries += 1;
+            if (e != libc::EWOULDBLOCK && e != libc::EINTR) || tries > LOCK_TRIES {
                 return None;
             }
+            let pause = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 50_000,
+            };
+            libc::nanosleep(&pause, std::ptr::null_mut());
         }
     }
     let key = hash(exe.as_bytes()) | 1;
@@ -190,6 +203,27 @@ mod tests {
         let slot = (hash(b"/bin/sh") | 1) % SLOTS;
         let images = &bytes[slot as usize * SLOT + 8..slot as usize * SLOT + 16];
         assert_eq!(u64::from_le_bytes(images.try_into().unwrap()), 400);
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn an_image_does_not_wait_long_for_a_lock_another_holds() {
+        let (path, t) = table("held");
+        let holder = std::fs::File::open(&path).unwrap();
+        // SAFETY: flock on a descriptor `holder` owns.
+        assert_eq!(
+            unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&holder), libc::LOCK_EX) },
+            0
+        );
+        let started = std::time::Instant::now();
+        assert!(
+            (0..4).all(|_| lists(&t, "/bin/ls", false, peak(1))),
+            "lists when it cannot decide"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        drop(holder);
+        let kept: Vec<bool> = (0..4).map(|_| lists(&t, "/bin/ls", false, peak(1))).collect();
+        assert_eq!(kept, [true, true, true, false], "nothing was counted while it was held");
         std::fs::remove_file(path).unwrap();
     }
 

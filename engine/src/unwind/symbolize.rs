@@ -303,3 +303,38 @@ pub fn strip_own_frames(stack: &mut Vec<u32>, frames: &[Frame]) {
         .count();
     stack.drain(..own);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Stacks that share outer frames with the one asked before them get
+    /// the frames a symbolizer that saw each alone gives (addresses in no
+    /// module: one unnamed frame each).
+    #[test]
+    fn stacks_sharing_outer_frames_get_the_frames_they_would_alone() {
+        let stacks: [&[u64]; 7] = [
+            &[0x11, 0x12, 0x13, 0x14],
+            &[0x21, 0x13, 0x14],
+            &[0x13, 0x14],
+            &[0x31, 0x32, 0x12, 0x13, 0x14],
+            &[0x41, 0x14, 0x99],
+            &[],
+            &[0x11, 0x12, 0x13, 0x14],
+        ];
+        let ips_of = |s: &Symbolizer, frames: &[u32]| -> Vec<String> {
+            frames.iter().map(|&i| s.frames()[i as usize].ip.clone()).collect()
+        };
+        let mut shared = Symbolizer::new(false);
+        for stack in stacks {
+            let got = shared.stack(stack);
+            let mut alone = Symbolizer::new(false);
+            let want = alone.stack(stack);
+            assert_eq!(ips_of(&shared, &got), ips_of(&alone, &want), "{stack:x?}");
+            assert_eq!(
+                ips_of(&shared, &got),
+                stack.iter().map(|&ip| hex_addr(ip)).collect::<Vec<_>>()
+            );
+        }
+    }
+}
