@@ -170,9 +170,9 @@ fn lists_records(cfg: &config::Config, process: &ProcessInfo, fin: &crate::colle
     let Ok(table) = std::ffi::CString::new(crate::listing::table_path(socket)) else {
         return true;
     };
-    let root = sys::getenv(crate::process::RUN_PPID_VAR)
-        .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u32>().ok())
-        .is_some_and(|run| run == process.ppid);
+    // run's own child, as `run` itself decided before (an image its root
+    // process exec'd included).
+    let root = crate::process::launcher_pid() == Some(process.ppid);
     let weight = match &fin.at_fork {
         Some(at) => crate::listing::Weight {
             peak: 0,

@@ -10,6 +10,12 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 /// image is the one whose parent it is (neither forked nor exec'd). Nothing
 /// then has to be added to the traced program's environment.
 pub const RUN_PPID_VAR: &std::ffi::CStr = c"MEMSCOPE_RUN_PPID";
+/// The pid of the launcher (`memscope-cli run`) that started this run, if
+/// one did ([`RUN_PPID_VAR`]).
+pub fn launcher_pid() -> Option<u32> {
+    sys::getenv(RUN_PPID_VAR).and_then(|v| std::str::from_utf8(v).ok()?.parse::<u32>().ok())
+}
+
 /// Without a launcher, the first image sets this in its own environment so
 /// that every later image knows it is not the first (SPEC §2 file naming).
 pub const ROOT_VAR: &std::ffi::CStr = c"MEMSCOPE_ROOT_PID";
@@ -96,7 +102,7 @@ impl ProcessInfo {
             .and_then(|v| parse_exec_seq(v, pid))
             .unwrap_or(0);
         let ppid = sys::getppid();
-        let is_root = match sys::getenv(RUN_PPID_VAR).and_then(|v| std::str::from_utf8(v).ok()?.parse::<u32>().ok()) {
+        let is_root = match launcher_pid() {
             Some(launcher) => launcher == ppid && exec_seq == 0,
             None => sys::getenv(ROOT_VAR).is_none(),
         };
