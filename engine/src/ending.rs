@@ -198,6 +198,13 @@ fn write_snapshot(kind: EndKind, exit_code: Option<i32>, signal: Option<i32>, la
     let t0 = clock::monotonic_ns();
     let (snap, process) = take_snapshot(kind, exit_code, signal, last);
     let built_ms = (clock::monotonic_ns() - t0) as f64 / 1e6;
+    publish(cfg, &snap, &process, built_ms);
+    crate::image::dispose(snap, last && kind.process_ends());
+}
+
+/// Hands the snapshot to `run`, or writes it (and its HTML report) where
+/// the settings say, and lists what was written in the run's manifest.
+fn publish(cfg: &config::Config, snap: &memscope_format::Snapshot, process: &ProcessInfo, built_ms: f64) {
     let overflowed = crate::unwind::sites::overflowed();
     if overflowed > 0 {
         crate::warn!(
@@ -206,10 +213,10 @@ fn write_snapshot(kind: EndKind, exit_code: Option<i32>, signal: Option<i32>, la
             crate::unwind::sites::MAX_SITES
         );
     }
-    let path = crate::destination::snapshot_path(&process);
+    let path = crate::destination::snapshot_path(process);
     let mut written = Vec::new();
     let t = clock::monotonic_ns();
-    if cfg.format == ExportFormat::Json && hand_over(cfg, &path, &snap) {
+    if cfg.format == ExportFormat::Json && hand_over(cfg, &path, snap) {
         // The same shape as a write's line (scripts/bench sums them).
         let ms = (clock::monotonic_ns() - t) as f64 / 1e6;
         crate::info!(
@@ -225,7 +232,7 @@ fn write_snapshot(kind: EndKind, exit_code: Option<i32>, signal: Option<i32>, la
     if cfg.format != ExportFormat::Json {
         let html = crate::paths::with_extension(&path, "html");
         let t = clock::monotonic_ns();
-        let r = snapshot::write_atomic(&html, |w| memscope_report::write_html(std::slice::from_ref(&snap), w));
+        let r = snapshot::write_atomic(&html, |w| memscope_report::write_html(std::slice::from_ref(snap), w));
         note_written(r, &html, built_ms, t, &mut written);
     }
     if let Some(m) = &cfg.manifest {

@@ -145,7 +145,8 @@ pub fn build(
     // A fork child's sites come in the order it first used them.
     callsites.sort_unstable_by_key(|c| c.id);
     let symbols_pending = symbols.pending();
-    let (tables, module_info) = symbols.into_tables();
+    let process_ends = ending.kind.process_ends();
+    let (tables, module_info) = symbols.into_tables(process_ends);
 
     let threads = fin
         .threads
@@ -196,7 +197,7 @@ pub fn build(
     );
     timeline.push(fmt::TimelinePoint(end_unix, fin.live_bytes, rss_now));
 
-    fmt::Snapshot {
+    let snapshot = fmt::Snapshot {
         format: fmt::FORMAT.to_string(),
         format_version: fmt::FORMAT_VERSION,
         tool: fmt::Tool {
@@ -286,7 +287,9 @@ pub fn build(
         threads,
         lifetime_histogram,
         timeline,
-    }
+    };
+    crate::image::dispose(fin, process_ends);
+    snapshot
 }
 
 /// The buffer snapshots are written through. 64 KiB: below malloc's mmap

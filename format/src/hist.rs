@@ -115,6 +115,11 @@ impl LogHistogram {
         if self.total == 0 {
             return 0;
         }
+        if self.min == self.max {
+            // One value (most call sites of a big program have one block):
+            // no need to read the counts, a heap block of their own.
+            return self.min;
+        }
         let rank = ((q * self.total as f64).ceil() as u64).clamp(1, self.total);
         let mut seen = 0;
         for (i, &c) in self.counts.iter().enumerate() {
@@ -204,5 +209,22 @@ mod tests {
             ..LifetimeStats::default()
         };
         assert_eq!(LogHistogram::new().stats(), empty);
+    }
+    #[test]
+    fn one_repeated_value_is_every_quantile_as_the_buckets_say() {
+        // The single-value shortcut must give what reading the buckets
+        // gives: the bucket midpoint clamped to [min, max] is the value.
+        for v in [0u64, 1, 15, 16, 17, 1000, 123_456_789, u64::MAX / 3] {
+            let mut h = LogHistogram::new();
+            for _ in 0..3 {
+                h.record(v);
+            }
+            let b = bucket_of(v);
+            let mid = bucket_lower(b) + (bucket_upper(b) - bucket_lower(b)) / 2;
+            assert_eq!(mid.clamp(v, v), v);
+            let s = h.stats();
+            assert_eq!((s.min, s.p50, s.p99, s.max), (v, v, v, v));
+            assert_eq!(s.total, Some(3 * v));
+        }
     }
 }

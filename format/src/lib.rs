@@ -107,6 +107,13 @@ pub enum EndKind {
 }
 
 impl EndKind {
+    /// True when nothing of the process runs after a snapshot of this
+    /// ending: not one taken while it runs, nor one before an `exec`
+    /// (which can fail and return).
+    pub fn process_ends(self) -> bool {
+        !matches!(self, EndKind::Exec | EndKind::Running)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             EndKind::Exit => "exit",
@@ -417,6 +424,16 @@ impl Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_running_or_exec_snapshot_leaves_the_process_running() {
+        use EndKind::*;
+        for k in [Exit, Panic, Signal, UnderscoreExit, Abort] {
+            assert!(k.process_ends(), "{k:?}");
+        }
+        assert!(!Exec.process_ends());
+        assert!(!Running.process_ends());
+    }
 
     #[test]
     fn addresses_round_trip() {

@@ -173,11 +173,15 @@ impl Symbolizer {
 
     /// The finished tables: modules, their bias and build id, frames (the
     /// names found are kept in the name cache first).
-    pub fn into_tables(mut self) -> (FrameTables, Vec<ModuleInfo>) {
+    /// `process_ends`: see [`crate::image::dispose`].
+    pub fn into_tables(mut self, process_ends: bool) -> (FrameTables, Vec<ModuleInfo>) {
         if let Some(r) = self.resolver.as_mut() {
             r.save();
         }
-        (self.tables, self.module_info)
+        let tables = std::mem::take(&mut self.tables);
+        let module_info = std::mem::take(&mut self.module_info);
+        crate::image::dispose(self, process_ends);
+        (tables, module_info)
     }
 
     /// Whether the frames were left unnamed.
