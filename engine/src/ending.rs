@@ -141,6 +141,7 @@ fn take_snapshot(
             end_ticks: end,
             exit_code,
             signal,
+            process_ends: last && kind.process_ends(),
         };
         let counts = snapshot::EngineCounts {
             events_dropped: dropped,

@@ -116,6 +116,7 @@ fn build(st: &EngineState, process: &ProcessInfo, start: Anchor, forked: Forked,
         end_ticks: fork.ticks,
         exit_code: None,
         signal: None,
+        process_ends: false,
     };
     let counts = snapshot::EngineCounts {
         events_dropped: st.inflight_lost + UNRECORDABLE.load(Ordering::Relaxed),

@@ -107,6 +107,7 @@ fn take_as(light: bool) -> (fmt::Snapshot, ProcessInfo) {
         end_ticks: end,
         exit_code: None,
         signal: None,
+        process_ends: false,
     };
     let counts = snapshot::EngineCounts {
         events_dropped: dropped,

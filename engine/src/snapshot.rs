@@ -16,6 +16,12 @@ pub struct Ending {
     pub end_ticks: u64,
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
+    /// True when no code of the image runs after this snapshot (the last
+    /// one of an image that exits, dies or aborts): its memory is then
+    /// left to the kernel ([`crate::image::dispose`]). False for a running
+    /// snapshot, one before an `exec` (which can fail), and one prepared
+    /// ahead of its ending (a fork child's inherited-only snapshot).
+    pub process_ends: bool,
 }
 
 /// Extra counters the engine (not the collector) knows.
@@ -145,7 +151,7 @@ pub fn build(
     // A fork child's sites come in the order it first used them.
     callsites.sort_unstable_by_key(|c| c.id);
     let symbols_pending = symbols.pending();
-    let process_ends = ending.kind.process_ends();
+    let process_ends = ending.process_ends;
     let (tables, module_info) = symbols.into_tables(process_ends);
 
     let threads = fin
@@ -420,6 +426,7 @@ mod tests {
             end_ticks: 9_000_000,
             exit_code: Some(3),
             signal: None,
+            process_ends: false,
         };
         let s = build(
             sample().finish(9_000_000),
@@ -469,6 +476,7 @@ mod tests {
             end_ticks: 9_000_000,
             exit_code: Some(0),
             signal: None,
+            process_ends: false,
         };
         let s = build(
             sample().finish(9_000_000),
