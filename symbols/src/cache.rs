@@ -10,12 +10,16 @@
 //! loop ~0.4 ms for libc and `ls`. A build id names the file's exact
 //! contents, so what was found for it stays true.
 //!
-//! Only addresses whose every frame has a function name are kept: a name
-//! missing now (a stripped library whose debug symbols are installed later)
-//! is looked for again next time. A file that cannot be read whole, or is
-//! not this format, counts as empty; writes are atomic (temporary file,
-//! then rename) and owner-only, so processes writing at once lose at most
-//! each other's additions, never the file.
+//! Addresses whose every frame has a function name are kept, and so are
+//! addresses the module's own file could name nothing for while no
+//! separate debug file is installed for it: every image of a stripped
+//! program (Debian's `ls`, `grep`, `bash`) otherwise opened and read the
+//! program's file again to find nothing. Those misses are dropped when the
+//! cache is read once a debug file is there (a `-dbgsym` package installed
+//! later), so they are looked for again. A file that cannot be read
+//! whole, or is not this format, counts as empty; writes are atomic
+//! (temporary file, then rename) and owner-only, so processes writing at
+//! once lose at most each other's additions, never the file.
 
 use crate::Named;
 use std::collections::HashMap;
@@ -37,11 +41,22 @@ const INLINED: u8 = 8;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NameCache {
     dir: PathBuf,
+    /// Where separate debug files are looked for (`.build-id/xx/….debug`
+    /// below it), as [`crate::files::debug_symbols`] does.
+    debug_root: PathBuf,
 }
 
 impl NameCache {
     pub fn new(dir: PathBuf) -> NameCache {
-        NameCache { dir }
+        NameCache {
+            dir,
+            debug_root: PathBuf::from(crate::files::DEBUG_ROOT),
+        }
+    }
+
+    /// True when a separate debug file is installed for `build_id`.
+    fn debug_file_exists(&self, build_id: &[u8]) -> bool {
+        crate::files::debug_file(&self.debug_root, build_id).is_some_and(|p| p.exists())
     }
 
     /// The cache `MEMSCOPE_CACHE`'s value chooses: `off` (or `0`) none, a
@@ -68,7 +83,10 @@ impl NameCache {
     /// names are never taken from another build's. None without an id.
     pub fn for_namer(self, namer: Option<&[u8]>) -> Option<NameCache> {
         let namer = namer.filter(|id| !id.is_empty())?;
-        Some(NameCache::new(self.dir.join(format!("names-{}", crate::hex(namer)))))
+        Some(NameCache {
+            dir: self.dir.join(format!("names-{}", crate::hex(namer))),
+            debug_root: self.debug_root,
+        })
     }
 
     /// The file of the module of `build_id`'s names.
@@ -77,18 +95,28 @@ impl NameCache {
     }
 
     /// The names kept for the module of `build_id` (empty if none).
+    /// Addresses nothing was found for are left out once a debug file is
+    /// installed for the module.
     pub(crate) fn load(&self, build_id: &[u8]) -> HashMap<u64, Vec<Named>> {
-        std::fs::read(self.dir.join(Self::names_file(build_id)))
+        let mut all = std::fs::read(self.dir.join(Self::names_file(build_id)))
             .ok()
             .and_then(|bytes| decode(&bytes))
-            .unwrap_or_default()
+            .unwrap_or_default();
+        if all.values().any(|f| nothing_named(f)) && self.debug_file_exists(build_id) {
+            all.retain(|_, f| !nothing_named(f));
+        }
+        all
     }
 
-    /// Adds `found` (only what [`keepable`]) to what the module's file
-    /// holds now. Errors are ignored: a cache that cannot be written is
+    /// Adds `found` (what [`keepable`], and the misses the module docs
+    /// describe) to what the module's file holds now. Errors are ignored: a cache that cannot be written is
     /// one that is not used.
-    pub(crate) fn add(&self, build_id: &[u8], found: &HashMap<u64, Vec<Named>>) {
-        if !found.values().any(|f| keepable(f)) {
+    /// `looked`: the module's own file was read for `found` (a miss is
+    /// kept only then: a file that could not be opened says nothing).
+    pub(crate) fn add(&self, build_id: &[u8], found: &HashMap<u64, Vec<Named>>, looked: bool) {
+        let misses = looked && found.values().any(|f| nothing_named(f)) && !self.debug_file_exists(build_id);
+        let keep = |frames: &[Named]| keepable(frames) || (misses && nothing_named(frames));
+        if !found.values().any(|f| keep(f)) {
             return;
         }
         let mut all = self.load(build_id);
@@ -97,7 +125,7 @@ impl NameCache {
             if all.len() >= MAX_ENTRIES {
                 break;
             }
-            if keepable(frames) && !all.contains_key(rel) {
+            if keep(frames) && !all.contains_key(rel) {
                 all.insert(*rel, frames.clone());
             }
         }
@@ -163,6 +191,12 @@ impl NameCache {
 /// Whether an address's frames are worth keeping: every one named.
 pub(crate) fn keepable(frames: &[Named]) -> bool {
     !frames.is_empty() && frames.iter().all(|f| f.function.is_some())
+}
+
+/// Whether nothing at all was found for an address (no function, no
+/// source position): what a stripped module's own file gives.
+fn nothing_named(frames: &[Named]) -> bool {
+    !frames.is_empty() && frames.iter().all(|f| f.function.is_none() && f.file.is_none())
 }
 
 fn encode(all: &HashMap<u64, Vec<Named>>) -> Vec<u8> {
@@ -280,7 +314,9 @@ mod tests {
         );
         found.insert(0x20, vec![named(None, None, None, false)]);
         found.insert(0x30, vec![named(Some("f"), Some("b.c"), None, false)]);
-        cache.add(&id, &found);
+        // Not read from the module's file (it could not be opened): a miss
+        // says nothing, and is not kept.
+        cache.add(&id, &found, false);
         let back = cache.load(&id);
         assert_eq!(back.len(), 2, "the unnamed address is not kept");
         assert_eq!(back[&0x10], found[&0x10]);
@@ -288,7 +324,7 @@ mod tests {
         // Another process adds what it found: both are kept.
         let mut more = HashMap::new();
         more.insert(0x40, vec![named(Some("g"), None, Some(3), false)]);
-        cache.add(&id, &more);
+        cache.add(&id, &more, true);
         assert_eq!(cache.load(&id).len(), 3);
         let file = dir.path().join("c").join("ab01.names");
         use std::os::unix::fs::PermissionsExt;
@@ -307,6 +343,45 @@ mod tests {
         huge.extend_from_slice(&u32::MAX.to_le_bytes());
         std::fs::write(&file, &huge).unwrap();
         assert!(cache.load(&id).is_empty(), "a count no file this size holds");
+    }
+
+    #[test]
+    fn a_stripped_modules_misses_are_kept_until_a_debug_file_is_installed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cache = NameCache::new(dir.path().join("c"));
+        cache.debug_root = dir.path().join("debug");
+        let id = [0xcd, 0x02, 0x03];
+        let mut found = HashMap::new();
+        found.insert(0x10, vec![named(None, None, None, false)]);
+        found.insert(0x20, vec![named(Some("exported"), None, None, false)]);
+        // Partly named (an inlined frame without a function): looked for again.
+        found.insert(
+            0x30,
+            vec![
+                named(None, Some("a.c"), Some(1), true),
+                named(Some("f"), None, None, false),
+            ],
+        );
+        cache.add(&id, &found, true);
+        let back = cache.load(&id);
+        assert_eq!(back.len(), 2, "{back:?}");
+        assert_eq!(back[&0x10], found[&0x10], "the miss is kept");
+        assert_eq!(back[&0x20], found[&0x20]);
+        // A debug file is installed: the miss is looked for again.
+        let debug = crate::files::debug_file(&cache.debug_root, &id).unwrap();
+        assert!(debug.ends_with(".build-id/cd/0203.debug"), "{debug:?}");
+        std::fs::create_dir_all(debug.parent().unwrap()).unwrap();
+        std::fs::write(&debug, b"").unwrap();
+        let back = cache.load(&id);
+        assert_eq!(back.keys().collect::<Vec<_>>(), [&0x20]);
+        // And while it is there, a new miss is not kept either.
+        let mut more = HashMap::new();
+        more.insert(0x40, vec![named(None, None, None, false)]);
+        more.insert(0x50, vec![named(Some("g"), None, None, false)]);
+        cache.add(&id, &more, true);
+        let mut keys: Vec<u64> = cache.load(&id).into_keys().collect();
+        keys.sort_unstable();
+        assert_eq!(keys, [0x20, 0x50]);
     }
 
     #[test]

@@ -75,10 +75,15 @@ pub fn map_file(path: &std::path::Path) -> Option<memmap2::Mmap> {
 /// installed (Debian's `-dbg` and `-dbgsym` packages put them there): it
 /// has the full symbol table that the stripped library lacks.
 pub fn debug_symbols(build_id: &[u8]) -> Option<SymbolTable> {
+    SymbolTable::new(map_file(&debug_file(std::path::Path::new(DEBUG_ROOT), build_id)?)?)
+}
+
+/// Where separate debug files are installed.
+pub const DEBUG_ROOT: &str = "/usr/lib/debug";
+
+/// The separate debug file of `build_id` below `root` (whether or not it
+/// exists); None for an empty build id.
+pub fn debug_file(root: &std::path::Path, build_id: &[u8]) -> Option<std::path::PathBuf> {
     let (first, rest) = build_id.split_first()?;
-    let p = std::path::PathBuf::from(format!(
-        "/usr/lib/debug/.build-id/{first:02x}/{}.debug",
-        crate::hex(rest)
-    ));
-    SymbolTable::new(map_file(&p)?)
+    Some(root.join(format!(".build-id/{first:02x}/{}.debug", crate::hex(rest))))
 }

@@ -110,7 +110,7 @@ impl Resolver {
                 .drain(..)
                 .filter_map(|rel| Some((rel, m.names.get(&rel)?.clone())))
                 .collect();
-            cache.add(&m.build_id, &found);
+            cache.add(&m.build_id, &found, matches!(m.file, Some(Some(_))));
         }
     }
 
