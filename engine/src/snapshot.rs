@@ -216,6 +216,7 @@ pub fn build(
             backtrace_depth: cfg.backtrace,
             max_records: cfg.max_records,
             clock: crate::clock::name().into(),
+            site_totals: true,
         },
         process: fmt::Process {
             pid: process.pid,

@@ -207,10 +207,20 @@ impl RawSnapshot {
                 peak_live_allocations: c.peak_live_allocations,
             });
         }
+        // Totals left out (one block) are the site's `max`. A snapshot that
+        // carries any total has them all, whether it says so or not (those
+        // written before `site_totals` carried every one).
+        let mut tool = self.tool;
+        tool.site_totals |= callsites.iter().any(|c| c.lifetime_ns.total.is_some());
+        if tool.site_totals {
+            for c in &mut callsites {
+                c.lifetime_ns.total.get_or_insert(c.lifetime_ns.max);
+            }
+        }
         let mut snap = Snapshot {
             format: self.format,
             format_version: v,
-            tool: self.tool,
+            tool,
             process: self.process,
             summary: self.summary,
             allocations: self.allocations,
@@ -401,6 +411,44 @@ mod tests {
         let a = &s.allocations[0];
         assert_eq!((a.size, a.callsite), (8, Some(7)));
         assert!(a.var_name.is_none() && a.type_name.is_none() && a.scope_name.is_none());
+    }
+
+    #[test]
+    fn a_total_left_out_is_the_sites_max_only_where_totals_are_known() {
+        let tables = r#","modules":["/bin/x"],"frames":[{"ip":"0x1","function":null,"module":0}]"#;
+        let one_block = with_frames(2, "[0]", tables);
+        let second = r#"{"id":8,"frames":[0],"allocations":2,"bytes":16,"live_at_exit_bytes":0,"peak_live_bytes":16,
+"lifetime_ns":{"min":1,"p50":1,"p99":3,"max":3,"total":4}}"#;
+        let two_sites = one_block.replace("}}]", &format!("}}}},{second}]"));
+        let flagged = one_block.replace(
+            r#""format_version":2,"#,
+            r#""format_version":2,"tool":{"site_totals":true},"#,
+        );
+        let totals = |text: &str| {
+            let s = read_snapshot_bytes(text.as_bytes()).unwrap();
+            (
+                s.tool.site_totals,
+                s.callsites.iter().map(|c| c.lifetime_ns.total).collect::<Vec<_>>(),
+            )
+        };
+        // Older than the totals: none is known.
+        assert_eq!(totals(&one_block), (false, vec![None]));
+        // Flagged: the one-block site's total is its max (1).
+        assert_eq!(totals(&flagged), (true, vec![Some(1)]));
+        // A snapshot carrying any total, written before the flag: all known.
+        assert_eq!(totals(&two_sites), (true, vec![Some(1), Some(4)]));
+        // Written back, the one-block site leaves it out again, the other keeps it.
+        let s = read_snapshot_bytes(two_sites.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        s.write_json(&mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.contains(r#""site_totals":true"#), "{out}");
+        assert!(
+            out.contains(r#""lifetime_ns":{"min":1,"p50":1,"p99":1,"max":1}"#),
+            "{out}"
+        );
+        assert!(out.contains(r#""max":3,"total":4}"#), "{out}");
+        assert_eq!(totals(&out), (true, vec![Some(1), Some(4)]));
     }
 
     #[test]

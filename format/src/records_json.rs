@@ -120,7 +120,7 @@ pub fn write_callsites<W: Write + ?Sized>(w: &mut W, sites: &[Callsite]) -> io::
             buf.extend_from_slice(key);
             buf.extend_from_slice(num.format(value).as_bytes());
         }
-        if let Some(total) = l.total {
+        if let Some(total) = l.written_total() {
             buf.extend_from_slice(b",\"total\":");
             buf.extend_from_slice(num.format(total).as_bytes());
         }

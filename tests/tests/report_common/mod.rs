@@ -224,6 +224,7 @@ pub fn framed_snapshot() -> Snapshot {
             backtrace_depth: 16,
             max_records: 33,
             clock: "tsc".into(),
+            site_totals: false,
         },
         process: Process {
             pid: 4242,
