@@ -87,12 +87,16 @@ impl<R: Read> Read for Progress<R> {
 /// The name cache this environment chooses (`MEMSCOPE_CACHE`, as the
 /// library reads it; see `memscope_symbols::NameCache`), this build's part.
 pub fn name_cache() -> Option<memscope_symbols::NameCache> {
-    let var = |k| std::env::var(k).ok();
     let own = memscope_symbols::file_build_id(std::path::Path::new("/proc/self/exe"));
+    name_cache_root()?.for_namer(own.as_deref())
+}
+
+/// The whole name cache this environment chooses, every build's part.
+pub fn name_cache_root() -> Option<memscope_symbols::NameCache> {
+    let var = |k| std::env::var(k).ok();
     memscope_symbols::NameCache::from_setting(
         var("MEMSCOPE_CACHE").as_deref(),
         var("XDG_CACHE_HOME").as_deref(),
         var("HOME").as_deref(),
-    )?
-    .for_namer(own.as_deref())
+    )
 }

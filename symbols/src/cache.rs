@@ -84,9 +84,19 @@ impl NameCache {
     pub fn for_namer(self, namer: Option<&[u8]>) -> Option<NameCache> {
         let namer = namer.filter(|id| !id.is_empty())?;
         Some(NameCache {
-            dir: self.dir.join(format!("names-{}", crate::hex(namer))),
+            dir: self.dir.join(Self::namer_part(namer)),
             debug_root: self.debug_root,
         })
+    }
+
+    /// The name of build `namer`'s part of the cache directory.
+    pub fn namer_part(namer: &[u8]) -> String {
+        format!("names-{}", crate::hex(namer))
+    }
+
+    /// The directory this cache keeps its files in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The file of the module of `build_id`'s names.

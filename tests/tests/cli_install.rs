@@ -198,6 +198,79 @@ fn a_cache_that_cannot_be_written_is_one_line() {
     assert!(line.contains("HOME and XDG_CACHE_HOME are unset"), "{line}");
 }
 
+/// `run` marks the cache parts it uses and removes other builds' parts
+/// left unused for a month, except a library a `run` still going on holds;
+/// nothing that is not memscope's is touched.
+#[test]
+fn run_removes_other_builds_cache_parts_unused_for_a_month() {
+    use std::os::fd::AsRawFd;
+    use std::time::{Duration, SystemTime};
+    let dir = scratch("cli_install_tidy");
+    let cli = lone_cli(&dir);
+    let cache = dir.join("cache");
+    let root = cache.join("memscope");
+    let days_ago = |d: u64| SystemTime::now() - Duration::from_secs(d * 24 * 3600);
+    let set_mtime = |p: &Path, t: SystemTime| std::fs::File::open(p).unwrap().set_modified(t).unwrap();
+    let mtime = |p: &Path| std::fs::metadata(p).unwrap().modified().unwrap();
+    let part = |name: &str, files: &[&str], age_days: u64| -> PathBuf {
+        let d = root.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        for f in files {
+            std::fs::write(d.join(f), b"x").unwrap();
+        }
+        set_mtime(&d, days_ago(age_days));
+        d
+    };
+    let stale_names = part(
+        "names-00aa43e2d8d6f21b093394d174f021bbffff157b",
+        &["93ac61ec.names", "93ac61ec.rules", ".93ac61ec.names.77.0.tmp"],
+        40,
+    );
+    let recent_names = part("names-11bb43e2d8d6f21b093394d174f021bbffff157b", &["a.names"], 20);
+    let stale_lib = part("0.0.1-0123456789abcdef", &["libmemscope.so"], 40);
+    let held_lib = part("0.0.2-0123456789abcdef", &["libmemscope.so"], 40);
+    // Old, but not only memscope's files, or not named as its parts.
+    let foreign = part(
+        "names-22cc43e2d8d6f21b093394d174f021bbffff157b",
+        &["a.names", "notes.txt"],
+        40,
+    );
+    let other = part("backup-0123456789abcdef", &["libmemscope.so"], 40);
+    let loose = root.join("names-33dd");
+    std::fs::write(&loose, b"x").unwrap();
+    set_mtime(&loose, days_ago(40));
+    // A run of that build, still going on, holds its library.
+    let held = std::fs::File::open(held_lib.join("libmemscope.so")).unwrap();
+    // SAFETY: flock on a descriptor this test owns.
+    assert_eq!(unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_SH) }, 0);
+
+    let lib = injected(&cli, &dir, &cache);
+    assert!(
+        !stale_names.exists() && !stale_lib.exists(),
+        "unused for 40 days: removed"
+    );
+    for kept in [&recent_names, &held_lib, &foreign, &other, &loose] {
+        assert!(kept.exists(), "{} kept", kept.display());
+    }
+    assert_eq!(std::fs::read_dir(&foreign).unwrap().count(), 2, "not emptied either");
+
+    // This run's own library, however old its directory looks, is marked
+    // used, not removed.
+    let own = lib.parent().unwrap().to_path_buf();
+    assert_eq!(own.parent(), Some(root.as_path()));
+    set_mtime(&own, days_ago(60));
+    assert_eq!(injected(&cli, &dir, &cache), lib);
+    assert!(lib.is_file());
+    assert!(mtime(&own) > days_ago(1), "marked used");
+    assert!(held_lib.exists(), "still held");
+
+    // Once that run ends, its library goes at the next run.
+    drop(held);
+    injected(&cli, &dir, &cache);
+    assert!(!held_lib.exists(), "released, unused for 40 days: removed");
+    assert!(recent_names.exists() && foreign.exists() && other.exists() && loose.exists());
+}
+
 /// The cache subdirectory this build writes (learned from a run).
 fn cache_subdir(cli: &Path, dir: &Path) -> String {
     let probe = dir.join("probe-cache");

@@ -55,7 +55,7 @@ fn beside_executable() -> Option<PathBuf> {
 
 /// `$XDG_CACHE_HOME/memscope`, else `$HOME/.cache/memscope` (the XDG base
 /// directory rule: a relative `XDG_CACHE_HOME` is ignored).
-fn cache_root() -> Result<PathBuf, String> {
+pub fn cache_root() -> Result<PathBuf, String> {
     let abs = |v: Option<std::ffi::OsString>| v.map(PathBuf::from).filter(|p| p.is_absolute());
     if let Some(x) = abs(std::env::var_os("XDG_CACHE_HOME")) {
         return Ok(x.join("memscope"));

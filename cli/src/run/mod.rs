@@ -17,6 +17,7 @@ mod library;
 mod names;
 mod tail;
 mod target;
+mod tidy;
 
 use crate::text::term;
 use crate::Outcome;
@@ -164,7 +165,14 @@ fn plan(a: &Args, tmp: &Path) -> Result<Plan, String> {
 
 pub fn main(a: Args) -> Outcome {
     crate::sites::configure(&a.wrappers)?;
-    let lib = library::find()?;
+    let mut lib = library::find()?;
+    tidy_cache(&lib);
+    if !lib.is_file() {
+        // Removed by another build's run between finding and holding it
+        // (a part unused for a month, used again at that very moment).
+        lib = library::find()?;
+        tidy_cache(&lib);
+    }
     let lib_elf = target::library_elf(&lib)?;
     let program = target::resolve(&a.command[0])?;
     target::check(&program, &lib_elf)?;
@@ -264,4 +272,30 @@ pub fn main(a: Args) -> Outcome {
     );
     drop(tmp);
     Ok(ExitCode::from(ended.exit_code()))
+}
+
+/// Marks the cache parts this run uses and removes those unused for long
+/// (see [`tidy`]): the names of this CLI's build and of the library's, and
+/// the embedded library's directory when `lib` is that.
+fn tidy_cache(lib: &Path) {
+    use memscope_symbols::{file_build_id, NameCache};
+    let names = crate::load::name_cache_root();
+    let lib_root = library::cache_root().ok();
+    let mut used: Vec<String> = [Path::new("/proc/self/exe"), lib]
+        .iter()
+        .filter_map(|p| file_build_id(p))
+        .map(|id| NameCache::namer_part(&id))
+        .collect();
+    if let (Some(root), Some(dir)) = (&lib_root, lib.parent()) {
+        if dir.parent() == Some(root.as_path()) {
+            tidy::hold(lib);
+            used.extend(dir.file_name().and_then(|n| n.to_str()).map(String::from));
+        }
+    }
+    let roots: Vec<PathBuf> = names
+        .map(|c| c.dir().to_path_buf())
+        .into_iter()
+        .chain(lib_root)
+        .collect();
+    tidy::tidy(&roots, &used, std::time::SystemTime::now());
 }
