@@ -87,8 +87,15 @@ impl<R: Read> Read for Progress<R> {
 /// The name cache this environment chooses (`MEMSCOPE_CACHE`, as the
 /// library reads it; see `memscope_symbols::NameCache`), this build's part.
 pub fn name_cache() -> Option<memscope_symbols::NameCache> {
-    let own = memscope_symbols::file_build_id(std::path::Path::new("/proc/self/exe"));
-    name_cache_root()?.for_namer(own.as_deref())
+    name_cache_root()?.for_namer(own_build_id())
+}
+
+/// This executable's GNU build id, read once (`run` needs it to name its
+/// part of the cache and to tidy the cache).
+pub fn own_build_id() -> Option<&'static [u8]> {
+    static ID: std::sync::OnceLock<Option<Vec<u8>>> = std::sync::OnceLock::new();
+    ID.get_or_init(|| memscope_symbols::file_build_id(std::path::Path::new("/proc/self/exe")))
+        .as_deref()
 }
 
 /// The whole name cache this environment chooses, every build's part.

@@ -281,10 +281,11 @@ fn tidy_cache(lib: &Path) {
     use memscope_symbols::{file_build_id, NameCache};
     let names = crate::load::name_cache_root();
     let lib_root = library::cache_root().ok();
-    let mut used: Vec<String> = [Path::new("/proc/self/exe"), lib]
-        .iter()
-        .filter_map(|p| file_build_id(p))
-        .map(|id| NameCache::namer_part(&id))
+    let lib_id = file_build_id(lib);
+    let mut used: Vec<String> = [crate::load::own_build_id(), lib_id.as_deref()]
+        .into_iter()
+        .flatten()
+        .map(NameCache::namer_part)
         .collect();
     if let (Some(root), Some(dir)) = (&lib_root, lib.parent()) {
         if dir.parent() == Some(root.as_path()) {
