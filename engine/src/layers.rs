@@ -27,6 +27,7 @@ const LAYERS: &[&[&str]] = &[
         "lock",
         "sys",
         "arena",
+        "own_heap",
     ],
     &["snapshot"],
     &["consumer"],
@@ -43,6 +44,7 @@ const LAYERS: &[&[&str]] = &[
 const SOURCES: &[(&str, &str)] = &[
     ("api", include_str!("api.rs")),
     ("arena", include_str!("arena.rs")),
+    ("own_heap", include_str!("own_heap.rs")),
     ("clock", include_str!("clock.rs")),
     ("collector", include_str!("collector/mod.rs")),
     ("collector", include_str!("collector/events.rs")),

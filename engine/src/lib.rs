@@ -30,7 +30,7 @@
 //!  1  snapshot                          Finished -> memscope_format::Snapshot
 //!  0  image destination handoff listing collector var_names unwind registry
 //!     ring thread rss control select process paths event config clock log
-//!     lock sys arena
+//!     own_heap lock sys arena
 //! ```
 //!
 //! Layer 0 is ordered too (left above right, most of it independent).
@@ -53,6 +53,7 @@ pub mod lifecycle;
 pub mod listing;
 pub mod lock;
 pub mod log;
+pub mod own_heap;
 pub mod paths;
 pub mod process;
 pub mod recorder;

@@ -117,7 +117,9 @@ extern "C" fn fork_parent() {
 /// starts with its first event (see [`collector_thread`]).
 extern "C" fn fork_child() {
     if image::host() == image::Host::Preload {
-        // Before memscope's code in the child allocates (see crate::arena).
+        // Before memscope's code in the child allocates (see crate::arena)
+        // or frees (see crate::own_heap).
+        crate::own_heap::reset_in_child();
         crate::arena::fork_child();
     }
     PID.store(sys::getpid(), Ordering::Relaxed);

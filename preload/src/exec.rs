@@ -16,7 +16,7 @@ struct Carry {
     /// Absolute path of libmemscope.so.
     library: CString,
     /// `NAME=value` for each `MEMSCOPE_*` variable at start-up (plus the
-    /// root marker), except the per-exec counter.
+    /// root marker, see [`capture`]), except the per-exec counter.
     vars: Vec<CString>,
 }
 
@@ -26,16 +26,37 @@ extern "C" {
     static environ: *const *const c_char;
 }
 
-/// Records what to carry. Called once at start-up, after the root marker is
-/// set. Reads `environ` in place: only the entries kept are copied.
-pub fn capture(library: CString) {
+/// Records what to carry. Called once at start-up. Reads `environ` in
+/// place: only the entries kept are copied. `root` is this image's pid when
+/// it is the run's first without a launcher: every later image is told so
+/// through the environment `exec` hands it ([`build`]), never through this
+/// program's own (a `setenv` here would show the program a variable it
+/// did not have, and allocate from its heap before `main`).
+pub fn capture(library: CString, root: Option<u32>) {
     // SAFETY: environ is the process's NULL-terminated environment, not
     // changed by another thread during the library's constructor.
-    let vars = unsafe { entries(environ) }
+    let mut vars: Vec<CString> = unsafe { entries(environ) }
         .filter(|e| e.starts_with(b"MEMSCOPE_") && name_of(e) != EXEC_SEQ_VAR.to_bytes())
         .filter_map(|e| CString::new(e).ok())
         .collect();
+    let marked = vars.iter().any(|v| name_of(v.as_bytes()) == ROOT_VAR.to_bytes());
+    if let (Some(pid), false) = (root, marked) {
+        vars.extend(CString::new(format!("{}={pid}", ROOT_VAR.to_str().unwrap_or(""))).ok());
+    }
     let _ = CARRY.set(Carry { library, vars });
+}
+
+/// Removes the variables an earlier image set for this one to read (the
+/// root marker, the `exec` counter) from this program's environment once
+/// they are read, so that it sees the environment it was given: `unsetenv`
+/// moves entries within the array and allocates nothing.
+pub fn hide_bookkeeping() {
+    // SAFETY: valid C strings; called in the constructor, before the
+    // program's code runs on any thread.
+    unsafe {
+        libc::unsetenv(ROOT_VAR.as_ptr());
+        libc::unsetenv(EXEC_SEQ_VAR.as_ptr());
+    }
 }
 
 fn name_of(entry: &[u8]) -> &[u8] {
@@ -181,11 +202,4 @@ pub unsafe fn build(envp: *const *const c_char, pid: u32, exec_seq: u32) -> Opti
 
 fn mentions_memscope(entry: &[u8]) -> bool {
     entry.windows(b"libmemscope".len()).any(|w| w == b"libmemscope")
-}
-
-/// The root marker every later image inherits (set once by the first image).
-pub fn mark_root(pid: u32) {
-    let v = CString::new(pid.to_string()).unwrap_or_default();
-    // SAFETY: setenv with valid C strings; called at start-up under the guard.
-    unsafe { libc::setenv(ROOT_VAR.as_ptr(), v.as_ptr(), 0) };
 }

@@ -25,7 +25,7 @@ mod ffi;
 
 #[cfg(not(test))]
 #[global_allocator]
-static ALLOCATOR: alloc::RealAllocator = alloc::RealAllocator;
+static ALLOCATOR: alloc::OwnAllocator = alloc::OwnAllocator;
 
 /// The library constructor, in `.init_array` itself: glibc calls those
 /// with the program's `argc`, `argv` and `envp`, and `argv` is all of the
@@ -53,10 +53,9 @@ fn init() {
         return;
     }
     let process = memscope_engine::lifecycle::start(memscope_engine::lifecycle::Host::Preload);
-    if process.is_root && memscope_engine::sys::getenv(memscope_engine::process::RUN_PPID_VAR).is_none() {
-        exec::mark_root(process.pid);
-    }
-    exec::capture(library_path());
+    let no_launcher = memscope_engine::sys::getenv(memscope_engine::process::RUN_PPID_VAR).is_none();
+    exec::capture(library_path(), (process.is_root && no_launcher).then_some(process.pid));
+    exec::hide_bookkeeping();
 }
 
 /// A skipped image (`MEMSCOPE_ONLY`/`MEMSCOPE_SKIP`): no engine, no exit
@@ -68,11 +67,9 @@ fn skip() {
     memscope_engine::image::ENABLED.store(false, Ordering::Relaxed);
     memscope_engine::image::PID.store(memscope_engine::sys::getpid(), Ordering::Relaxed);
     memscope_engine::select::note_skipped();
-    if memscope_engine::sys::getenv(memscope_engine::process::RUN_PPID_VAR).is_none() {
-        // Without `run`, later images still learn they are not the first.
-        exec::mark_root(memscope_engine::sys::getpid());
-    }
-    exec::capture(library_path());
+    // Without `run`, later images still learn they are not the first.
+    let no_launcher = memscope_engine::sys::getenv(memscope_engine::process::RUN_PPID_VAR).is_none();
+    exec::capture(library_path(), no_launcher.then(memscope_engine::sys::getpid));
 }
 
 /// Absolute path of this library, for the `LD_PRELOAD` of later images.
