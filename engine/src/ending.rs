@@ -11,7 +11,6 @@ use crate::image::{self, ENABLED, FINISHED, SHUT_DOWN, UNRECORDABLE};
 use crate::inherited;
 use crate::process::ProcessInfo;
 use crate::snapshot::{self, Ending};
-use crate::sys;
 use crate::thread::Guard;
 use memscope_format::EndKind;
 use std::ffi::c_int;
@@ -90,15 +89,13 @@ pub fn before_exec() {
 }
 
 /// The `exec` counter for the next image of this pid. It counts the images
-/// that record: a skipped image (no engine state, its own number in the
-/// environment it was given) passes its number on, since it wrote no file
+/// that record: a skipped image (no engine state, its own number as the
+/// environment it was given said) passes its number on, since it wrote no file
 /// the next could repeat — so under `run cargo run`, the program cargo
 /// execs is still the run's first image and writes `-o`'s path itself.
 pub fn next_exec_seq() -> u32 {
     if crate::select::skipped() {
-        return sys::getenv(crate::process::EXEC_SEQ_VAR)
-            .and_then(|v| crate::process::parse_exec_seq(v, sys::getpid()))
-            .unwrap_or(0);
+        return crate::process::startup_exec_seq();
     }
     ENGINE.with(|slot| consumer::state(slot).process.as_ref().map_or(0, |p| p.exec_seq) + 1)
 }

@@ -98,9 +98,7 @@ impl ProcessInfo {
         let cwd = std::env::current_dir()
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let exec_seq = sys::getenv(EXEC_SEQ_VAR)
-            .and_then(|v| parse_exec_seq(v, pid))
-            .unwrap_or(0);
+        let exec_seq = startup_exec_seq();
         let ppid = sys::getppid();
         let is_root = match launcher_pid() {
             Some(launcher) => launcher == ppid && exec_seq == 0,
@@ -143,6 +141,24 @@ impl ProcessInfo {
 }
 
 /// Parses `MEMSCOPE_EXEC_SEQ` (`<pid>:<n>`): `n` when it is meant for `pid`.
+/// This image's number among the images of its pid that record, as the
+/// image before it said (`MEMSCOPE_EXEC_SEQ`), read once at start-up (the
+/// variable is then removed from the program's environment); 0 in a fork
+/// child, which is a pid's first image.
+pub fn startup_exec_seq() -> u32 {
+    static AT_START: std::sync::OnceLock<(u32, u32)> = std::sync::OnceLock::new();
+    let &(pid, seq) = AT_START.get_or_init(|| {
+        let pid = sys::getpid();
+        let seq = sys::getenv(EXEC_SEQ_VAR).and_then(|v| parse_exec_seq(v, pid));
+        (pid, seq.unwrap_or(0))
+    });
+    if pid == sys::getpid() {
+        seq
+    } else {
+        0
+    }
+}
+
 pub fn parse_exec_seq(v: &[u8], pid: u32) -> Option<u32> {
     let s = std::str::from_utf8(v).ok()?;
     let (p, n) = s.split_once(':')?;

@@ -70,6 +70,9 @@ fn skip() {
     // Without `run`, later images still learn they are not the first.
     let no_launcher = memscope_engine::sys::getenv(memscope_engine::process::RUN_PPID_VAR).is_none();
     exec::capture(library_path(), no_launcher.then(memscope_engine::sys::getpid));
+    // Its `exec` counter is passed on at its own `exec`: read it first.
+    memscope_engine::process::startup_exec_seq();
+    exec::hide_bookkeeping();
 }
 
 /// Absolute path of this library, for the `LD_PRELOAD` of later images.

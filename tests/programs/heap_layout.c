@@ -4,7 +4,8 @@
  *   heap_layout threads   the same, then again while a second thread churns
  * Prints the low 12 bits of every 16th block's address (address-space
  * randomisation moves whole pages only), glibc's own count of the bytes in
- * use, and whether memscope's root marker is in the environment. */
+ * use, and whether memscope's markers (the root image, the exec counter) are
+ * in the environment. */
 #include <malloc.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -48,5 +49,6 @@ int main(int argc, char **argv) {
     struct mallinfo2 m = mallinfo2();
     printf("main arena: %zu bytes, %zu in use\n", m.arena, m.uordblks);
     printf("MEMSCOPE_ROOT_PID %s\n", getenv("MEMSCOPE_ROOT_PID") ? "set" : "unset");
+    printf("MEMSCOPE_EXEC_SEQ %s\n", getenv("MEMSCOPE_EXEC_SEQ") ? "set" : "unset");
     return 0;
 }

@@ -11,7 +11,7 @@ use std::process::{Command, Output};
 
 /// `heap_layout MODE` in `dir`, with only `LD_PRELOAD` and the snapshot
 /// path added when traced: no launcher, so the first image is the root.
-fn heap_layout(dir: &Path, argv: &[&str], traced: bool) -> Output {
+fn heap_layout(dir: &Path, argv: &[&str], traced: bool, env: &[(&str, &str)]) -> Output {
     let mut c = Command::new(argv[0]);
     c.args(&argv[1..]).current_dir(dir);
     for k in [
@@ -23,12 +23,15 @@ fn heap_layout(dir: &Path, argv: &[&str], traced: bool) -> Output {
         "MEMSCOPE_HANDOFF",
         "MEMSCOPE_EXPORT_PATH",
         "MEMSCOPE_DEFAULT_EXPORT_PATH",
+        "MEMSCOPE_SKIP",
+        "MEMSCOPE_ONLY",
     ] {
         c.env_remove(k);
     }
     if traced {
         c.env("LD_PRELOAD", lib_path())
-            .env("MEMSCOPE_EXPORT_PATH", dir.join("snap.json"));
+            .env("MEMSCOPE_EXPORT_PATH", dir.join("snap.json"))
+            .envs(env.iter().copied());
     }
     let out = c.output().unwrap();
     assert_eq!(
@@ -49,14 +52,15 @@ fn a_single_threaded_programs_blocks_glibcs_count_and_environment_are_as_untrace
     let prog = c_program("heap_layout", &[]);
     let argv = [prog.to_str().unwrap(), "one"];
     let dir = scratch("host_heap_one");
-    let plain = text(&heap_layout(&dir, &argv, false));
+    let plain = text(&heap_layout(&dir, &argv, false, &[]));
     assert_eq!(
         plain,
-        text(&heap_layout(&dir, &argv, false)),
+        text(&heap_layout(&dir, &argv, false, &[])),
         "the program is deterministic"
     );
     assert!(plain.contains("MEMSCOPE_ROOT_PID unset"), "{plain}");
-    let traced = text(&heap_layout(&dir, &argv, true));
+    assert!(plain.contains("MEMSCOPE_EXEC_SEQ unset"), "{plain}");
+    let traced = text(&heap_layout(&dir, &argv, true, &[]));
     assert_eq!(
         traced, plain,
         "addresses (low bits), glibc's bytes in use, the environment"
@@ -84,25 +88,27 @@ fn a_threaded_programs_blocks_are_where_they_are_untraced() {
             .map(String::from)
             .collect()
     };
-    let plain = addresses(&heap_layout(&dir, &argv, false));
+    let plain = addresses(&heap_layout(&dir, &argv, false, &[]));
     assert_eq!(plain.len(), 3 * 250, "{plain:?}");
-    assert_eq!(addresses(&heap_layout(&dir, &argv, true)), plain);
+    assert_eq!(addresses(&heap_layout(&dir, &argv, true, &[])), plain);
     let s = memscope_format::read_snapshot_file(&dir.join("snap.json")).unwrap();
     assert!(s.summary.total_allocations >= 4 * 4000, "{:?}", s.summary);
 }
 
 /// Without a launcher the first image tells the later ones that they are
 /// not the first through the environment `exec` gives them (each writes
-/// `PATH.<pid>…`, never `PATH`), and none of them, the first included,
-/// finds that marker in its own environment.
+/// `PATH.<pid>…`, never `PATH`; the image the shell execs in its own pid
+/// `PATH.<pid>-1`), and none of them finds memscope's markers in its own
+/// environment — also when the shell is a skipped image.
 #[test]
-fn later_images_know_they_are_not_the_first_and_no_image_sees_the_marker() {
+fn later_images_know_they_are_not_the_first_and_no_image_sees_the_markers() {
     let prog = c_program("heap_layout", &[]);
-    let dir = scratch("host_heap_exec");
-    // The last command a builtin: the shell forks for both programs.
-    let script = format!("{p} one; {p} one; true", p = prog.display());
+    let real_prog = std::fs::canonicalize(&prog).unwrap();
+    let shell = std::fs::canonicalize("/bin/sh").unwrap();
+    let shell_name = shell.file_name().unwrap().to_str().unwrap().to_owned();
+    // Two children of the shell, then the shell's own pid execs the third.
+    let script = format!("{p} one; {p} one; exec {p} one", p = prog.display());
     let argv = ["/bin/sh", "-c", script.as_str()];
-    let plain = text(&heap_layout(&dir, &argv, false));
     let files = |dir: &Path| -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
@@ -112,33 +118,66 @@ fn later_images_know_they_are_not_the_first_and_no_image_sees_the_marker() {
         v.sort();
         v
     };
-    assert!(files(&dir).is_empty());
-    let traced = text(&heap_layout(&dir, &argv, true));
-    assert_eq!(traced, plain);
-    assert_eq!(plain.matches("MEMSCOPE_ROOT_PID unset").count(), 2, "{plain}");
-    // sh is the root, at PATH; each program is a later image of its own
-    // pid, at PATH.<pid>… (a shell that forks rather than vforks adds the
-    // fork children's snapshots at their exec).
-    let names = files(&dir);
-    let root = memscope_format::read_snapshot_file(&dir.join("snap.json")).unwrap();
-    assert!(
-        root.process.exe.ends_with("sh") || root.process.exe.contains("dash"),
-        "{}",
-        root.process.exe
-    );
-    let programs: Vec<_> = names
-        .iter()
-        .map(|n| (n, memscope_format::read_snapshot_file(&dir.join(n)).unwrap()))
-        .filter(|(_, s)| Path::new(&s.process.exe) == std::fs::canonicalize(&prog).unwrap())
-        .collect();
-    assert_eq!(programs.len(), 2);
-    for (name, s) in &programs {
-        assert_eq!(s.summary.total_allocations, 4001);
-        assert_ne!(s.process.pid, root.process.pid);
-        let pid = s.process.pid;
-        assert!(
-            **name == format!("snap.{pid}.json") || name.starts_with(&format!("snap.{pid}-")),
-            "{name} for pid {pid}: {names:?}"
+    let plain = text(&heap_layout(&scratch("host_heap_exec_plain"), &argv, false, &[]));
+    assert_eq!(plain.matches("MEMSCOPE_ROOT_PID unset").count(), 3, "{plain}");
+    assert_eq!(plain.matches("MEMSCOPE_EXEC_SEQ unset").count(), 3, "{plain}");
+    for skip_shell in [false, true] {
+        let dir = scratch(&format!("host_heap_exec_{skip_shell}"));
+        let env: &[(&str, &str)] = if skip_shell {
+            &[("MEMSCOPE_SKIP", &shell_name)]
+        } else {
+            &[]
+        };
+        assert_eq!(
+            text(&heap_layout(&dir, &argv, true, env)),
+            plain,
+            "skipped shell: {skip_shell}"
+        );
+        let names = files(&dir);
+        let snaps: Vec<_> = names
+            .iter()
+            .map(|n| (n, memscope_format::read_snapshot_file(&dir.join(n)).unwrap()))
+            .collect();
+        let programs: Vec<_> = snaps
+            .iter()
+            .filter(|(_, s)| Path::new(&s.process.exe) == real_prog)
+            .collect();
+        assert_eq!(programs.len(), 3, "{names:?}");
+        // The shell: at PATH when it records, nowhere when skipped (the
+        // program it execs in its own pid is then the test's child).
+        let root = snaps.iter().find(|(n, _)| n.as_str() == "snap.json");
+        let shell_pid = match root {
+            Some((_, s)) => {
+                assert!(!skip_shell, "a skipped shell wrote {names:?}");
+                assert_eq!(Path::new(&s.process.exe), shell);
+                s.process.pid
+            }
+            None => {
+                assert!(skip_shell, "no snapshot at PATH: {names:?}");
+                let ours: Vec<_> = programs
+                    .iter()
+                    .filter(|(_, s)| s.process.ppid == std::process::id())
+                    .collect();
+                assert_eq!(ours.len(), 1, "{names:?}");
+                ours[0].1.process.pid
+            }
+        };
+        let children = programs.iter().filter(|(_, s)| s.process.ppid == shell_pid).count();
+        assert_eq!(children, 2, "the shell's two children: {names:?}");
+        for (name, s) in &programs {
+            assert_eq!(s.summary.total_allocations, 4001);
+            let pid = s.process.pid;
+            let expected = if pid == shell_pid && !skip_shell {
+                format!("snap.{pid}-1.json")
+            } else {
+                format!("snap.{pid}.json")
+            };
+            assert_eq!(**name, expected, "skipped shell: {skip_shell}: {names:?}");
+        }
+        assert_eq!(
+            programs.iter().filter(|(_, s)| s.process.pid == shell_pid).count(),
+            1,
+            "the exec'd program runs in the shell's pid: {names:?}"
         );
     }
 }
