@@ -140,7 +140,6 @@ impl ProcessInfo {
     }
 }
 
-/// Parses `MEMSCOPE_EXEC_SEQ` (`<pid>:<n>`): `n` when it is meant for `pid`.
 /// This image's number among the images of its pid that record, as the
 /// image before it said (`MEMSCOPE_EXEC_SEQ`), read once at start-up (the
 /// variable is then removed from the program's environment); 0 in a fork
@@ -159,6 +158,7 @@ pub fn startup_exec_seq() -> u32 {
     }
 }
 
+/// Parses `MEMSCOPE_EXEC_SEQ` (`<pid>:<n>`): `n` when it is meant for `pid`.
 pub fn parse_exec_seq(v: &[u8], pid: u32) -> Option<u32> {
     let s = std::str::from_utf8(v).ok()?;
     let (p, n) = s.split_once(':')?;
