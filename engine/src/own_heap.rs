@@ -142,14 +142,15 @@ impl State {
     /// A page-aligned run of `len` bytes (a multiple of the page).
     fn take_run(&mut self, len: usize) -> Option<usize> {
         if self.chunk_end - self.chunk_next < len {
-            let start = map(CHUNK.max(len))?;
-            self.own.add(start, start + CHUNK.max(len));
+            let size = CHUNK.max(len);
+            let start = map(size)?;
+            self.own.add(start, start + size);
             // Empty first, so that a child forked midway sees no chunk.
             self.chunk_end = 0;
             compiler_fence(Ordering::SeqCst);
             self.chunk_next = start;
             compiler_fence(Ordering::SeqCst);
-            self.chunk_end = start + CHUNK.max(len);
+            self.chunk_end = start + size;
         }
         let at = self.chunk_next;
         self.chunk_next = at + len;
@@ -185,7 +186,7 @@ impl State {
     /// # Safety
     /// `p` is a block of `class` from [`State::alloc`], no longer used.
     unsafe fn free(&mut self, p: *mut u8, class: usize) {
-        if self.ancestors.len > 0 && self.ancestors.contains(p as usize) {
+        if self.ancestors.contains(p as usize) {
             return;
         }
         *(p as *mut *mut u8) = self.classes[class].free;
@@ -217,7 +218,7 @@ pub fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
 pub unsafe fn dealloc(p: *mut u8, size: usize, align: usize) {
     match class_of(size, align) {
         Some(class) => HEAP.with(|h| h.free(p, class)),
-        None => unmap_large(p, size, align),
+        None => unmap_large(p, size),
     }
 }
 
@@ -271,8 +272,9 @@ fn map_large(size: usize, align: usize) -> Option<usize> {
 }
 
 /// # Safety
-/// `p` came from [`map_large`] with `size` and `align`.
-unsafe fn unmap_large(p: *mut u8, size: usize, _align: usize) {
+/// `p` came from [`map_large`] with `size` (its length past the alignment
+/// was returned there).
+unsafe fn unmap_large(p: *mut u8, size: usize) {
     if let Some(len) = round_to_page(size.max(1)) {
         libc::munmap(p.cast(), len);
     }
