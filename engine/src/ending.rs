@@ -40,6 +40,11 @@ pub fn finish(kind: EndKind, exit_code: Option<i32>, signal: Option<i32>) {
     if crate::select::skipped() || image::in_foreign_child() || FINISHED.swap(true, Ordering::AcqRel) {
         return;
     }
+    // The program may end on a thread with a small stack.
+    crate::alt_stack::with_room(|| finish_now(kind, exit_code, signal));
+}
+
+fn finish_now(kind: EndKind, exit_code: Option<i32>, signal: Option<i32>) {
     let _g = Guard::enter();
     // A running snapshot being written completes first (the collector
     // thread never waits here: it is not busy when it finishes the image).
@@ -72,20 +77,22 @@ pub fn before_exec() {
     if FINISHED.load(Ordering::Acquire) || crate::select::skipped() {
         return;
     }
-    let _g = Guard::enter();
-    crate::running::wait_idle(5_000_000_000);
-    crate::control::withdraw();
-    let end = inherited::End {
-        kind: EndKind::Exec,
-        exit_code: None,
-        signal: None,
-        keep: true,
-        in_signal: false,
-    };
-    if !inherited::write_if_inherited_only(end) {
-        write_snapshot(EndKind::Exec, None, None, false);
-        crate::unwind::rule_store::save(crate::rss::no_seccomp_filter);
-    }
+    crate::alt_stack::with_room(|| {
+        let _g = Guard::enter();
+        crate::running::wait_idle(5_000_000_000);
+        crate::control::withdraw();
+        let end = inherited::End {
+            kind: EndKind::Exec,
+            exit_code: None,
+            signal: None,
+            keep: true,
+            in_signal: false,
+        };
+        if !inherited::write_if_inherited_only(end) {
+            write_snapshot(EndKind::Exec, None, None, false);
+            crate::unwind::rule_store::save(crate::rss::no_seccomp_filter);
+        }
+    });
 }
 
 /// The `exec` counter for the next image of this pid. It counts the images

@@ -11,6 +11,7 @@ const LAYERS: &[&[&str]] = &[
         "listing",
         "collector",
         "var_names",
+        "alt_stack",
         "unwind",
         "registry",
         "ring",
@@ -42,6 +43,7 @@ const LAYERS: &[&[&str]] = &[
 
 /// Every engine source file, by the module it belongs to.
 const SOURCES: &[(&str, &str)] = &[
+    ("alt_stack", include_str!("alt_stack.rs")),
     ("api", include_str!("api.rs")),
     ("arena", include_str!("arena.rs")),
     ("own_heap", include_str!("own_heap.rs")),

@@ -96,7 +96,8 @@ extern "C" fn fork_prepare() {
     // SAFETY: locked just above, on this thread.
     if let Some(st) = unsafe { ENGINE.get_locked() }.as_mut() {
         if !FINISHED.load(Ordering::Relaxed) {
-            st.drain(consumer::Mode::BeforeFork);
+            // The forking thread's stack may be small (see crate::alt_stack).
+            crate::alt_stack::with_room(|| st.drain(consumer::Mode::BeforeFork));
         }
     }
     PROGRAM_PATH.lock_raw();
@@ -116,6 +117,11 @@ extern "C" fn fork_parent() {
 /// if it makes no event of its own needs (see [`inherited`]). Its collector thread
 /// starts with its first event (see [`collector_thread`]).
 extern "C" fn fork_child() {
+    // The forking thread, the child's only one, may have a small stack.
+    crate::alt_stack::with_room(child_after_fork);
+}
+
+fn child_after_fork() {
     if image::host() == image::Host::Preload {
         // Before memscope's code in the child allocates (see crate::arena)
         // or frees (see crate::own_heap).

@@ -161,7 +161,9 @@ fn quarter_checkpoint(r: &Ring, h: u64) {
     let backlog = r.backlog(h);
     if backlog > r.capacity() / 2 {
         let _g = thread::Guard::enter();
-        if ENGINE.try_with(|st| state(st).drain(Mode::Running)).is_some() {
+        // This thread's stack may be small (see crate::alt_stack).
+        let drained = crate::alt_stack::with_room(|| ENGINE.try_with(|st| state(st).drain(Mode::Running)));
+        if drained.is_some() {
             return;
         }
     }
@@ -186,7 +188,8 @@ fn wait_for_space(ring: &Ring) -> bool {
     if !collector_thread::running() || crate::running::busy() {
         // No collector thread in this process (yet), or it is taking a
         // running snapshot: drain here.
-        if ENGINE.try_with(|st| state(st).drain(Mode::Running)).is_none() {
+        let drained = crate::alt_stack::with_room(|| ENGINE.try_with(|st| state(st).drain(Mode::Running)));
+        if drained.is_none() {
             sys::sleep_ns(20_000);
         }
         return true;

@@ -64,6 +64,7 @@ pub fn claim(tid: u32, name: &[u8; 16], shift: u32) -> Option<&'static Ring> {
             r
         }
     };
+    ring.claimed();
     ring.tid.store(tid, Ordering::Relaxed);
     // The previous owner's wish to move to a big ring is not the new one's.
     ring.want_upgrade(false);

@@ -81,8 +81,24 @@ pub struct Ring {
     pub name: [AtomicU64; 2],
     /// Next ring in the global registry list.
     pub next: AtomicPtr<Ring>,
+    /// The owner thread's recent stack walks (see [`OwnerMemo`]).
+    pub memo: OwnerMemo,
     // The slots follow the header in the same mapping.
 }
+
+/// A thread's memo of recent stack walks ([`crate::unwind::memo`]), kept in
+/// its ring's mapping rather than in thread-local storage: 13 KiB of static
+/// TLS came out of every thread's stack, and glibc refuses a thread whose
+/// stack cannot hold the static TLS blocks — `pthread_create` with a
+/// `PTHREAD_STACK_MIN` (16 KiB) stack failed with EINVAL under memscope.
+/// Only the ring's owner touches it (the collector never does); a ring
+/// that changes owner has it cleared ([`Ring::claimed`]).
+#[repr(C, align(64))]
+pub struct OwnerMemo(pub crate::unwind::memo::Memo);
+
+// SAFETY: only the thread that owns the ring reads or writes the memo
+// (its hooks, through `thread::current().ring`); no other thread does.
+unsafe impl Sync for OwnerMemo {}
 
 /// What the consumer finds at its position.
 pub enum Peek {
@@ -163,6 +179,12 @@ impl Ring {
             (*ring).prod.limit.store(1 << shift, Ordering::Relaxed);
         }
         NonNull::new(ring)
+    }
+
+    /// Called by a thread that has just claimed this ring: a walk memoized
+    /// by its previous owner is not kept (its stack may have been another).
+    pub fn claimed(&self) {
+        self.memo.0.clear();
     }
 
     /// log2 of the capacity.

@@ -1,4 +1,6 @@
-//! Per-thread state of the hooks: the thread's ring and its re-entrancy guard.
+//! Per-thread state of the hooks: the thread's ring and its re-entrancy guard
+//! (16 bytes: glibc takes static TLS out of every thread's stack, and a
+//! thread may have only 16 KiB; larger per-thread state lives in the ring).
 //!
 //! One `const`-initialized thread-local without a destructor, so reaching it
 //! never allocates and never registers anything, even in the first malloc of
@@ -23,13 +25,10 @@ pub struct ThreadState {
     /// Non-zero while memscope's own code runs on this thread: its
     /// allocations (and those of libc functions it calls) are not recorded.
     pub guard: Cell<u32>,
-    /// Recent stack walks of this thread (see [`crate::unwind::memo`]).
-    pub memo: crate::unwind::memo::Memo,
 }
 
 thread_local! {
-    static STATE: ThreadState = const { ThreadState { ring: Cell::new(std::ptr::null()), guard: Cell::new(0),
-            memo: crate::unwind::memo::Memo::new(), } };
+    static STATE: ThreadState = const { ThreadState { ring: Cell::new(std::ptr::null()), guard: Cell::new(0) } };
 }
 
 /// Offset of `STATE` from the thread pointer once verified, else 0.

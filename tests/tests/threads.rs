@@ -120,3 +120,37 @@ fn long_sixteen_threads_thirty_two_million_events() {
         threads * program_bytes(iters)
     );
 }
+
+/// Threads on the smallest stacks glibc allows (16 KiB) start, allocate,
+/// fork and end the process as they do un-traced. memscope's static TLS
+/// comes out of every thread's stack (its stack-walk memo, 13 KiB there,
+/// made `pthread_create` fail with EINVAL), and its heavy work — deriving
+/// unwind rules, a fork child's snapshot, the final one written on the
+/// thread that calls `exit` — overflowed such a stack.
+#[test]
+fn threads_on_the_smallest_stacks_behave_as_untraced() {
+    let prog = c_program("small_stacks", &[]);
+    let (threads, iters) = (4u64, 2_000u64);
+    let args = ["4", "2000"];
+    let plain = untraced(&prog, &args);
+    assert_eq!(plain.status.code(), Some(7), "un-traced: {plain:?}");
+    // Fresh caches: every unwind rule is derived on the small stacks.
+    let env = [("MEMSCOPE_CACHE", "off")];
+    let base = traced("small_stacks_base", &prog, &["4", "0"], &env);
+    let run = traced("small_stacks", &prog, &args, &env);
+    assert_eq!(run.output.status.code(), Some(7), "{}", run.stderr());
+    assert_eq!(run.output.stdout, plain.stdout);
+    assert_eq!(run.stdout(), "child 5\nbye\n");
+    let main_of = |r: &Run| r.find(|s| !s.process.forked)[0].clone();
+    let (b, s) = (main_of(&base), main_of(&run));
+    check_invariants(&s);
+    assert_eq!(s.process.exit_code, Some(7));
+    let (mb, m) = (&b.summary, &s.summary);
+    assert_eq!(m.total_allocations - mb.total_allocations, threads * iters);
+    assert_eq!(m.total_frees - mb.total_frees, threads * iters / 2);
+    assert_eq!(m.unmatched_frees, 0);
+    let child = run.find(|s| s.process.forked);
+    assert_eq!(child.len(), 1, "{:?}", run.paths());
+    assert_eq!(child[0].process.exit_code, Some(5));
+    assert_eq!(child[0].process.end, memscope_format::EndKind::UnderscoreExit);
+}

@@ -85,9 +85,13 @@ pub fn site_of_caller(depth: usize, caller: super::Caller) -> u32 {
     // entry stack pointer, which holds the return address.
     let ra = unsafe { std::ptr::read_volatile(caller.sp as *const u64) };
     let (bp, generation) = (caller.bp as u64, super::modules::generation());
+    // The memo lives in the thread's ring (none yet at its first event).
+    // SAFETY: rings are never unmapped, and only their owner (this thread)
+    // touches the memo.
+    let memo = unsafe { ts.ring.get().as_ref() }.map(|r| &r.memo.0);
     // SAFETY: `sp` is this thread's stack pointer at the hook's entry, as
     // for the walk that stored the entry.
-    if let Some(id) = unsafe { ts.memo.lookup(ra, sp, bp, generation) } {
+    if let Some(id) = memo.and_then(|m| unsafe { m.lookup(ra, sp, bp, generation) }) {
         return id;
     }
     let mut buf = [MaybeUninit::<u64>::uninit(); MAX_DEPTH];
@@ -99,7 +103,9 @@ pub fn site_of_caller(depth: usize, caller: super::Caller) -> u32 {
     let n = n + 1;
     log.bp_used = bp_used;
     let id = intern(&buf, n);
-    ts.memo.store(ra, sp, bp, generation, id, &log);
+    if let Some(m) = memo {
+        m.store(ra, sp, bp, generation, id, &log);
+    }
     id
 }
 
@@ -207,6 +213,11 @@ fn walk(
 /// The main thread's stack, `[lo, hi)`, found at start-up.
 static MAIN_LO: AtomicU64 = AtomicU64::new(0);
 static MAIN_HI: AtomicU64 = AtomicU64::new(0);
+
+/// The main thread's stack as [`note_main_stack`] found it (zeros before).
+pub fn main_stack() -> (u64, u64) {
+    (MAIN_LO.load(Ordering::Relaxed), MAIN_HI.load(Ordering::Relaxed))
+}
 
 extern "C" {
     /// Set by ld.so before any code runs: the stack pointer at the process

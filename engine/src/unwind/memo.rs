@@ -1,4 +1,5 @@
-//! A per-thread memo of recent stack walks, so the common case — the same
+//! A per-thread memo of recent stack walks (kept in the thread's ring:
+//! `ring::OwnerMemo`), so the common case — the same
 //! call site allocating again and again from the same stack — costs a few
 //! independent loads instead of a walk.
 //!
@@ -32,7 +33,7 @@ pub struct Entry {
     /// used: replaced first).
     used: Cell<u64>,
     /// The words read: their addresses as offsets from `sp` (a thread's
-    /// stack spans less than 4 GiB; a quarter less thread-local memory than
+    /// stack spans less than 4 GiB; a quarter less memory per thread than
     /// full addresses), and their values.
     offsets: [Cell<u32>; MAX_READS],
     values: [Cell<u64>; MAX_READS],
@@ -130,6 +131,16 @@ impl Memo {
             entries: [ENTRY; ENTRIES],
             tick: Cell::new(0),
         }
+    }
+
+    /// Forgets every walk (all-zero entries, as in a fresh mapping).
+    pub fn clear(&self) {
+        for e in &self.entries {
+            for key in [&e.ra, &e.sp, &e.bp, &e.generation, &e.reads_id, &e.used] {
+                key.set(0);
+            }
+        }
+        self.tick.set(0);
     }
 
     /// The memoized site of a walk from (`ra`, `sp`, `bp`), if every stack

@@ -25,12 +25,13 @@ static DEPTH: AtomicU32 = AtomicU32::new(0);
 
 /// Turns capture on at `depth` frames: learns the loaded modules first.
 pub fn enable(depth: u32) {
+    // Also known without stacks: see crate::alt_stack.
+    capture::note_main_stack();
     if depth == 0 {
         return;
     }
     modules::refresh();
     capture::find_self();
-    capture::note_main_stack();
     load_rules();
     DEPTH.store(depth.min(capture::MAX_DEPTH as u32), Ordering::Release);
 }

@@ -308,20 +308,37 @@ fn fde_offset(cfi: &Cfi, addr: u64) -> Option<Option<(EhFrameOffset, u64)>> {
     )
 }
 
-/// Unwind contexts kept for the next derivation (gimli's is ~1 KiB on the
-/// heap): taken and given back without a lock, so two threads deriving at
-/// once each get one, and a `fork` in between leaves nothing held.
+/// gimli's storage for a row of register rules, sized for x86-64.
+///
+/// Rules are derived on the program's own threads, inside its `malloc`:
+/// with gimli's default storage (192 rules, ~6 KiB a row) building a table
+/// moved several rows through the stack, and a thread on a 16 KiB stack
+/// (`PTHREAD_STACK_MIN`) died of a stack overflow at its first allocation
+/// from code memscope had no rule for yet. 32 rules hold every register
+/// x86-64 code saves (16 general ones, the return address); a program with
+/// more is refused by gimli, and the walk stops there.
+pub struct SmallRows;
+
+impl gimli::UnwindContextStorage<usize> for SmallRows {
+    type Rules = [(gimli::Register, RegisterRule<usize>); 32];
+    type Stack = Box<[gimli::UnwindTableRow<usize, SmallRows>; 4]>;
+}
+
+/// Unwind contexts kept for the next derivation (on the heap): taken and
+/// given back without a lock, so two threads deriving at once each get
+/// one, and a `fork` in between leaves nothing held.
 mod contexts {
+    use super::SmallRows;
     use gimli::UnwindContext;
     use std::sync::atomic::{AtomicPtr, Ordering};
 
-    pub type Ctx = Box<UnwindContext<usize>>;
-    static SPARE: AtomicPtr<UnwindContext<usize>> = AtomicPtr::new(std::ptr::null_mut());
+    pub type Ctx = Box<UnwindContext<usize, SmallRows>>;
+    static SPARE: AtomicPtr<UnwindContext<usize, SmallRows>> = AtomicPtr::new(std::ptr::null_mut());
 
     pub fn take() -> Ctx {
         let p = SPARE.swap(std::ptr::null_mut(), Ordering::Acquire);
         if p.is_null() {
-            Box::new(UnwindContext::new())
+            Box::new(UnwindContext::new_in())
         } else {
             // SAFETY: made by Box::into_raw in `give_back`, and swapped out
             // of the slot: this thread is its only owner.
@@ -341,7 +358,7 @@ mod contexts {
     }
 }
 
-fn rule_of_row(row: &gimli::UnwindTableRow<usize>) -> Option<Rule> {
+fn rule_of_row(row: &gimli::UnwindTableRow<usize, SmallRows>) -> Option<Rule> {
     match row.register(X86_64::RA) {
         Some(RegisterRule::Offset(-8)) => {}
         Some(RegisterRule::Undefined) => return Some(Rule::END),
