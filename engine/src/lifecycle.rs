@@ -86,7 +86,7 @@ extern "C" fn on_exit_handler(status: c_int, _: *mut c_void) {
 // ------------------------------------------------------------------ fork
 
 extern "C" fn fork_prepare() {
-    thread::with(|s| s.guard.set(s.guard.get() + 1));
+    thread::enter();
     ENGINE.lock_raw();
     // The parent applies its rings' events before forking, once: left in
     // the rings, every child would apply the same ones again in its fork

@@ -25,10 +25,17 @@ pub struct ThreadState {
     /// Non-zero while memscope's own code runs on this thread: its
     /// allocations (and those of libc functions it calls) are not recorded.
     pub guard: Cell<u32>,
+    /// The program's cancelability, put aside while memscope's own code
+    /// runs on this thread (see [`enter`]).
+    cancel_state: Cell<i32>,
 }
 
 thread_local! {
-    static STATE: ThreadState = const { ThreadState { ring: Cell::new(std::ptr::null()), guard: Cell::new(0) } };
+    static STATE: ThreadState = const { ThreadState {
+        ring: Cell::new(std::ptr::null()),
+        guard: Cell::new(0),
+        cancel_state: Cell::new(0),
+    } };
 }
 
 /// Offset of `STATE` from the thread pointer once verified, else 0.
@@ -141,9 +148,37 @@ pub struct Guard(());
 
 impl Guard {
     pub fn enter() -> Guard {
-        with(|s| s.guard.set(s.guard.get() + 1));
+        enter();
         Guard(())
     }
+}
+
+extern "C" {
+    // Not in the libc crate; glibc's, in libc.so.6 since 2.34 (libpthread before).
+    fn pthread_setcancelstate(state: std::ffi::c_int, old: *mut std::ffi::c_int) -> std::ffi::c_int;
+}
+/// glibc's `PTHREAD_CANCEL_DISABLE` (`PTHREAD_CANCEL_ENABLE` is 0).
+const PTHREAD_CANCEL_DISABLE: std::ffi::c_int = 1;
+
+/// Enters memscope's own code on this thread (a [`Guard`], or the fork
+/// handlers' count, which [`leave`] ends).
+///
+/// The thread cannot be cancelled in there: memscope's code makes system
+/// calls that are cancellation points (`open`, `read`, `nanosleep`…), and a
+/// `pthread_cancel` acted on at one of them unwound through memscope's
+/// frames, which aborted the program. A cancel request that arrives
+/// meanwhile is acted on at the program's next cancellation point.
+pub fn enter() {
+    with(|s| {
+        let g = s.guard.get();
+        if g == 0 {
+            let mut old = 0;
+            // SAFETY: sets this thread's own cancelability; no other effect.
+            unsafe { pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &mut old) };
+            s.cancel_state.set(old);
+        }
+        s.guard.set(g + 1);
+    });
 }
 
 impl Drop for Guard {
@@ -170,8 +205,14 @@ pub(crate) fn on_deferred_signal(handler: fn()) {
 /// meanwhile is handled.
 pub fn leave() {
     let left = with(|s| {
-        let g = s.guard.get().saturating_sub(1);
+        let was = s.guard.get();
+        let g = was.saturating_sub(1);
         s.guard.set(g);
+        if was == 1 {
+            let mut ours = 0;
+            // SAFETY: gives this thread back the cancelability `enter` put aside.
+            unsafe { pthread_setcancelstate(s.cancel_state.get(), &mut ours) };
+        }
         g
     });
     if left == 0 && DEFERRED_SIGNAL.load(Ordering::Relaxed) != 0 {
@@ -183,7 +224,7 @@ pub fn leave() {
 
 /// Marks the calling thread as memscope's own for the rest of its life.
 pub fn mark_internal_forever() {
-    with(|s| s.guard.set(s.guard.get() + 1));
+    enter();
 }
 
 #[cfg(test)]

@@ -154,3 +154,29 @@ fn threads_on_the_smallest_stacks_behave_as_untraced() {
     assert_eq!(child[0].process.exit_code, Some(5));
     assert_eq!(child[0].process.end, memscope_format::EndKind::UnderscoreExit);
 }
+
+/// Threads cancelled while they allocate end as un-traced: cancelled, and
+/// the program goes on. memscope's own code makes system calls that are
+/// cancellation points (reading /proc, sleeping), and a cancel request
+/// acted on there unwound through its frames and aborted the program
+/// (every run of this one, which keeps to one CPU so that the worker's
+/// hooks do memscope's draining themselves).
+#[test]
+fn cancelled_threads_are_cancelled_and_the_program_goes_on() {
+    let prog = c_program("cancel", &[]);
+    let (rounds, iters) = (10u64, 200_000u64);
+    let args = ["10", "200000"];
+    let plain = untraced(&prog, &args);
+    assert!(plain.status.success(), "un-traced: {plain:?}");
+    let base = traced("cancel_base", &prog, &["10", "0"], &[]);
+    let run = traced("cancel", &prog, &args, &[]);
+    assert!(run.output.status.success(), "{:?}\n{}", run.output.status, run.stderr());
+    assert_eq!(run.output.stdout, plain.stdout);
+    assert_eq!(run.stdout(), "cancelled 10\n");
+    let (b, s) = (&base.only().summary, &run.only().summary);
+    check_invariants(run.only());
+    assert_eq!(s.events_dropped, 0);
+    assert_eq!(s.unmatched_frees, 0);
+    assert_eq!(s.total_allocations - b.total_allocations, rounds * iters);
+    assert_eq!(s.total_frees - b.total_frees, rounds * iters);
+}
