@@ -206,12 +206,15 @@ pub(crate) fn on_deferred_signal(handler: fn()) {
 pub fn leave() {
     let left = with(|s| {
         let was = s.guard.get();
+        // Read before the guard drops: a signal handler that allocates
+        // right after may enter and leave again, and overwrite it.
+        let program_state = s.cancel_state.get();
         let g = was.saturating_sub(1);
         s.guard.set(g);
         if was == 1 {
             let mut ours = 0;
             // SAFETY: gives this thread back the cancelability `enter` put aside.
-            unsafe { pthread_setcancelstate(s.cancel_state.get(), &mut ours) };
+            unsafe { pthread_setcancelstate(program_state, &mut ours) };
         }
         g
     });
@@ -258,6 +261,43 @@ mod tests {
         assert_eq!(seen, 7);
         assert_ne!(other, p, "another thread does not reach the noted state");
         MAIN_TP.store(0, Ordering::Relaxed);
+    }
+
+    /// The calling thread's cancelability (asked by setting it back).
+    fn cancel_state() -> i32 {
+        let (mut now, mut again) = (0, 0);
+        // SAFETY: sets and restores this thread's own cancelability.
+        unsafe {
+            pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &mut now);
+            pthread_setcancelstate(now, &mut again);
+        }
+        now
+    }
+
+    #[test]
+    fn memscopes_code_cannot_be_cancelled_and_gives_the_state_back() {
+        std::thread::spawn(|| {
+            let enabled = cancel_state();
+            assert_eq!(enabled, 0, "a new thread is cancelable");
+            {
+                let _outer = Guard::enter();
+                assert_eq!(cancel_state(), PTHREAD_CANCEL_DISABLE);
+                {
+                    let _inner = Guard::enter();
+                    assert_eq!(cancel_state(), PTHREAD_CANCEL_DISABLE);
+                }
+                assert_eq!(cancel_state(), PTHREAD_CANCEL_DISABLE, "still inside");
+            }
+            assert_eq!(cancel_state(), enabled, "given back");
+            // A program that disabled cancellation itself keeps it disabled.
+            let mut old = 0;
+            // SAFETY: this thread's own cancelability.
+            unsafe { pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &mut old) };
+            drop(Guard::enter());
+            assert_eq!(cancel_state(), PTHREAD_CANCEL_DISABLE);
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]
