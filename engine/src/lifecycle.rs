@@ -29,7 +29,7 @@ use crate::sys;
 use crate::thread::{self, Guard};
 use memscope_format::EndKind;
 use std::ffi::{c_int, c_void};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use crate::destination::set_program_export_path;
 pub use crate::ending::{before_exec, before_underscore_exit, finish, next_exec_seq, note_panic};
@@ -85,8 +85,22 @@ extern "C" fn on_exit_handler(status: c_int, _: *mut c_void) {
 
 // ------------------------------------------------------------------ fork
 
+/// Set by `fork_prepare` when the forking thread was already inside
+/// memscope's own code: a signal handler that interrupted it called `fork`.
+/// The interrupted code may hold the engine's locks, so that fork takes
+/// none and changes nothing (waiting for them hung the program), and its
+/// child, frozen in the middle of memscope's code, records nothing and
+/// writes no snapshot. Fork handlers of different threads do not overlap
+/// (glibc runs them under its own lock).
+static FORK_INSIDE: AtomicBool = AtomicBool::new(false);
+
 extern "C" fn fork_prepare() {
+    let inside = thread::current().guard.get() != 0;
     thread::enter();
+    FORK_INSIDE.store(inside, Ordering::Relaxed);
+    if inside {
+        return;
+    }
     ENGINE.lock_raw();
     // The parent applies its rings' events before forking, once: left in
     // the rings, every child would apply the same ones again in its fork
@@ -104,6 +118,10 @@ extern "C" fn fork_prepare() {
 }
 
 extern "C" fn fork_parent() {
+    if FORK_INSIDE.load(Ordering::Relaxed) {
+        thread::leave();
+        return;
+    }
     // SAFETY: locked by fork_prepare on this thread.
     unsafe {
         PROGRAM_PATH.unlock_raw();
@@ -117,6 +135,13 @@ extern "C" fn fork_parent() {
 /// if it makes no event of its own needs (see [`inherited`]). Its collector thread
 /// starts with its first event (see [`collector_thread`]).
 extern "C" fn fork_child() {
+    if FORK_INSIDE.load(Ordering::Relaxed) {
+        // See FORK_INSIDE: nothing of the engine's is touched here.
+        image::ENABLED.store(false, Ordering::SeqCst);
+        FINISHED.store(true, Ordering::SeqCst);
+        thread::leave();
+        return;
+    }
     // The forking thread, the child's only one, may have a small stack.
     crate::alt_stack::with_room(child_after_fork);
 }
