@@ -233,6 +233,40 @@ pub fn in_process(test: &str, program: &Path, args: &[&str], env: &[(&str, &str)
 
 fn run_with(test: &str, program: &Path, args: &[&str], env: &[(&str, &str)], preload: bool) -> Run {
     let dir = scratch(test);
+    let output = command_in(&dir, program, args, env, preload)
+        .output()
+        .expect("run traced program");
+    let snapshots = read_manifest(&dir);
+    Run { output, dir, snapshots }
+}
+
+/// Like [`traced`], but the program is killed once `limit` has passed:
+/// None when it had not finished by then (a test of a hang fails instead
+/// of hanging the suite).
+pub fn traced_within(test: &str, program: &Path, args: &[&str], limit: std::time::Duration) -> Option<Run> {
+    let dir = scratch(test);
+    let mut child = command_in(&dir, program, args, &[], true)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run traced program");
+    let start = std::time::Instant::now();
+    while child.try_wait().expect("wait for the program").is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().expect("read the program's output");
+    let snapshots = read_manifest(&dir);
+    Some(Run { output, dir, snapshots })
+}
+
+/// `program args…` to run in `dir`, snapshots to `<dir>/snap.json` and the
+/// manifest beside it; with libmemscope.so preloaded when `preload`.
+fn command_in(dir: &Path, program: &Path, args: &[&str], env: &[(&str, &str)], preload: bool) -> Command {
     let mut cmd = Command::new(program);
     if preload {
         cmd.env("LD_PRELOAD", lib_path());
@@ -240,7 +274,7 @@ fn run_with(test: &str, program: &Path, args: &[&str], env: &[(&str, &str)], pre
         cmd.env_remove("LD_PRELOAD");
     }
     cmd.args(args)
-        .current_dir(&dir)
+        .current_dir(dir)
         .env("MEMSCOPE_EXPORT_PATH", dir.join("snap.json"))
         .env("MEMSCOPE_MANIFEST", dir.join("manifest"))
         .env("MEMSCOPE_RUN_PPID", std::process::id().to_string())
@@ -249,9 +283,7 @@ fn run_with(test: &str, program: &Path, args: &[&str], env: &[(&str, &str)], pre
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let output = cmd.output().expect("run traced program");
-    let snapshots = read_manifest(&dir);
-    Run { output, dir, snapshots }
+    cmd
 }
 
 /// Reads every snapshot listed in `<dir>/manifest`.

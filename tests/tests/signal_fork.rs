@@ -3,37 +3,7 @@
 //! exact.
 
 use memscope_tests::*;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-/// Runs `program args` traced like [`traced`], but killed after `limit`:
-/// None when it had not finished by then.
-fn traced_within(test: &str, program: &std::path::Path, args: &[&str], limit: Duration) -> Option<Run> {
-    let dir = scratch(test);
-    let mut child = Command::new(program)
-        .args(args)
-        .current_dir(&dir)
-        .env("LD_PRELOAD", lib_path())
-        .env("MEMSCOPE_EXPORT_PATH", dir.join("snap.json"))
-        .env("MEMSCOPE_MANIFEST", dir.join("manifest"))
-        .env("MEMSCOPE_RUN_PPID", std::process::id().to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run traced program");
-    let start = Instant::now();
-    while child.try_wait().expect("wait for the program").is_none() {
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let output = child.wait_with_output().expect("read the program's output");
-    let snapshots = read_manifest(&dir);
-    Some(Run { output, dir, snapshots })
-}
+use std::time::Duration;
 
 /// The timer's handler forks every 2 ms while the single-threaded program
 /// allocates, so some forks come while memscope drains its ring on that
