@@ -146,6 +146,9 @@ fn take_snapshot(
             exit_code,
             signal,
             process_ends: last && kind.process_ends(),
+            // Before `lists_records`, whose file calls need to know whether
+            // a seccomp filter is on: this read tells.
+            resident: snapshot::Resident::read(),
         };
         let counts = snapshot::EngineCounts {
             events_dropped: dropped,

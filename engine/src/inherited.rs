@@ -117,6 +117,8 @@ fn build(st: &EngineState, process: &ProcessInfo, start: Anchor, forked: Forked,
         exit_code: None,
         signal: None,
         process_ends: false,
+        // Read when it is written (see `write`).
+        resident: snapshot::Resident::default(),
     };
     let counts = snapshot::EngineCounts {
         events_dropped: st.inflight_lost + UNRECORDABLE.load(Ordering::Relaxed),

@@ -108,6 +108,7 @@ fn take_as(light: bool) -> (fmt::Snapshot, ProcessInfo) {
         exit_code: None,
         signal: None,
         process_ends: false,
+        resident: crate::snapshot::Resident::read(),
     };
     let counts = snapshot::EngineCounts {
         events_dropped: dropped,

@@ -22,6 +22,27 @@ pub struct Ending {
     /// snapshot, one before an `exec` (which can fail), and one prepared
     /// ahead of its ending (a fork child's inherited-only snapshot).
     pub process_ends: bool,
+    /// The process's resident bytes at the end and its peak, as the caller
+    /// read them ([`crate::rss::now_and_peak`]): one read of
+    /// /proc/self/status per ending, which also tells whether a seccomp
+    /// filter is on before the caller opens any file (read a second time,
+    /// it cost every image and fork child under `run` ~25 µs more).
+    pub resident: Resident,
+}
+
+/// Resident bytes now and at the peak (`None`: not known, or read later).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Resident {
+    pub now: Option<u64>,
+    pub peak: Option<u64>,
+}
+
+impl Resident {
+    /// Reads them (see [`crate::rss::now_and_peak`]).
+    pub fn read() -> Resident {
+        let (now, peak) = crate::rss::now_and_peak();
+        Resident { now, peak }
+    }
 }
 
 /// Extra counters the engine (not the collector) knows.
@@ -102,11 +123,13 @@ pub fn build(
     allocations.extend(freed.into_iter().map(|r| record(r, false)));
     let records_omitted = total_blocks.saturating_sub(allocations.len() as u64);
 
-    // Resident figures before the frames are named: naming reads symbol
+    // Read by the caller before the frames are named: naming reads symbol
     // tables (memscope's memory, not the program's), and the same read of
-    // /proc/self/status tells the name cache whether a seccomp filter is on
-    // (read again there, it cost every image ~25 µs more).
-    let (rss_now, rss_peak) = crate::rss::now_and_peak();
+    // /proc/self/status tells the name cache whether a seccomp filter is on.
+    let Resident {
+        now: rss_now,
+        peak: rss_peak,
+    } = ending.resident;
     // Under `memscope-cli run` (MEMSCOPE_SYMBOLIZE=later), a JSON snapshot
     // written at the end of an image leaves its frames for `run` to name;
     // one asked for while the program runs, or an HTML report, is named here.
@@ -428,6 +451,7 @@ mod tests {
             exit_code: Some(3),
             signal: None,
             process_ends: false,
+            resident: Resident::default(),
         };
         let s = build(
             sample().finish(9_000_000),
@@ -478,6 +502,7 @@ mod tests {
             exit_code: Some(0),
             signal: None,
             process_ends: false,
+            resident: Resident::default(),
         };
         let s = build(
             sample().finish(9_000_000),
