@@ -10,6 +10,7 @@
 //! top carry `#[serde(default)]` so snapshots written by other producers (or
 //! older memscope builds) still read.
 
+pub mod addr_map;
 pub mod control;
 pub mod hist;
 pub mod human;

@@ -22,7 +22,7 @@
 //! once lose at most each other's additions, never the file.
 
 use crate::Named;
-use std::collections::HashMap;
+use memscope_format::addr_map::AddrMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -107,7 +107,7 @@ impl NameCache {
     /// The names kept for the module of `build_id` (empty if none).
     /// Addresses nothing was found for are left out once a debug file is
     /// installed for the module.
-    pub(crate) fn load(&self, build_id: &[u8]) -> HashMap<u64, Vec<Named>> {
+    pub(crate) fn load(&self, build_id: &[u8]) -> AddrMap<Vec<Named>> {
         let mut all = std::fs::read(self.dir.join(Self::names_file(build_id)))
             .ok()
             .and_then(|bytes| decode(&bytes))
@@ -123,7 +123,7 @@ impl NameCache {
     /// one that is not used.
     /// `looked`: the module's own file was read for `found` (a miss is
     /// kept only then: a file that could not be opened says nothing).
-    pub(crate) fn add(&self, build_id: &[u8], found: &HashMap<u64, Vec<Named>>, looked: bool) {
+    pub(crate) fn add(&self, build_id: &[u8], found: &AddrMap<Vec<Named>>, looked: bool) {
         let misses = looked && found.values().any(|f| nothing_named(f)) && !self.debug_file_exists(build_id);
         let keep = |frames: &[Named]| keepable(frames) || (misses && nothing_named(frames));
         if !found.values().any(|f| keep(f)) {
@@ -144,7 +144,7 @@ impl NameCache {
         }
     }
 
-    fn write(&self, build_id: &[u8], all: &HashMap<u64, Vec<Named>>) -> std::io::Result<()> {
+    fn write(&self, build_id: &[u8], all: &AddrMap<Vec<Named>>) -> std::io::Result<()> {
         self.write_atomic(&Self::names_file(build_id), &encode(all))
     }
 
@@ -209,7 +209,7 @@ fn nothing_named(frames: &[Named]) -> bool {
     !frames.is_empty() && frames.iter().all(|f| f.function.is_none() && f.file.is_none())
 }
 
-fn encode(all: &HashMap<u64, Vec<Named>>) -> Vec<u8> {
+fn encode(all: &AddrMap<Vec<Named>>) -> Vec<u8> {
     let mut out = Vec::with_capacity(16 + all.len() * 64);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&(all.len() as u32).to_le_bytes());
@@ -241,7 +241,7 @@ fn encode(all: &HashMap<u64, Vec<Named>>) -> Vec<u8> {
 }
 
 /// The entries of a cache file; None when it is not one, whole.
-fn decode(bytes: &[u8]) -> Option<HashMap<u64, Vec<Named>>> {
+fn decode(bytes: &[u8]) -> Option<AddrMap<Vec<Named>>> {
     let mut r = Reader { bytes, at: 0 };
     if r.take(MAGIC.len())? != MAGIC {
         return None;
@@ -252,7 +252,7 @@ fn decode(bytes: &[u8]) -> Option<HashMap<u64, Vec<Named>>> {
     if n > MAX_ENTRIES || n > bytes.len() / 10 {
         return None;
     }
-    let mut all = HashMap::with_capacity(n);
+    let mut all = AddrMap::with_capacity_and_hasher(n, Default::default());
     for _ in 0..n {
         let rel = u64::from_le_bytes(r.take(8)?.try_into().ok()?);
         let count = r.take(1)?[0];
@@ -314,7 +314,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = NameCache::new(dir.path().join("c"));
         let id = [0xab, 0x01];
-        let mut found = HashMap::new();
+        let mut found = AddrMap::default();
         found.insert(
             0x10,
             vec![
@@ -332,7 +332,7 @@ mod tests {
         assert_eq!(back[&0x10], found[&0x10]);
         assert_eq!(back[&0x30], found[&0x30]);
         // Another process adds what it found: both are kept.
-        let mut more = HashMap::new();
+        let mut more = AddrMap::default();
         more.insert(0x40, vec![named(Some("g"), None, Some(3), false)]);
         cache.add(&id, &more, true);
         assert_eq!(cache.load(&id).len(), 3);
@@ -361,7 +361,7 @@ mod tests {
         let mut cache = NameCache::new(dir.path().join("c"));
         cache.debug_root = dir.path().join("debug");
         let id = [0xcd, 0x02, 0x03];
-        let mut found = HashMap::new();
+        let mut found = AddrMap::default();
         found.insert(0x10, vec![named(None, None, None, false)]);
         found.insert(0x20, vec![named(Some("exported"), None, None, false)]);
         // Partly named (an inlined frame without a function): looked for again.
@@ -385,7 +385,7 @@ mod tests {
         let back = cache.load(&id);
         assert_eq!(back.keys().collect::<Vec<_>>(), [&0x20]);
         // And while it is there, a new miss is not kept either.
-        let mut more = HashMap::new();
+        let mut more = AddrMap::default();
         more.insert(0x40, vec![named(None, None, None, false)]);
         more.insert(0x50, vec![named(Some("g"), None, None, false)]);
         cache.add(&id, &more, true);

@@ -24,7 +24,7 @@ pub use files::file_build_id;
 pub use pending::name_pending;
 
 use files::{debug_symbols, ModuleFile};
-use std::collections::HashMap;
+use memscope_format::addr_map::AddrMap;
 
 /// A loaded module as the process saw it.
 #[derive(Debug, Clone, Copy)]
@@ -67,7 +67,7 @@ struct ModuleNames {
     path: String,
     build_id: Vec<u8>,
     file: Option<Option<ModuleFile>>,
-    names: HashMap<u64, Vec<Named>>,
+    names: AddrMap<Vec<Named>>,
     /// Addresses named here, not read from the cache.
     found: Vec<u64>,
 }
@@ -105,7 +105,7 @@ impl Resolver {
             if m.build_id.is_empty() || m.found.is_empty() {
                 continue;
             }
-            let found: HashMap<u64, Vec<Named>> = m
+            let found: AddrMap<Vec<Named>> = m
                 .found
                 .drain(..)
                 .filter_map(|rel| Some((rel, m.names.get(&rel)?.clone())))
@@ -163,7 +163,7 @@ impl Resolver {
                 None => {
                     let names = match &self.cache {
                         Some(c) if !m.build_id.is_empty() => c.load(m.build_id),
-                        _ => HashMap::new(),
+                        _ => AddrMap::default(),
                     };
                     self.modules.push(ModuleNames {
                         path: m.path.to_owned(),

@@ -42,7 +42,11 @@ pub fn name_pending(snap: &mut Snapshot, r: &mut Resolver) -> bool {
             }
         }
     }
-    // Old frame index → its named frames' new indices.
+    // Old frame index → its named frames' new indices. Each unnamed frame
+    // is a return address of its own (the library names each address
+    // once), and an address's inlined frames differ from each other: every
+    // frame is new to the table, added without hashing and copying it to
+    // look for it.
     let mapping: Vec<Vec<u32>> = snap
         .frames
         .iter()
@@ -53,7 +57,7 @@ pub fn name_pending(snap: &mut Snapshot, r: &mut Resolver) -> bool {
                 bases.get(f.module as usize).and_then(Option::as_ref),
             ) else {
                 // Outside every module, or no usable module info: stays unnamed.
-                return vec![tables.frame(f.clone())];
+                return vec![tables.new_frame(f.clone())];
             };
             let m = ModuleRef {
                 path,
@@ -63,7 +67,7 @@ pub fn name_pending(snap: &mut Snapshot, r: &mut Resolver) -> bool {
             r.resolve(&m, ip)
                 .into_iter()
                 .map(|n| {
-                    tables.frame(Frame {
+                    tables.new_frame(Frame {
                         ip: f.ip.clone(),
                         function: n.function,
                         file: n.file,

@@ -36,35 +36,11 @@ use timeline::Timeline;
 use crate::event::Kind;
 use memscope_format::hist::{self, LogHistogram};
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
 /// How far apart (in ns) a cross-thread free/alloc pair may be seen reversed.
 pub const REORDER_WINDOW_NS: u64 = 50_000;
 
-/// Hasher for heap addresses: they are already well spread except for their
-/// low (alignment) bits, so one multiply is enough.
-#[derive(Default)]
-pub struct AddrHasher(u64);
-
-impl Hasher for AddrHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ b as u64).wrapping_mul(0x100_0000_01b3);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        let x = (v ^ (v >> 29)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        self.0 = x ^ (x >> 32);
-    }
-    fn write_u32(&mut self, v: u32) {
-        self.write_u64(v as u64)
-    }
-}
-
-pub type AddrMap<V> = HashMap<u64, V, BuildHasherDefault<AddrHasher>>;
+pub use memscope_format::addr_map::{AddrHasher, AddrMap};
 
 /// A live block.
 #[derive(Debug, Clone, Copy)]
