@@ -123,7 +123,8 @@ fn build(st: &EngineState, process: &ProcessInfo, start: Anchor, forked: Forked,
     let counts = snapshot::EngineCounts {
         events_dropped: st.inflight_lost + UNRECORDABLE.load(Ordering::Relaxed),
     };
-    // Its resident figures are read when it is written (see `write`).
+    // Nothing reads /proc/self/status while it is only prepared (the name
+    // cache's seccomp check would): it is read once, when it is written.
     let mut snap = crate::rss::with_reads_deferred(|| {
         snapshot::build(st.collector.inherited_only(), process, ending, &cal, cfg, counts)
     });
