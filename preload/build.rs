@@ -13,9 +13,10 @@ fn main() {
 /// The kernel maps the 16 pages around each page of it a process touches,
 /// and unmaps them all at exit: packed, a recording image has ~180 of the
 /// text's pages mapped instead of ~275, and a traced `/bin/true` costs
-/// ~160 µs less (scripts/bench/README.md). The script only adds an output
-/// section (`INSERT BEFORE .text`), which both lld (rustc's default linker
-/// on Linux) and GNU ld accept; gold and mold would not, so a build that
+/// ~160 µs less (scripts/bench/README.md). The script only defines the
+/// `.text` output section (the packed code, then what the default layout
+/// puts there; `INSERT AFTER .init`), which lld (rustc's default linker on
+/// Linux) and GNU ld both accept; gold and mold would not, so a build that
 /// asks for them goes without (as does a path `-Wl,` would split).
 fn text_order() {
     println!("cargo:rerun-if-changed=text_order.ld");

@@ -69,13 +69,27 @@ pub fn build(
     // A running snapshot's live blocks are live now, not leaked (SPEC §3).
     let ended = ending.kind != fmt::EndKind::Running;
 
+    // A forked child starts at the fork, but its heap, peak and timeline
+    // continue the parent's history (as DHAT counts it).
+    let first_event = fin.timeline.first().map_or(u64::MAX, |p| unix(p.0));
+    let start_unix = if process.forked {
+        process.start.unix_ns
+    } else {
+        process.start.unix_ns.min(first_event)
+    };
+    let history_start = start_unix.min(first_event);
+    // Not before the start: a fork child's start is the wall clock read at
+    // the fork, and that clock can step (a VM's time sync) against the
+    // monotonic one ticks convert by. Live blocks end here too.
+    let end_unix = unix(ending.end_ticks).max(start_unix);
+
     let mut allocations = Vec::with_capacity(max.min(fin.live_at_end.len() + fin.freed.len()));
     let names: std::collections::HashMap<u64, crate::var_names::Names> =
         fin.vars.iter().map(|v| (v.id, crate::var_names::names(v.id))).collect();
     let record = |r: &Record, leaked: bool| {
         let n = names.get(&r.var);
         // The lifetime is exactly the difference of the two timestamps shown.
-        let (born, died) = (unix(r.birth), unix(r.death));
+        let (born, died) = (unix(r.birth), if leaked { end_unix } else { unix(r.death) });
         let life = died - born;
         fmt::Allocation {
             ptr: fmt::hex_addr(r.ptr),
@@ -205,16 +219,6 @@ pub fn build(
         })
         .collect();
 
-    // A forked child starts at the fork, but its heap, peak and timeline
-    // continue the parent's history (as DHAT counts it).
-    let first_event = fin.timeline.first().map_or(u64::MAX, |p| unix(p.0));
-    let start_unix = if process.forked {
-        process.start.unix_ns
-    } else {
-        process.start.unix_ns.min(first_event)
-    };
-    let history_start = start_unix.min(first_event);
-    let end_unix = unix(ending.end_ticks).max(start_unix);
     let resident = crate::rss::samples();
     let at = |ts: u64| crate::rss::resident_at(&resident, ts);
     let mut timeline = Vec::with_capacity(fin.timeline.len() + 2);
@@ -300,7 +304,8 @@ pub fn build(
             .iter()
             .map(|v| {
                 let n = names.get(&v.id).cloned().unwrap_or_default();
-                let (born, died) = (unix(v.birth), unix(v.death.unwrap_or(ending.end_ticks).max(v.birth)));
+                let born = unix(v.birth);
+                let died = v.death.map_or(end_unix, |d| unix(d.max(v.birth)));
                 fmt::Variable {
                     var_name: n.var_name,
                     type_name: n.type_name,
@@ -435,6 +440,18 @@ mod tests {
         c
     }
 
+    /// The ending of an image that exits with `code` at tick `end_ticks`.
+    fn exit_at(end_ticks: u64, code: i32) -> Ending {
+        Ending {
+            kind: fmt::EndKind::Exit,
+            end_ticks,
+            exit_code: Some(code),
+            signal: None,
+            process_ends: false,
+            resident: Resident::default(),
+        }
+    }
+
     fn sample() -> Collector {
         let mut c = Collector::new(1000, 1.0, 10);
         c.thread_slot(77);
@@ -447,14 +464,7 @@ mod tests {
     #[test]
     fn builds_a_complete_snapshot_with_unix_times() {
         let (a, cal) = calibration();
-        let ending = Ending {
-            kind: fmt::EndKind::Exit,
-            end_ticks: 9_000_000,
-            exit_code: Some(3),
-            signal: None,
-            process_ends: false,
-            resident: Resident::default(),
-        };
+        let ending = exit_at(9_000_000, 3);
         let s = build(
             sample().finish(9_000_000),
             &process(a),
@@ -496,16 +506,33 @@ mod tests {
     }
 
     #[test]
+    fn live_blocks_end_with_the_process_when_the_wall_clock_stepped() {
+        let (a, cal) = calibration();
+        let mut p = process(a);
+        p.forked = true;
+        // Read at the fork, the wall clock had stepped past the end as the
+        // ticks convert it (seen once in CI: 205 µs).
+        p.start.unix_ns = cal.unix_ns(9_000_000) + 205_000;
+        let ending = exit_at(9_000_000, 0);
+        let s = build(
+            sample().finish(9_000_000),
+            &p,
+            ending,
+            &cal,
+            &config(10),
+            EngineCounts::default(),
+        );
+        assert_eq!(s.process.end_unix_ns, s.process.start_unix_ns);
+        let live = s.allocations.iter().find(|a| a.is_leaked).unwrap();
+        assert_eq!(live.timestamp_dealloc, s.process.end_unix_ns);
+        assert_eq!(live.lifetime_ns, live.timestamp_dealloc - live.timestamp_alloc);
+        assert_eq!(s.timeline.last().unwrap().0, s.process.end_unix_ns);
+    }
+
+    #[test]
     fn max_records_keeps_live_blocks_first() {
         let (a, cal) = calibration();
-        let ending = Ending {
-            kind: fmt::EndKind::Exit,
-            end_ticks: 9_000_000,
-            exit_code: Some(0),
-            signal: None,
-            process_ends: false,
-            resident: Resident::default(),
-        };
+        let ending = exit_at(9_000_000, 0);
         let s = build(
             sample().finish(9_000_000),
             &process(a),

@@ -14,16 +14,20 @@ const REGENERATE: &str =
 fn the_code_every_image_runs_is_packed_first_in_the_text() {
     let data = std::fs::read(lib_path()).unwrap();
     let elf = object::File::parse(&*data).unwrap();
-    let first = elf.section_by_name(".text.memscope_first").unwrap_or_else(|| {
-        panic!("libmemscope.so has no .text.memscope_first: the link left text_order.ld out ({REGENERATE})")
-    });
-    let packed = first.address()..first.address() + first.size();
     let text = elf.section_by_name(".text").expect("a .text section");
+    let end = elf
+        .symbols()
+        .find(|s| s.name() == Ok("__memscope_packed_end"))
+        .unwrap_or_else(|| {
+            panic!("libmemscope.so has no __memscope_packed_end: the link left text_order.ld out ({REGENERATE})")
+        })
+        .address();
+    let packed = text.address()..end;
     assert!(
-        first.size() >= 128 << 10 && first.size() < text.size(),
+        end - text.address() >= 128 << 10 && end < text.address() + text.size(),
         "{} bytes packed of {} ({REGENERATE})",
-        first.size(),
-        first.size() + text.size()
+        end - text.address(),
+        text.size()
     );
     // What every image runs: the hooks, start-up, the snapshot at exit.
     let every_image = |name: &str| {
