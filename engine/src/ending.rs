@@ -107,6 +107,47 @@ pub fn next_exec_seq() -> u32 {
     ENGINE.with(|slot| consumer::state(slot).process.as_ref().map_or(0, |p| p.exec_seq) + 1)
 }
 
+/// When each step of an ending finished (`clock::monotonic_ns`), for the
+/// debug log: a short image's ending is a few hundred µs spread over these
+/// steps (scripts/bench/README.md, "An ending, step by step").
+#[derive(Clone, Copy, Default)]
+struct Steps {
+    start: u64,
+    drained: u64,
+    finished: u64,
+    resident: u64,
+    listed: u64,
+    built: u64,
+}
+
+impl Steps {
+    /// `"drain 25 µs, finish 30 µs, …"`, the last step ending at `published`.
+    fn describe(&self, published: u64) -> impl std::fmt::Display + '_ {
+        struct Described<'a>(&'a Steps, u64);
+        impl std::fmt::Display for Described<'_> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                let s = self.0;
+                let marks = [
+                    ("drain", s.drained),
+                    ("finish", s.finished),
+                    ("resident set", s.resident),
+                    ("listing", s.listed),
+                    ("snapshot", s.built),
+                    ("hand-over or write", self.1),
+                ];
+                let mut at = s.start;
+                for (i, (name, t)) in marks.into_iter().enumerate() {
+                    let sep = if i == 0 { "" } else { ", " };
+                    write!(f, "{sep}{name} {} µs", t.saturating_sub(at) / 1000)?;
+                    at = at.max(t);
+                }
+                Ok(())
+            }
+        }
+        Described(self, published)
+    }
+}
+
 /// Takes the snapshot of the image as it ends (a running one is
 /// `running::take`). `last`: the final one (the collector's state is
 /// consumed and recording stops for good).
@@ -115,6 +156,7 @@ fn take_snapshot(
     exit_code: Option<i32>,
     signal: Option<i32>,
     last: bool,
+    steps: &mut Steps,
 ) -> (memscope_format::Snapshot, ProcessInfo) {
     let cfg = config::get();
     let start = image::start_anchor();
@@ -127,6 +169,7 @@ fn take_snapshot(
         let st = consumer::state(slot);
         st.drain(Mode::UpTo(end));
         st.refresh_names();
+        steps.drained = clock::monotonic_ns();
         if last {
             SHUT_DOWN.store(true, Ordering::Release);
         }
@@ -140,6 +183,7 @@ fn take_snapshot(
         } else {
             st.collector.copy_for_running(Vec::new()).finish(end, usize::MAX)
         };
+        steps.finished = clock::monotonic_ns();
         let ending = Ending {
             kind,
             end_ticks: end,
@@ -150,10 +194,13 @@ fn take_snapshot(
             // a seccomp filter is on: this read tells.
             resident: snapshot::Resident::read(),
         };
+        steps.resident = clock::monotonic_ns();
         let counts = snapshot::EngineCounts {
             events_dropped: dropped,
         };
-        let snap = if lists_records(cfg, &process, &finished) {
+        let lists = lists_records(cfg, &process, &finished);
+        steps.listed = clock::monotonic_ns();
+        let snap = if lists {
             snapshot::build(finished, &process, ending, &cal, cfg, counts)
         } else {
             let cfg = config::Config {
@@ -203,10 +250,15 @@ fn write_snapshot(kind: EndKind, exit_code: Option<i32>, signal: Option<i32>, la
         }
         return;
     }
-    let t0 = clock::monotonic_ns();
-    let (snap, process) = take_snapshot(kind, exit_code, signal, last);
-    let built_ms = (clock::monotonic_ns() - t0) as f64 / 1e6;
+    let mut steps = Steps {
+        start: clock::monotonic_ns(),
+        ..Steps::default()
+    };
+    let (snap, process) = take_snapshot(kind, exit_code, signal, last, &mut steps);
+    steps.built = clock::monotonic_ns();
+    let built_ms = (steps.built - steps.start) as f64 / 1e6;
     publish(cfg, &snap, &process, built_ms);
+    crate::debug!("ending: {}", steps.describe(clock::monotonic_ns()));
     crate::image::dispose(snap, last && kind.process_ends());
 }
 
@@ -228,7 +280,7 @@ fn publish(cfg: &config::Config, snap: &memscope_format::Snapshot, process: &Pro
         // The same shape as a write's line (scripts/bench sums them).
         let ms = (clock::monotonic_ns() - t) as f64 / 1e6;
         crate::info!(
-            "handed {path} over to memscope-cli run: snapshot built in {built_ms:.1} ms, written in {ms:.1} ms"
+            "handed {path} over to memscope-cli run: snapshot built in {built_ms:.3} ms, written in {ms:.3} ms"
         );
         return;
     }
@@ -263,9 +315,32 @@ fn note_written(r: std::io::Result<()>, path: &str, built_ms: f64, start: u64, w
     match r {
         Ok(()) => {
             let ms = (clock::monotonic_ns() - start) as f64 / 1e6;
-            crate::info!("wrote {path}: snapshot built in {built_ms:.1} ms, written in {ms:.1} ms");
+            crate::info!("wrote {path}: snapshot built in {built_ms:.3} ms, written in {ms:.3} ms");
             written.push(path.to_string());
         }
         Err(e) => crate::warn!("cannot write the snapshot to {path}: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Steps;
+
+    /// Each step is the time since the one before it; a step that did not
+    /// run (its mark left behind an earlier one) counts 0, not a wrap.
+    #[test]
+    fn an_endings_steps_are_told_as_the_time_each_took() {
+        let steps = Steps {
+            start: 1_000_000,
+            drained: 1_025_000,
+            finished: 1_055_000,
+            resident: 1_095_000,
+            listed: 0,
+            built: 1_195_000,
+        };
+        assert_eq!(
+            steps.describe(1_295_500).to_string(),
+            "drain 25 µs, finish 30 µs, resident set 40 µs, listing 0 µs, snapshot 100 µs, hand-over or write 100 µs"
+        );
     }
 }
