@@ -268,6 +268,7 @@ pub fn traced_within(test: &str, program: &Path, args: &[&str], limit: std::time
 /// manifest beside it; with libmemscope.so preloaded when `preload`.
 fn command_in(dir: &Path, program: &Path, args: &[&str], env: &[(&str, &str)], preload: bool) -> Command {
     let mut cmd = Command::new(program);
+    default_dispositions(&mut cmd);
     if preload {
         cmd.env("LD_PRELOAD", lib_path());
     } else {
@@ -302,7 +303,28 @@ pub fn read_manifest(dir: &Path) -> Vec<(PathBuf, Snapshot)> {
 
 /// Runs `program args…` without memscope.
 pub fn untraced(program: &Path, args: &[&str]) -> Output {
-    Command::new(program).args(args).output().expect("run program")
+    let mut cmd = Command::new(program);
+    default_dispositions(&mut cmd);
+    cmd.args(args).output().expect("run program")
+}
+
+/// Starts the program with SIGHUP, SIGINT and SIGQUIT at their default
+/// disposition, as a terminal's shell gives them: the suite started by
+/// `nohup`, or in the background of a shell without job control, would
+/// otherwise hand its programs those signals ignored, and a program that
+/// raises one (tests/programs/endings.c) would not end by it, traced or not.
+pub fn default_dispositions(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: `signal` is async-signal-safe; nothing else runs between the
+    // fork and the exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            for sig in [libc::SIGHUP, libc::SIGINT, libc::SIGQUIT] {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+            Ok(())
+        });
+    }
 }
 
 /// A frame of a call site with its module path (the version-2 tables
