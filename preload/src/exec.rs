@@ -144,8 +144,16 @@ pub unsafe fn build(envp: *const *const c_char, pid: u32, exec_seq: u32) -> Opti
         }
         bytes += e.len() + 1;
     }
-    let missing = |i: usize| i >= 64 || kept & (1 << i) == 0;
-    for (_, v) in carry.vars.iter().enumerate().filter(|&(i, _)| missing(i)) {
+    // The carried variables the program dropped (past the 64th: always).
+    let dropped = || {
+        carry
+            .vars
+            .iter()
+            .enumerate()
+            .filter(move |&(i, _)| i >= 64 || kept & (1 << i) == 0)
+            .map(|(_, v)| v)
+    };
+    for v in dropped() {
         count += 1;
         bytes += v.as_bytes().len() + 1;
     }
@@ -194,7 +202,7 @@ pub unsafe fn build(envp: *const *const c_char, pid: u32, exec_seq: u32) -> Opti
             push(&[e]);
         }
     }
-    for (_, v) in carry.vars.iter().enumerate().filter(|&(i, _)| missing(i)) {
+    for v in dropped() {
         push(&[v.as_bytes()]);
     }
     if !has_preload {
