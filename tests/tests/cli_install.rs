@@ -15,7 +15,12 @@ fn lone_cli(dir: &Path) -> PathBuf {
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     let copy = bin.join("memscope-cli");
-    std::fs::copy(cli_path(), &copy).unwrap();
+    // Copied by `cp`, not from this process: while the copy was open for
+    // writing here, another test's thread could spawn a child that held the
+    // descriptor until its own exec, and running the copy then failed with
+    // ETXTBSY ("Text file busy"; seen once in CI).
+    let cp = Command::new("cp").arg(cli_path()).arg(&copy).status().expect("run cp");
+    assert!(cp.success(), "cp {} {}", cli_path().display(), copy.display());
     copy
 }
 
