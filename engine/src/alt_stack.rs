@@ -49,6 +49,29 @@ fn stack_pointer() -> u64 {
     sp
 }
 
+/// A fresh stack of `size` bytes (its base), its pages taken only as
+/// touched, the lowest one a guard page: an overflow faults there instead
+/// of writing whatever lies below. `None` when no memory can be mapped.
+pub fn map_stack(size: usize) -> Option<*mut std::ffi::c_void> {
+    // SAFETY: a new private anonymous mapping, nothing else refers to it;
+    // its first page made inaccessible.
+    unsafe {
+        let base = libc::mmap(
+            std::ptr::null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_STACK,
+            -1,
+            0,
+        );
+        if base == libc::MAP_FAILED {
+            return None;
+        }
+        libc::mprotect(base, PAGE, libc::PROT_NONE);
+        Some(base)
+    }
+}
+
 /// What the trampoline runs and what it leaves.
 struct Call<F, R> {
     f: Option<F>,
@@ -68,23 +91,9 @@ fn on_fresh_stack<F: FnOnce() -> R, R>(f: F) -> R {
     if !cfg!(target_arch = "x86_64") {
         return f();
     }
-    // SAFETY: a new private anonymous mapping, nothing else refers to it.
-    let base = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            SIZE,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_STACK,
-            -1,
-            0,
-        )
-    };
-    if base == libc::MAP_FAILED {
+    let Some(base) = map_stack(SIZE) else {
         return f();
-    }
-    // SAFETY: the mapping's first page, ours: an overflow faults there
-    // instead of writing whatever lies below.
-    unsafe { libc::mprotect(base, PAGE, libc::PROT_NONE) };
+    };
     let mut call = Call {
         f: Some(f),
         result: None,

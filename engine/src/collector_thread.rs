@@ -22,7 +22,7 @@
 
 use crate::consumer::{state, Mode, ENGINE};
 use crate::ending;
-use crate::image::{ENABLED, PID};
+use crate::image::{COLLECTOR_STARTED_FOR, ENABLED, PID};
 use crate::sys;
 use crate::thread;
 use memscope_format::EndKind;
@@ -30,8 +30,6 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 /// Pid of the process whose collector thread is running (0: none).
 static RUNNING_FOR: AtomicU32 = AtomicU32::new(0);
-/// Pid of the process for which a collector thread was started (or tried).
-static STARTED_FOR: AtomicU32 = AtomicU32::new(0);
 /// Futex the collector sleeps on; producers bump it to wake it.
 static WAKE: AtomicU32 = AtomicU32::new(0);
 static SLEEPING: AtomicBool = AtomicBool::new(false);
@@ -182,7 +180,8 @@ pub fn start_for_signal() -> bool {
 /// tried) already.
 fn ensure() {
     let pid = PID.load(Ordering::Relaxed);
-    if STARTED_FOR.load(Ordering::Relaxed) == pid || STARTED_FOR.swap(pid, Ordering::AcqRel) == pid {
+    if COLLECTOR_STARTED_FOR.load(Ordering::Relaxed) == pid || COLLECTOR_STARTED_FOR.swap(pid, Ordering::AcqRel) == pid
+    {
         return;
     }
     if !spawn() {

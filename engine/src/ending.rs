@@ -45,29 +45,52 @@ pub fn finish(kind: EndKind, exit_code: Option<i32>, signal: Option<i32>) {
 }
 
 fn finish_now(kind: EndKind, exit_code: Option<i32>, signal: Option<i32>) {
-    let _g = Guard::enter();
-    // A running snapshot being written completes first (the collector
-    // thread never waits here: it is not busy when it finishes the image).
-    crate::running::wait_idle(5_000_000_000);
-    crate::control::withdraw();
-    // No wait for hooks that passed the ENABLED check just before: one that
-    // read the clock before the snapshot's end reserved its slot first, and
-    // the final drain waits for that slot; one that reads it later records
-    // an event after the end, which no snapshot of this image shows.
-    ENABLED.store(false, Ordering::SeqCst);
     let end = inherited::End {
         kind,
         exit_code,
         signal,
         keep: false,
         in_signal: signal.is_some(),
+        at: None,
     };
+    let detach = {
+        let _g = Guard::enter();
+        // A running snapshot being written completes first (the collector
+        // thread never waits here: it is not busy when it finishes the image).
+        crate::running::wait_idle(5_000_000_000);
+        crate::control::withdraw();
+        // No wait for hooks that passed the ENABLED check just before: one that
+        // read the clock before the snapshot's end reserved its slot first, and
+        // the final drain waits for that slot; one that reads it later records
+        // an event after the end, which no snapshot of this image shows.
+        ENABLED.store(false, Ordering::SeqCst);
+        crate::unwind::disable();
+        let detach = signal.is_none() && crate::detach::possible();
+        if !detach {
+            finish_image(end);
+        }
+        detach
+    };
+    if detach {
+        // Read here, not in the helper: the image ends now.
+        let at = clock::now();
+        let end = inherited::End { at: Some(at), ..end };
+        if let Some(work) = crate::detach::spawn_at_exit(Box::new(move || finish_image(end))) {
+            work();
+        }
+    }
+}
+
+/// The final snapshot's work, on the image's thread or in its helper
+/// ([`crate::detach`]).
+fn finish_image(end: inherited::End) {
+    let _g = Guard::enter();
     if inherited::write_if_inherited_only(end) {
         SHUT_DOWN.store(true, Ordering::Release);
         return;
     }
-    write_snapshot(kind, exit_code, signal, true);
-    if signal.is_none() {
+    write_snapshot(end.kind, end.exit_code, end.signal, true, end.at);
+    if end.signal.is_none() {
         crate::unwind::rule_store::save(crate::rss::no_seccomp_filter);
     }
 }
@@ -87,9 +110,10 @@ pub fn before_exec() {
             signal: None,
             keep: true,
             in_signal: false,
+            at: None,
         };
         if !inherited::write_if_inherited_only(end) {
-            write_snapshot(EndKind::Exec, None, None, false);
+            write_snapshot(EndKind::Exec, None, None, false, None);
             crate::unwind::rule_store::save(crate::rss::no_seccomp_filter);
         }
     });
@@ -156,6 +180,7 @@ fn take_snapshot(
     exit_code: Option<i32>,
     signal: Option<i32>,
     last: bool,
+    at: Option<u64>,
     steps: &mut Steps,
 ) -> (memscope_format::Snapshot, ProcessInfo) {
     let cfg = config::get();
@@ -164,7 +189,9 @@ fn take_snapshot(
         // The end is read under the lock: a drain that ran before this one
         // (bounded by its own, earlier "now") cannot have applied anything
         // later than it. The end anchor follows it: no event lies outside.
-        let end = clock::now();
+        // (`at`, read before a helper took the work over: the image had no
+        // collector thread, so every drain before it ran on its thread.)
+        let end = at.unwrap_or_else(clock::now);
         let cal = Calibration::until_now(start);
         let st = consumer::state(slot);
         st.drain(Mode::UpTo(end));
@@ -241,7 +268,7 @@ fn lists_records(cfg: &config::Config, process: &ProcessInfo, fin: &crate::colle
     crate::listing::lists(&table, &process.exe, root, weight)
 }
 
-fn write_snapshot(kind: EndKind, exit_code: Option<i32>, signal: Option<i32>, last: bool) {
+fn write_snapshot(kind: EndKind, exit_code: Option<i32>, signal: Option<i32>, last: bool, at: Option<u64>) {
     let cfg = config::get();
     if !cfg.auto_export {
         // Nothing to build: only stop recording for good.
@@ -254,11 +281,16 @@ fn write_snapshot(kind: EndKind, exit_code: Option<i32>, signal: Option<i32>, la
         start: clock::monotonic_ns(),
         ..Steps::default()
     };
-    let (snap, process) = take_snapshot(kind, exit_code, signal, last, &mut steps);
+    let (snap, process) = take_snapshot(kind, exit_code, signal, last, at, &mut steps);
     steps.built = clock::monotonic_ns();
     let built_ms = (steps.built - steps.start) as f64 / 1e6;
     publish(cfg, &snap, &process, built_ms);
-    crate::debug!("ending: {}", steps.describe(clock::monotonic_ns()));
+    let helper = if crate::detach::in_helper() {
+        " (in a helper, after the image exited)"
+    } else {
+        ""
+    };
+    crate::debug!("ending: {}{helper}", steps.describe(clock::monotonic_ns()));
     crate::image::dispose(snap, last && kind.process_ends());
 }
 

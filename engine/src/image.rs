@@ -20,13 +20,23 @@ pub static SHUT_DOWN: AtomicBool = AtomicBool::new(false);
 pub static PID: AtomicU32 = AtomicU32::new(0);
 /// Events that could not be recorded at all (no ring could be mapped).
 pub static UNRECORDABLE: AtomicU64 = AtomicU64::new(0);
+/// Pid of the process for which a collector thread was started (or tried):
+/// a thread other than the main one made an event, or a running snapshot
+/// was asked for (see `collector_thread`).
+pub static COLLECTOR_STARTED_FOR: AtomicU32 = AtomicU32::new(0);
+
+/// True when this process started (or tried to start) its collector thread.
+pub fn collector_ever_started() -> bool {
+    COLLECTOR_STARTED_FOR.load(Ordering::Acquire) == PID.load(Ordering::Relaxed)
+}
+
 /// Set once the final snapshot has been taken (or is being taken).
 pub static FINISHED: AtomicBool = AtomicBool::new(false);
 
 /// True when this call runs in a `vfork()` child (or a raw `clone`), which
 /// shares the parent's memory: such a child must not touch memscope's state.
 pub fn in_foreign_child() -> bool {
-    sys::getpid() != PID.load(Ordering::Relaxed)
+    sys::getpid() != PID.load(Ordering::Relaxed) && !crate::detach::in_helper()
 }
 
 /// Whether this image is still being traced (its snapshot not yet written).

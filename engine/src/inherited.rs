@@ -163,6 +163,9 @@ pub struct End {
     pub keep: bool,
     /// In a fatal signal's handler: write nothing that allocates.
     pub in_signal: bool,
+    /// The end's clock reading when it was taken already (an ending
+    /// finished by a helper, see [`crate::detach`]); else read when written.
+    pub at: Option<u64>,
 }
 
 /// True while this image has made no event of its own (a fork child still
@@ -213,7 +216,11 @@ pub fn write_if_inherited_only(end: End) -> bool {
 fn write(prep: &mut Prepared, end: End) {
     let t0 = crate::clock::monotonic_ns();
     let s = &mut prep.snap;
-    let end_unix = Anchor::take().unix_ns.max(s.process.start_unix_ns);
+    let end_unix = match end.at {
+        Some(ticks) => Calibration::until_now(image::start_anchor()).unix_ns(ticks),
+        None => Anchor::take().unix_ns,
+    }
+    .max(s.process.start_unix_ns);
     s.process.end = end.kind;
     s.process.exit_code = end.exit_code;
     s.process.signal = end.signal;

@@ -6,6 +6,7 @@
 const LAYERS: &[&[&str]] = &[
     &[
         "image",
+        "detach",
         "destination",
         "handoff",
         "listing",
@@ -63,6 +64,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("consumer", include_str!("consumer.rs")),
     ("control", include_str!("control.rs")),
     ("destination", include_str!("destination.rs")),
+    ("detach", include_str!("detach.rs")),
     ("ending", include_str!("ending.rs")),
     ("event", include_str!("event.rs")),
     ("handoff", include_str!("handoff.rs")),

@@ -28,9 +28,9 @@
 //!  3  running  inherited                running snapshots; fork-only children
 //!  2  consumer                          drain: rings -> collector (EngineState)
 //!  1  snapshot                          Finished -> memscope_format::Snapshot
-//!  0  image destination handoff listing collector var_names alt_stack unwind
-//!     registry ring thread rss control select process paths event config
-//!     clock log own_heap lock sys arena
+//!  0  image detach destination handoff listing collector var_names alt_stack
+//!     unwind registry ring thread rss control select process paths event
+//!     config clock log own_heap lock sys arena
 //! ```
 //!
 //! Layer 0 is ordered too (left above right, most of it independent).
@@ -45,6 +45,7 @@ pub mod config;
 pub mod consumer;
 pub mod control;
 pub mod destination;
+pub mod detach;
 pub mod ending;
 pub mod event;
 pub mod handoff;

@@ -69,7 +69,13 @@ pub fn write(level: LogLevel, args: fmt::Arguments) {
         return;
     }
     let mut b = StackBuf { buf: [0; 1024], len: 0 };
-    let _ = write!(b, "memscope[{}]: {}", crate::sys::getpid(), args);
+    // A helper finishing an image's snapshot speaks for the image.
+    let pid = if crate::detach::in_helper() {
+        crate::image::PID.load(Ordering::Relaxed)
+    } else {
+        crate::sys::getpid()
+    };
+    let _ = write!(b, "memscope[{pid}]: {args}");
     if b.len == b.buf.len() {
         b.len -= 1;
     }

@@ -116,6 +116,30 @@ fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
 
+/// How long the processes left when the command ends may take before run
+/// says it waits for them: an image's last snapshot is finished by a helper
+/// process after the image has exited (see `memscope_engine::detach`), and
+/// the tree's last ones are still at it then, for a few ms.
+const HELPERS_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Polls for a child to reap (or none left) for up to `limit`: true when
+/// one was reaped or none is left, false when all still run.
+fn reaped_within(limit: std::time::Duration) -> bool {
+    let until = std::time::Instant::now() + limit;
+    loop {
+        let mut status = 0;
+        // SAFETY: status is a valid out-pointer.
+        let r = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if r > 0 || (r == -1 && errno() == libc::ECHILD) {
+            return true;
+        }
+        if STOP.load(Ordering::Relaxed) || std::time::Instant::now() >= until {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
 /// Waits for the command, then for every process it left behind (stopping
 /// early on a signal). `on_orphans` is called once if there are any to wait
 /// for. Returns how the command ended and when.
@@ -160,6 +184,9 @@ pub fn wait(pid: i32, on_orphans: impl FnOnce()) -> (Ended, std::time::Instant) 
             break;
         }
         if !announced {
+            if reaped_within(HELPERS_GRACE) {
+                continue;
+            }
             announced = true;
             if let Some(f) = on_orphans.take() {
                 f();

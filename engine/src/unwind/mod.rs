@@ -36,6 +36,13 @@ pub fn enable(depth: u32) {
     DEPTH.store(depth.min(capture::MAX_DEPTH as u32), Ordering::Release);
 }
 
+/// Stops capture for good (the image's final snapshot is being taken): the
+/// program's last allocations, after it, are not recorded, and walking
+/// their stacks would still add sites to the table the snapshot reads.
+pub fn disable() {
+    DEPTH.store(0, Ordering::Release);
+}
+
 /// Reads the rules earlier images of this executable derived (see
 /// [`rule_store`]), from the name cache of this memscope build. At
 /// start-up: no seccomp filter of the program's own can be on yet.
