@@ -117,22 +117,11 @@ fn same_pid_namespace(pid: u32) -> bool {
             (libc::stat(path.as_ptr(), &mut st) == 0).then_some((st.st_dev, st.st_ino))
         }
     };
-    // "/proc/<pid>/ns/pid", NUL-terminated.
-    let mut path = [0u8; 32];
-    let mut at = 0;
-    let mut put = |b: &[u8]| {
-        path[at..at + b.len()].copy_from_slice(b);
-        at += b.len();
-    };
-    put(b"/proc/");
-    let digits = pid.to_string();
-    put(digits.as_bytes());
-    put(b"/ns/pid\0");
-    let Ok(theirs) = std::ffi::CStr::from_bytes_until_nul(&path) else {
+    let Ok(theirs) = std::ffi::CString::new(format!("/proc/{pid}/ns/pid")) else {
         return false;
     };
     let mine = ns_of(c"/proc/self/ns/pid");
-    mine.is_some() && mine == ns_of(theirs)
+    mine.is_some() && mine == ns_of(&theirs)
 }
 
 /// Runs `work` in a helper as the image exits and returns `None`, or gives

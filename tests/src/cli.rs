@@ -93,6 +93,14 @@ pub fn run_prog(dir: &Path, name: &str, args: &[&str]) -> (PathBuf, Snapshot, Ou
     (path, snap, out)
 }
 
+/// Every snapshot `run` left in `dir` (its run file aside), read.
+pub fn snapshots_in(dir: &Path) -> Vec<Snapshot> {
+    json_files(dir)
+        .iter()
+        .map(|p| memscope_format::read_snapshot_file(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+        .collect()
+}
+
 /// Snapshot files in `dir` (`*.json` but not `run`'s `*.run.json`
 /// manifest), sorted by name.
 pub fn json_files(dir: &Path) -> Vec<PathBuf> {

@@ -14,14 +14,6 @@ use report_common::{all, one, sel, text};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// Every snapshot `run` left in `dir`.
-fn snapshots(dir: &Path) -> Vec<Snapshot> {
-    json_files(dir)
-        .iter()
-        .map(|p| memscope_format::read_snapshot_file(p).unwrap())
-        .collect()
-}
-
 /// `memscope-cli run OPTIONS… sh -c SCRIPT cli_prog` in `dir` (the test
 /// program is the script's `$0`): its stderr and every snapshot it left.
 fn run_script(dir: &Path, options: &[&str], script: &str) -> (String, Vec<Snapshot>) {
@@ -33,7 +25,7 @@ fn run_script(dir: &Path, options: &[&str], script: &str) -> (String, Vec<Snapsh
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    (stderr(&out), snapshots(dir))
+    (stderr(&out), snapshots_in(dir))
 }
 
 /// The summary's lines under "processes by executable", without the
@@ -302,7 +294,7 @@ fn a_run_lists_blocks_for_a_few_images_of_each_executable() {
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-        let mut progs: Vec<Snapshot> = snapshots(&dir)
+        let mut progs: Vec<Snapshot> = snapshots_in(&dir)
             .into_iter()
             .filter(|s| s.process.exe.ends_with("/cli_prog"))
             .collect();

@@ -11,14 +11,6 @@ use memscope_tests::cli::*;
 use memscope_tests::*;
 use std::path::Path;
 
-/// Every snapshot `run` left in `dir`.
-fn snapshots(dir: &Path) -> Vec<Snapshot> {
-    json_files(dir)
-        .iter()
-        .map(|p| memscope_format::read_snapshot_file(p).unwrap())
-        .collect()
-}
-
 fn named<'a>(snaps: &'a [Snapshot], name: &str) -> Vec<&'a Snapshot> {
     snaps
         .iter()
@@ -44,7 +36,7 @@ fn every_image_in_a_pid_namespace_of_the_programs_keeps_its_snapshot() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(stdout(&out), "pid 1\n", "the shell is the namespace's init");
-    let snaps = snapshots(&dir);
+    let snaps = snapshots_in(&dir);
     let ls = named(&snaps, "ls");
     assert_eq!(ls.len(), 2, "both ls images: {:?}", json_files(&dir));
     for s in ls {
@@ -87,7 +79,7 @@ fn run_says_it_waits_only_for_processes_the_command_left_running() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(!stderr(&out).contains("left running"), "{}", stderr(&out));
-    assert_eq!(named(&snapshots(&dir), "ls").len(), 2);
+    assert_eq!(named(&snapshots_in(&dir), "ls").len(), 2);
 
     let dir = scratch("run_endings_left_running_sleep");
     let out = command(&dir)
@@ -100,7 +92,7 @@ fn run_says_it_waits_only_for_processes_the_command_left_running() {
         "{}",
         stderr(&out)
     );
-    let snaps = snapshots(&dir);
+    let snaps = snapshots_in(&dir);
     let sleeps = named(&snaps, "sleep");
     assert_eq!(sleeps.len(), 1, "run waited for the sleep: {:?}", json_files(&dir));
     assert_eq!(sleeps[0].process.exit_code, Some(0));
@@ -146,7 +138,7 @@ fn a_helper_finishes_an_exited_images_snapshot_only_under_run() {
     let plain_endings = ending_lines(&plain_err);
     assert_eq!(plain_endings.len(), 1, "{}", plain.stderr());
     assert!(!plain_endings[0].contains("helper"), "{}", plain.stderr());
-    let handed = snapshots(&dir);
+    let handed = snapshots_in(&dir);
     assert_eq!(handed.len(), 1, "{:?}", json_files(&dir));
     for s in [&handed[0], plain.only()] {
         let t = &s.summary;
@@ -165,7 +157,7 @@ fn a_helper_finishes_an_exited_images_snapshot_only_under_run() {
     let (err, ending) = run_debug(&dir, &threads, &["4", "2000"]);
     assert!(!ending.contains("helper"), "{err}");
     assert_eq!(
-        snapshots(&dir)[0].summary.total_allocations,
+        snapshots_in(&dir)[0].summary.total_allocations,
         4 * 2000 + base_allocations(&threads)
     );
 }
