@@ -291,6 +291,8 @@ fn write_snapshot(kind: EndKind, exit_code: Option<i32>, signal: Option<i32>, la
         ""
     };
     crate::debug!("ending: {}{helper}", steps.describe(clock::monotonic_ns()));
+    let (rules, sites) = crate::unwind::mailbox::found_here();
+    crate::debug!("{rules} unwind rules and {sites} call sites new to this image");
     crate::image::dispose(snap, last && kind.process_ends());
 }
 

@@ -92,6 +92,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("unwind", include_str!("unwind/fde_rows.rs")),
     ("unwind", include_str!("unwind/memo.rs")),
     ("unwind", include_str!("unwind/modules.rs")),
+    ("unwind", include_str!("unwind/mailbox.rs")),
     ("unwind", include_str!("unwind/rule_store.rs")),
     ("unwind", include_str!("unwind/rules.rs")),
     ("unwind", include_str!("unwind/sites.rs")),

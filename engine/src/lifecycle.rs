@@ -102,6 +102,7 @@ extern "C" fn fork_prepare() {
         return;
     }
     ENGINE.lock_raw();
+    crate::unwind::before_fork();
     // The parent applies its rings' events before forking, once: left in
     // the rings, every child would apply the same ones again in its fork
     // handler (a shell's loop forks hundreds of children from one state,
@@ -155,6 +156,7 @@ fn child_after_fork() {
     }
     PID.store(sys::getpid(), Ordering::Relaxed);
     crate::unwind::rule_store::fork_child();
+    crate::unwind::mailbox::fork_child();
     collector_thread::reset_in_child();
     signals::reset_in_child();
     crate::running::reset_in_child();

@@ -11,6 +11,7 @@
 
 pub mod capture;
 pub mod fde_rows;
+pub mod mailbox;
 pub mod memo;
 pub mod modules;
 pub mod rule_store;
@@ -41,6 +42,15 @@ pub fn enable(depth: u32) {
 /// their stacks would still add sites to the table the snapshot reads.
 pub fn disable() {
     DEPTH.store(0, Ordering::Release);
+}
+
+/// Before a `fork()`, in the parent: takes the rules its earlier children
+/// derived, for the children to come (see [`mailbox`]). Nothing to do
+/// when stacks are not captured.
+pub fn before_fork() {
+    if DEPTH.load(Ordering::Relaxed) != 0 {
+        mailbox::before_fork();
+    }
 }
 
 /// Reads the rules earlier images of this executable derived (see

@@ -133,23 +133,30 @@ fn read(e: &Entry, addr: u64) -> Option<Rule> {
 /// (the rule that applies is the one at `addr - 1`).
 #[inline(always)]
 pub fn lookup(addr: u64, is_return: bool) -> Rule {
+    match cached(addr) {
+        Some(rule) => rule,
+        None => miss(addr, is_return),
+    }
+}
+
+/// The rule cached for `addr`, if any.
+#[inline(always)]
+fn cached(addr: u64) -> Option<Rule> {
     let i = index(addr, SMALL_CACHE_BITS);
     let first = &SMALL_CACHE[i];
     if let Some(rule) = read(first, addr) {
-        return rule;
+        return Some(rule);
     }
     if first[1].load(Ordering::Relaxed) != 0 {
         let second = &SMALL_CACHE[i ^ 1];
         if let Some(rule) = read(second, addr) {
-            return rule;
+            return Some(rule);
         }
         if second[1].load(Ordering::Relaxed) != 0 {
-            if let Some(rule) = read(&CACHE[index(addr, CACHE_BITS)], addr) {
-                return rule;
-            }
+            return read(&CACHE[index(addr, CACHE_BITS)], addr);
         }
     }
-    miss(addr, is_return)
+    None
 }
 
 /// Set when a rule is cached: clearing a cache nothing was put in would
@@ -171,6 +178,20 @@ pub fn clear_cache() {
 #[inline(never)]
 fn miss(addr: u64, is_return: bool) -> Rule {
     let rule = compute(addr, is_return);
+    put(addr, rule);
+    super::mailbox::rule_found(addr, rule);
+    rule
+}
+
+/// Caches a rule a fork child derived for `addr` (see
+/// [`super::mailbox`]), unless one is cached already.
+pub fn adopt(addr: u64, rule: Rule) {
+    if cached(addr).is_none() {
+        put(addr, rule);
+    }
+}
+
+fn put(addr: u64, rule: Rule) {
     let i = index(addr, SMALL_CACHE_BITS);
     let free = |e: &Entry| e[1].load(Ordering::Relaxed) == 0;
     let s = [&SMALL_CACHE[i], &SMALL_CACHE[i ^ 1]]
@@ -184,7 +205,6 @@ fn miss(addr: u64, is_return: bool) -> Rule {
     if !CACHED_ANY.load(Ordering::Relaxed) {
         CACHED_ANY.store(true, Ordering::Relaxed);
     }
-    rule
 }
 
 /// Parses the module's `.eh_frame` for the row that covers `addr`.

@@ -121,6 +121,7 @@ fn insert(slot: &Slot, hash: u64, frames: &[u64]) -> Option<u32> {
     }
     INFO[id as usize].store(store(frames), Ordering::Release);
     slot.id.store(id, Ordering::Release);
+    super::mailbox::site_found(hash, frames);
     Some(id)
 }
 
