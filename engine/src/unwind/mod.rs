@@ -44,9 +44,9 @@ pub fn disable() {
     DEPTH.store(0, Ordering::Release);
 }
 
-/// Before a `fork()`, in the parent: takes the rules its earlier children
-/// derived, for the children to come (see [`mailbox`]). Nothing to do
-/// when stacks are not captured.
+/// Before a `fork()`, in the parent: takes the rules and call sites its
+/// earlier children found, for the children to come (see [`mailbox`]).
+/// Nothing to do when stacks are not captured.
 pub fn before_fork() {
     if DEPTH.load(Ordering::Relaxed) != 0 {
         mailbox::before_fork();
