@@ -102,19 +102,22 @@ extern "C" fn fork_prepare() {
         return;
     }
     ENGINE.lock_raw();
-    crate::unwind::before_fork();
-    // The parent applies its rings' events before forking, once: left in
-    // the rings, every child would apply the same ones again in its fork
-    // handler (a shell's loop forks hundreds of children from one state,
-    // and each re-grew the collector's tables: ~35 page faults per child).
-    // How far: see `Mode::BeforeFork`.
-    // SAFETY: locked just above, on this thread.
-    if let Some(st) = unsafe { ENGINE.get_locked() }.as_mut() {
-        if !FINISHED.load(Ordering::Relaxed) {
-            // The forking thread's stack may be small (see crate::alt_stack).
-            crate::alt_stack::with_room(|| st.drain(consumer::Mode::BeforeFork));
+    // The forking thread's stack may be small (see crate::alt_stack).
+    crate::alt_stack::with_room(|| {
+        // What earlier children found, for the ones to come.
+        crate::unwind::before_fork();
+        // The parent applies its rings' events before forking, once: left
+        // in the rings, every child would apply the same ones again in its
+        // fork handler (a shell's loop forks hundreds of children from one
+        // state, and each re-grew the collector's tables: ~35 page faults
+        // per child). How far: see `Mode::BeforeFork`.
+        // SAFETY: locked just above, on this thread.
+        if let Some(st) = unsafe { ENGINE.get_locked() }.as_mut() {
+            if !FINISHED.load(Ordering::Relaxed) {
+                st.drain(consumer::Mode::BeforeFork);
+            }
         }
-    }
+    });
     PROGRAM_PATH.lock_raw();
 }
 

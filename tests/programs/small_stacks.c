@@ -3,9 +3,11 @@
  * threads may.
  * usage: small_stacks THREADS ITERS
  * Each thread allocates ITERS blocks of 16 + i % 300 bytes and frees the
- * even-numbered ones. Thread 0 then forks: the child allocates and frees
+ * even-numbered ones. Thread 0 then forks twice, one child after the
+ * other (the second fork takes what the first child found back into the
+ * parent's tables, on this thread's stack): each child allocates and frees
  * one 10-byte block and leaves with _exit(5); the thread prints
- * "child <status>". Once every thread is joined, one more small thread
+ * "child <status>" for each. Once every thread is joined, one more small thread
  * prints "bye" and calls exit(7) itself.
  * Program-made totals: THREADS*ITERS allocations, THREADS*ceil(ITERS/2)
  * frees. Exits 3 if a thread cannot be started. */
@@ -30,7 +32,7 @@ static void *worker(void *arg) {
         else
             kept[t][(i / 2) % 512] = p;
     }
-    if (t == 0) {
+    for (int k = 0; t == 0 && k < 2; k++) {
         pid_t pid = fork();
         if (pid == 0) {
             void *q = malloc(10);
