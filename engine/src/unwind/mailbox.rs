@@ -175,7 +175,7 @@ pub fn site_found(hash: u64, frames: &[u64]) {
         SITES_FOUND.fetch_add(1, Ordering::Relaxed);
     }
     let Some(b) = parent() else { return };
-    let n = frames.len().min(255);
+    let n = frames.len().min(super::sites::MAX_STORED);
     if n == 0 {
         return;
     }
@@ -207,7 +207,7 @@ fn take(b: &Mailbox) {
         }
         rule != 0
     });
-    let mut frames = [0u64; 255];
+    let mut frames = [0u64; super::sites::MAX_STORED];
     TAKING.store(true, Ordering::Relaxed);
     take_each(&b.sites_claimed, SITES, &SITES_TAKEN, |i| {
         let e = &b.sites[i];

@@ -32,6 +32,9 @@ const SMALL_PROBES: usize = 16;
 pub const MAX_SITES: usize = TABLE_SLOTS / 4 * 3;
 /// Words of frame storage (all sites' return addresses together).
 const STORE_WORDS: usize = 1 << 24;
+/// Frames kept of a stack: its length is stored in 8 bits (`offset << 8 |
+/// length`, here and in [`super::mailbox`]).
+pub(super) const MAX_STORED: usize = 255;
 
 struct Slot {
     hash: AtomicU64,
@@ -151,7 +154,7 @@ fn wait_for_id(slot: &Slot) -> u32 {
 /// the store is full: the site keeps its counts, loses its stack).
 fn store(frames: &[u64]) -> u64 {
     let Some(base) = store_base() else { return 0 };
-    let n = frames.len().min(255);
+    let n = frames.len().min(MAX_STORED);
     let off = STORE_USED.fetch_add(n, Ordering::Relaxed);
     if off + n > STORE_WORDS {
         return 0;
