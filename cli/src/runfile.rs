@@ -22,7 +22,6 @@
 use crate::text::term;
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// The manifest format version this build writes and reads.
@@ -161,7 +160,8 @@ pub fn relative(snapshot: &Path, manifest: &Path) -> String {
 /// Writes `path` the way the library writes snapshots: a temporary file
 /// beside it (created exclusively and owner-only, so never through a
 /// symlink), then a rename, so a reader never sees half a file; never over
-/// a device, fifo or directory. Through a buffer the size of the library's:
+/// a device, fifo or directory (looked at first: nothing is written beside
+/// `-o /dev/null` either). Through a buffer the size of the library's:
 /// one `write` for most snapshots of short processes.
 pub fn write_private(path: &Path, fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> std::io::Result<()> {
     if let Ok(meta) = std::fs::symlink_metadata(path) {
@@ -177,8 +177,9 @@ pub fn write_private(path: &Path, fill: impl FnOnce(&mut dyn Write) -> std::io::
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
+    // Created 0600 (tempfile's mode; the umask may only take bits away),
+    // as the library creates its files: no `fchmod` after.
     let mut tmp = tempfile::Builder::new().prefix(".memscope-").tempfile_in(dir)?;
-    tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o600))?;
     {
         let mut w = std::io::BufWriter::with_capacity(memscope_engine::snapshot::WRITE_BUFFER, tmp.as_file_mut());
         fill(&mut w)?;
@@ -205,6 +206,33 @@ pub fn write(m: &Manifest, path: &Path) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_is_written_owner_only_and_replaced_whole() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        write_private(&path, |w| w.write_all(b"first")).unwrap();
+        write_private(&path, |w| w.write_all(b"second")).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"second");
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
+        // A directory in the way is refused, and nothing is left beside it.
+        let taken = dir.path().join("taken");
+        std::fs::create_dir(&taken).unwrap();
+        let e = write_private(&taken, |w| w.write_all(b"x")).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        assert!(taken.is_dir());
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            2,
+            "no temporary file left"
+        );
+    }
 
     #[test]
     fn the_manifest_is_named_after_the_first_snapshot() {

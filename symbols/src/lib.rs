@@ -117,15 +117,21 @@ impl Resolver {
     /// The frames of return address `ip` in module `m`, innermost (inlined)
     /// first; always at least one (unnamed when nothing is known).
     pub fn resolve(&mut self, m: &ModuleRef, ip: u64) -> Vec<Named> {
+        self.resolved(m, ip).to_vec()
+    }
+
+    /// As [`Resolver::resolve`], borrowed from the resolver's own table:
+    /// a caller that copies only some of it (a run names a thousand
+    /// snapshots' frames) need not copy the list first.
+    pub fn resolved(&mut self, m: &ModuleRef, ip: u64) -> &[Named] {
         // A return address points after its call: look up the call itself.
         let rel = ip.wrapping_sub(m.bias).wrapping_sub(1);
         let module = self.module(m);
-        if let Some(n) = module.names.get(&rel) {
-            return n.clone();
+        if !module.names.contains_key(&rel) {
+            let named = module.name(&[rel]).pop().unwrap_or_default();
+            module.names.insert(rel, named);
         }
-        let named = module.name(&[rel]).pop().unwrap_or_default();
-        module.names.insert(rel, named.clone());
-        named
+        &module.names[&rel]
     }
 
     /// Names the return addresses `ips` of module `m` together, for

@@ -42,49 +42,50 @@ pub fn name_pending(snap: &mut Snapshot, r: &mut Resolver) -> bool {
             }
         }
     }
-    // Old frame index → its named frames' new indices. Each unnamed frame
-    // is a return address of its own (the library names each address
-    // once), and an address's inlined frames differ from each other: every
-    // frame is new to the table, added without hashing and copying it to
-    // look for it.
-    let mapping: Vec<Vec<u32>> = snap
-        .frames
-        .iter()
-        .map(|f| {
-            let (Some(ip), Some(path), Some((bias, build_id))) = (
-                parse_addr(&f.ip),
-                snap.module_of(f),
-                bases.get(f.module as usize).and_then(Option::as_ref),
-            ) else {
-                // Outside every module, or no usable module info: stays unnamed.
-                return vec![tables.new_frame(f.clone())];
-            };
-            let m = ModuleRef {
-                path,
-                bias: *bias,
-                build_id,
-            };
-            r.resolve(&m, ip)
-                .into_iter()
-                .map(|n| {
+    // Old frame index → the range of its named frames in the new table.
+    // Each unnamed frame is a return address of its own (the library names
+    // each address once), and an address's inlined frames differ from each
+    // other: every frame is new to the table, added without hashing and
+    // copying it to look for it, so an address's frames are consecutive.
+    let mut mapping: Vec<(u32, u32)> = Vec::with_capacity(snap.frames.len());
+    for f in &snap.frames {
+        let first = tables.frames.len() as u32;
+        let found = match (parse_addr(&f.ip), snap.module_of(f), bases.get(f.module as usize)) {
+            (Some(ip), Some(path), Some(Some((bias, build_id)))) => Some((
+                ip,
+                ModuleRef {
+                    path,
+                    bias: *bias,
+                    build_id,
+                },
+            )),
+            _ => None,
+        };
+        match found {
+            Some((ip, m)) => {
+                for n in r.resolved(&m, ip) {
                     tables.new_frame(Frame {
                         ip: f.ip.clone(),
-                        function: n.function,
-                        file: n.file,
+                        function: n.function.clone(),
+                        file: n.file.clone(),
                         line: n.line,
                         module: f.module,
                         inlined: n.inlined,
-                    })
-                })
-                .collect()
-        })
-        .collect();
+                    });
+                }
+            }
+            // Outside every module, or no usable module info: stays unnamed.
+            None => {
+                tables.new_frame(f.clone());
+            }
+        }
+        mapping.push((first, tables.frames.len() as u32));
+    }
     for c in &mut snap.callsites {
         c.frames = c
             .frames
             .iter()
-            .flat_map(|&i| mapping.get(i as usize).map_or(&[][..], Vec::as_slice))
-            .copied()
+            .flat_map(|&i| mapping.get(i as usize).map_or(0..0, |&(a, b)| a..b))
             .collect();
     }
     snap.frames = tables.frames;

@@ -322,17 +322,33 @@ fn parse(buf: Vec<u8>) -> Option<Handed> {
     })
 }
 
-/// Appends `path` to the run's manifest, as the image would have.
-pub fn list(manifest: &Path, path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut line = path.as_os_str().as_bytes().to_vec();
-    line.push(b'\n');
-    std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .open(manifest)?
-        .write_all(&line)
+/// The run's manifest, opened once for appending the snapshots handed over
+/// (one `write` each, as an image appends its own line, instead of an
+/// open, a write and a close).
+#[derive(Default)]
+pub struct Lister {
+    file: Option<std::fs::File>,
+}
+
+impl Lister {
+    /// Appends `path` to the run's manifest, as the image would have.
+    pub fn list(&mut self, manifest: &Path, path: &Path) -> std::io::Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut line = path.as_os_str().as_bytes().to_vec();
+        line.push(b'\n');
+        if self.file.is_none() {
+            let file = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .mode(0o600)
+                .open(manifest)?;
+            self.file = Some(file);
+        }
+        match &mut self.file {
+            Some(f) => f.write_all(&line),
+            None => Ok(()),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -75,14 +75,21 @@ fn name_until(manifest: &Path, done: &AtomicBool, mut handed: Option<Queue>) -> 
     let mut seen: HashSet<PathBuf> = HashSet::new();
     let mut kept = Collected::default();
     let mut tail = super::tail::Tail::default();
+    let mut lister = handoff::Lister::default();
+    let mut looked = std::time::Instant::now();
     loop {
         let last_round = done.load(Ordering::Acquire);
         while let Some(h) = handed.as_ref().and_then(|rx| rx.try_recv().ok()) {
-            name_handed(h, manifest, &mut resolver, &mut kept, &mut seen);
+            name_handed(h, manifest, &mut resolver, &mut kept, &mut seen, &mut lister);
         }
-        for path in tail.new_paths(manifest) {
-            if seen.insert(path.clone()) {
-                name_file(&path, &mut resolver, &mut kept);
+        // Not after every snapshot handed over: what images list
+        // themselves is looked for at the pace it was without a handoff.
+        if last_round || looked.elapsed() >= POLL {
+            looked = std::time::Instant::now();
+            for path in tail.new_paths(manifest) {
+                if seen.insert(path.clone()) {
+                    name_file(&path, &mut resolver, &mut kept);
+                }
             }
         }
         if last_round {
@@ -90,7 +97,7 @@ fn name_until(manifest: &Path, done: &AtomicBool, mut handed: Option<Queue>) -> 
             return kept;
         }
         match handed.as_ref().map(|rx| rx.recv_timeout(POLL)) {
-            Some(Ok(h)) => name_handed(h, manifest, &mut resolver, &mut kept, &mut seen),
+            Some(Ok(h)) => name_handed(h, manifest, &mut resolver, &mut kept, &mut seen, &mut lister),
             Some(Err(RecvTimeoutError::Timeout)) => {}
             // Everything handed over was taken: wait as without handoff.
             Some(Err(RecvTimeoutError::Disconnected)) => handed = None,
@@ -101,7 +108,14 @@ fn name_until(manifest: &Path, done: &AtomicBool, mut handed: Option<Queue>) -> 
 
 /// Names a snapshot handed over and writes it where its image would have,
 /// then lists it in the manifest as the image would have.
-fn name_handed(h: Handed, manifest: &Path, resolver: &mut Resolver, kept: &mut Collected, seen: &mut HashSet<PathBuf>) {
+fn name_handed(
+    h: Handed,
+    manifest: &Path,
+    resolver: &mut Resolver,
+    kept: &mut Collected,
+    seen: &mut HashSet<PathBuf>,
+    lister: &mut handoff::Lister,
+) {
     let first = !seen.contains(&h.path);
     let written = match h.snapshot() {
         handoff::Snapshot::Whole(json) => {
@@ -111,7 +125,7 @@ fn name_handed(h: Handed, manifest: &Path, resolver: &mut Resolver, kept: &mut C
             first.then(|| kept.prepare(h.path.clone(), s))
         }),
     };
-    match written.and_then(|s| handoff::list(manifest, &h.path).map(|()| s)) {
+    match written.and_then(|s| lister.list(manifest, &h.path).map(|()| s)) {
         Ok(prepared) => {
             seen.insert(h.path.clone());
             if let Some(p) = prepared {

@@ -3,33 +3,41 @@
 //! poll (every 25 ms) made the naming thread's cost grow with the square of
 //! the number of images — for 1,000 images, over 100,000 paths hashed.
 
-use std::io::{Read, Seek, SeekFrom};
+use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// How far the manifest has been read.
 #[derive(Default)]
 pub struct Tail {
-    /// Bytes consumed: always the end of a complete line.
-    offset: u64,
+    /// The manifest, open once it exists: each look is then one `read`
+    /// from where the last one stopped (it was an open, a seek, a size
+    /// query and a close as well, per snapshot of a shell loop).
+    file: Option<std::fs::File>,
+    /// Bytes read but not yet consumed: the start of a line still being
+    /// written.
+    partial: Vec<u8>,
 }
 
 impl Tail {
     /// The snapshot paths (not reports) of the lines completed since the
     /// last call; a line still being written is left for the next.
     pub fn new_paths(&mut self, manifest: &Path) -> Vec<PathBuf> {
-        let mut text = Vec::new();
-        let read = std::fs::File::open(manifest).and_then(|mut f| {
-            f.seek(SeekFrom::Start(self.offset))?;
-            f.read_to_end(&mut text)
-        });
-        if read.is_err() {
+        if self.file.is_none() {
+            self.file = std::fs::File::open(manifest).ok();
+        }
+        let Some(file) = &mut self.file else {
             return Vec::new();
+        };
+        let mut text = std::mem::take(&mut self.partial);
+        let mut chunk = [0u8; 16 << 10];
+        // Plain reads: `read_to_end` on a file asks its size and position first.
+        while let Ok(n @ 1..) = file.read(&mut chunk) {
+            text.extend_from_slice(&chunk[..n]);
         }
         let complete = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        self.offset += complete as u64;
-        text[..complete]
-            .split(|&b| b == b'\n')
+        self.partial = text.split_off(complete);
+        text.split(|&b| b == b'\n')
             .filter(|l| !l.is_empty() && !l.ends_with(b".html"))
             .map(|l| PathBuf::from(std::ffi::OsStr::from_bytes(l)))
             .collect()
