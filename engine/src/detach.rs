@@ -103,7 +103,54 @@ pub fn possible() -> bool {
         && !crate::image::in_foreign_child()
         && WORK.load(Ordering::Acquire).is_null()
         && close_range_works()
-        && crate::process::launcher_pid().is_some_and(same_pid_namespace)
+        && crate::process::launcher_pid().is_some_and(|run| known_in_run_pid_ns() || looked_up_in_proc(run))
+}
+
+fn looked_up_in_proc(run: u32) -> bool {
+    let same = same_pid_namespace(run);
+    crate::debug!("pid namespace looked up in /proc: run's: {same}");
+    same
+}
+
+/// The pid known to share `run`'s pid namespace (0: none).
+///
+/// Comparing the namespaces by their /proc entries cost every image two
+/// `stat`s at its exit, ~40 µs each in a new process here (its /proc
+/// entries are made at the first look); most images know without them:
+/// - the run's first: its parent is `run` ([`note_start`]): a parent in
+///   another namespace would read as pid 0;
+/// - a `fork()` child of an image that knew, whose parent is still its
+///   parent ([`fork_child`]): after `unshare(CLONE_NEWPID)` or a `setns`
+///   into another pid namespace its parent would read as pid 0 too;
+/// - an image `exec`'d by a process that knew (or by a vfork child of one):
+///   `exec` keeps the pid and the namespace, and the process says so in
+///   `MEMSCOPE_EXEC_SEQ`.
+static IN_RUN_PID_NS: AtomicU32 = AtomicU32::new(0);
+
+/// At start-up, with the image's parent pid: notes whether it is known to
+/// share `run`'s pid namespace (see [`IN_RUN_PID_NS`]).
+pub fn note_start(ppid: u32) {
+    let launcher = crate::process::launcher_pid();
+    if launcher.is_some() && (launcher == Some(ppid) || crate::process::startup_in_run_pid_ns()) {
+        IN_RUN_PID_NS.store(crate::sys::getpid(), Ordering::Relaxed);
+    }
+}
+
+/// In a `fork()` child (not a vfork or `_Fork` one, which writes nothing).
+pub fn fork_child() {
+    let ppid = crate::sys::getppid();
+    let known = ppid != 0 && IN_RUN_PID_NS.load(Ordering::Relaxed) == ppid;
+    IN_RUN_PID_NS.store(if known { crate::sys::getpid() } else { 0 }, Ordering::Relaxed);
+}
+
+/// Whether this process is known to share `run`'s pid namespace, told to
+/// the image it `exec`s. Only reads: a vfork child (a shell's, about to
+/// `exec` a command) asks too, and knows when its parent knew and is still
+/// its parent, as a fork child does.
+pub fn known_in_run_pid_ns() -> bool {
+    let known = IN_RUN_PID_NS.load(Ordering::Relaxed);
+    known != 0
+        && (known == crate::sys::getpid() || (crate::image::in_foreign_child() && known == crate::sys::getppid()))
 }
 
 /// Whether this process is in the PID namespace of process `pid` (as the

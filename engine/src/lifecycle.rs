@@ -60,6 +60,7 @@ pub fn start(host: Host) -> ProcessInfo {
         std::panic::set_hook(Box::new(|info| crate::warn!("internal error: {info}")));
     }
     let process = ProcessInfo::capture(start);
+    crate::detach::note_start(process.ppid);
     crate::info!("tracing {} (pid {}), snapshot to {}", process.exe, pid, cfg.export_path);
     ENGINE.with(|slot| consumer::state(slot).process = Some(process.clone()));
     // SAFETY: registering plain C callbacks.
@@ -158,6 +159,7 @@ fn child_after_fork() {
         crate::arena::fork_child();
     }
     PID.store(sys::getpid(), Ordering::Relaxed);
+    crate::detach::fork_child();
     crate::unwind::rule_store::fork_child();
     crate::unwind::mailbox::fork_child();
     collector_thread::reset_in_child();

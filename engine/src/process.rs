@@ -140,29 +140,61 @@ impl ProcessInfo {
     }
 }
 
-/// This image's number among the images of its pid that record, as the
-/// image before it said (`MEMSCOPE_EXEC_SEQ`), read once at start-up (the
-/// variable is then removed from the program's environment); 0 in a fork
-/// child, which is a pid's first image.
-pub fn startup_exec_seq() -> u32 {
-    static AT_START: std::sync::OnceLock<(u32, u32)> = std::sync::OnceLock::new();
+/// What `MEMSCOPE_EXEC_SEQ` told this image at start-up (read once: the
+/// variable is then removed from the program's environment).
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct ExecSeq {
+    /// This image's number among the images of its pid that record (0 in
+    /// a fork child, which is a pid's first image).
+    pub n: u32,
+    /// The image before it knew that this pid shares `run`'s pid namespace
+    /// (see `crate::detach`): an `exec` keeps the namespace.
+    pub in_run_pid_ns: bool,
+}
+
+/// The mark `<pid>:<n>:` ends with when the image before knew its pid
+/// shares `run`'s pid namespace.
+pub const IN_RUN_PID_NS_MARK: &str = "r";
+
+fn startup() -> ExecSeq {
+    static AT_START: std::sync::OnceLock<(u32, ExecSeq)> = std::sync::OnceLock::new();
     let &(pid, seq) = AT_START.get_or_init(|| {
         let pid = sys::getpid();
         let seq = sys::getenv(EXEC_SEQ_VAR).and_then(|v| parse_exec_seq(v, pid));
-        (pid, seq.unwrap_or(0))
+        (pid, seq.unwrap_or_default())
     });
     if pid == sys::getpid() {
         seq
     } else {
-        0
+        ExecSeq::default()
     }
 }
 
-/// Parses `MEMSCOPE_EXEC_SEQ` (`<pid>:<n>`): `n` when it is meant for `pid`.
-pub fn parse_exec_seq(v: &[u8], pid: u32) -> Option<u32> {
+/// This image's number among the images of its pid that record, as the
+/// image before it said (`MEMSCOPE_EXEC_SEQ`); 0 in a fork child.
+pub fn startup_exec_seq() -> u32 {
+    startup().n
+}
+
+/// Whether the image before this one (the same pid, before its `exec`) knew
+/// that this pid shares `run`'s pid namespace.
+pub fn startup_in_run_pid_ns() -> bool {
+    startup().in_run_pid_ns
+}
+
+/// Parses `MEMSCOPE_EXEC_SEQ` (`<pid>:<n>`, or `<pid>:<n>:r`) when it is
+/// meant for `pid`.
+pub fn parse_exec_seq(v: &[u8], pid: u32) -> Option<ExecSeq> {
     let s = std::str::from_utf8(v).ok()?;
-    let (p, n) = s.split_once(':')?;
-    (p.parse::<u32>().ok()? == pid).then(|| n.parse().ok()).flatten()
+    let (p, rest) = s.split_once(':')?;
+    if p.parse::<u32>().ok()? != pid {
+        return None;
+    }
+    let (n, mark) = rest.split_once(':').unwrap_or((rest, ""));
+    Some(ExecSeq {
+        n: n.parse().ok()?,
+        in_run_pid_ns: mark == IN_RUN_PID_NS_MARK,
+    })
 }
 
 #[cfg(test)]
@@ -171,8 +203,12 @@ mod tests {
 
     #[test]
     fn exec_seq_only_for_the_same_pid() {
-        assert_eq!(parse_exec_seq(b"42:3", 42), Some(3));
-        assert_eq!(parse_exec_seq(b"42:3", 43), None);
+        let seq = |n, in_run_pid_ns| Some(ExecSeq { n, in_run_pid_ns });
+        assert_eq!(parse_exec_seq(b"42:3", 42), seq(3, false));
+        assert_eq!(parse_exec_seq(b"42:3:r", 42), seq(3, true));
+        assert_eq!(parse_exec_seq(b"42:3:x", 42), seq(3, false));
+        assert_eq!(parse_exec_seq(b"42:3:r", 43), None);
+        assert_eq!(parse_exec_seq(b"42:", 42), None);
         assert_eq!(parse_exec_seq(b"junk", 42), None);
     }
 

@@ -59,6 +59,62 @@ fn every_image_in_a_pid_namespace_of_the_programs_keeps_its_snapshot() {
     assert_eq!((init[0].process.pid, init[0].process.exit_code), (1, Some(0)));
 }
 
+/// Whether an image shares `run`'s PID namespace is known without /proc
+/// (two `stat`s there cost every image ~80 µs at its exit) to the run's
+/// first image, to a fork child of an image that knew, and to an image
+/// exec'd by one that knew; inside a namespace of the program's, it is
+/// looked up, and found not to be.
+#[test]
+fn whether_an_image_shares_runs_pid_namespace_is_passed_on_not_looked_up() {
+    let lookups = |err: &str| -> Vec<String> {
+        err.lines()
+            .filter(|l| l.contains("pid namespace looked up in /proc"))
+            .map(str::to_string)
+            .collect()
+    };
+    // The first image (sh), a subshell it forks, and the program it execs
+    // from a fork child and from the subshell's: each finishes in a helper,
+    // none looks. (The program, not `ls`: coreutils close stderr at exit,
+    // and with it the debug log.)
+    let dir = scratch("run_endings_pid_namespace_known");
+    let out = command(&dir)
+        .env("MEMSCOPE_LOG", "debug")
+        .args(["run", "-o", "snap.json", "--", "sh", "-c"])
+        .arg("\"$0\" alloc 10 64 0 0; (\"$0\" alloc 10 64 0 0; exit 3); exit 0")
+        .arg(prog())
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let helped = ending_lines(&err)
+        .into_iter()
+        .filter(|l| l.ends_with("(in a helper, after the image exited)"))
+        .count();
+    assert_eq!(helped, 4, "sh, its subshell and both programs: {err}");
+    assert_eq!(lookups(&err), Vec::<String>::new(), "{err}");
+
+    let Some(unshare) = tools::program("unshare", "util-linux") else {
+        return;
+    };
+    let dir = scratch("run_endings_pid_namespace_looked_up");
+    let out = command(&dir)
+        .env("MEMSCOPE_LOG", "debug")
+        .args(["run", "-o", "snap.json", "--"])
+        .arg(&unshare)
+        .args(["-r", "-p", "-f", "sh", "-c", "\"$0\" alloc 10 64 0 0"])
+        .arg(prog())
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let looked = lookups(&err);
+    // The shell (pid 1 in there) and the program; unshare itself is the
+    // run's first image, in run's namespace, and knows.
+    assert_eq!(looked.len(), 2, "{err}");
+    assert!(looked.iter().all(|l| l.ends_with("run's: false")), "{err}");
+    assert_eq!(named(&snapshots_in(&dir), "cli_prog").len(), 1, "{err}");
+}
+
 /// The helpers of the command's last images are still at work when it
 /// ends: `run` waits for them without saying it waits for processes the
 /// command left running. A process it did leave running is still told.
