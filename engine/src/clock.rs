@@ -45,6 +45,12 @@ pub fn name() -> &'static str {
     }
 }
 
+/// Whether ticks are TSC cycles: as decided, and false before (never
+/// decides: a vfork child asks, and must not write).
+pub fn decided_tsc() -> bool {
+    MODE.load(Ordering::Relaxed) == TSC
+}
+
 #[cold]
 fn decide() {
     let mode = if cfg!(target_arch = "x86_64") && kernel_uses_tsc() {
@@ -60,6 +66,11 @@ fn decide() {
 fn kernel_uses_tsc() -> bool {
     if crate::sys::getenv(c"MEMSCOPE_CLOCK") == Some(b"monotonic".as_slice()) {
         return false;
+    }
+    // The image before this one (the same pid, before its `exec`) read it:
+    // ~20 µs of sysfs less at every start of an exec'd image.
+    if crate::exec_seq::startup_tsc() {
+        return true;
     }
     let path = b"/sys/devices/system/clocksource/clocksource0/current_clocksource\0";
     // SAFETY: NUL-terminated path; buffer on the stack.

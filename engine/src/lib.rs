@@ -48,6 +48,7 @@ pub mod destination;
 pub mod detach;
 pub mod ending;
 pub mod event;
+pub mod exec_seq;
 pub mod handoff;
 pub mod image;
 pub mod inherited;

@@ -19,8 +19,9 @@ pub fn launcher_pid() -> Option<u32> {
 /// Without a launcher, the first image sets this in its own environment so
 /// that every later image knows it is not the first (SPEC §2 file naming).
 pub const ROOT_VAR: &std::ffi::CStr = c"MEMSCOPE_ROOT_PID";
-/// `<pid>:<n>`: the image about to be exec'd by `pid` is its n-th.
-pub const EXEC_SEQ_VAR: &std::ffi::CStr = c"MEMSCOPE_EXEC_SEQ";
+pub use crate::exec_seq::{
+    parse_exec_seq, startup_exec_seq, startup_in_run_pid_ns, ExecSeq, EXEC_SEQ_VAR, IN_RUN_PID_NS_MARK, TSC_MARK,
+};
 
 /// The program's `argv`, as glibc hands it to a library constructor.
 static ARGV: AtomicPtr<*const c_char> = AtomicPtr::new(std::ptr::null_mut());
@@ -140,77 +141,9 @@ impl ProcessInfo {
     }
 }
 
-/// What `MEMSCOPE_EXEC_SEQ` told this image at start-up (read once: the
-/// variable is then removed from the program's environment).
-#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
-pub struct ExecSeq {
-    /// This image's number among the images of its pid that record (0 in
-    /// a fork child, which is a pid's first image).
-    pub n: u32,
-    /// The image before it knew that this pid shares `run`'s pid namespace
-    /// (see `crate::detach`): an `exec` keeps the namespace.
-    pub in_run_pid_ns: bool,
-}
-
-/// The mark `<pid>:<n>:` ends with when the image before knew its pid
-/// shares `run`'s pid namespace.
-pub const IN_RUN_PID_NS_MARK: &str = "r";
-
-fn startup() -> ExecSeq {
-    static AT_START: std::sync::OnceLock<(u32, ExecSeq)> = std::sync::OnceLock::new();
-    let &(pid, seq) = AT_START.get_or_init(|| {
-        let pid = sys::getpid();
-        let seq = sys::getenv(EXEC_SEQ_VAR).and_then(|v| parse_exec_seq(v, pid));
-        (pid, seq.unwrap_or_default())
-    });
-    if pid == sys::getpid() {
-        seq
-    } else {
-        ExecSeq::default()
-    }
-}
-
-/// This image's number among the images of its pid that record, as the
-/// image before it said (`MEMSCOPE_EXEC_SEQ`); 0 in a fork child.
-pub fn startup_exec_seq() -> u32 {
-    startup().n
-}
-
-/// Whether the image before this one (the same pid, before its `exec`) knew
-/// that this pid shares `run`'s pid namespace.
-pub fn startup_in_run_pid_ns() -> bool {
-    startup().in_run_pid_ns
-}
-
-/// Parses `MEMSCOPE_EXEC_SEQ` (`<pid>:<n>`, or `<pid>:<n>:r`) when it is
-/// meant for `pid`.
-pub fn parse_exec_seq(v: &[u8], pid: u32) -> Option<ExecSeq> {
-    let s = std::str::from_utf8(v).ok()?;
-    let (p, rest) = s.split_once(':')?;
-    if p.parse::<u32>().ok()? != pid {
-        return None;
-    }
-    let (n, mark) = rest.split_once(':').unwrap_or((rest, ""));
-    Some(ExecSeq {
-        n: n.parse().ok()?,
-        in_run_pid_ns: mark == IN_RUN_PID_NS_MARK,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn exec_seq_only_for_the_same_pid() {
-        let seq = |n, in_run_pid_ns| Some(ExecSeq { n, in_run_pid_ns });
-        assert_eq!(parse_exec_seq(b"42:3", 42), seq(3, false));
-        assert_eq!(parse_exec_seq(b"42:3:r", 42), seq(3, true));
-        assert_eq!(parse_exec_seq(b"42:3:x", 42), seq(3, false));
-        assert_eq!(parse_exec_seq(b"42:3:r", 43), None);
-        assert_eq!(parse_exec_seq(b"42:", 42), None);
-        assert_eq!(parse_exec_seq(b"junk", 42), None);
-    }
 
     #[test]
     fn exe_name_falls_back_to_argv() {

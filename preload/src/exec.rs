@@ -6,7 +6,7 @@
 //! The new environment is built in an anonymous mapping, never on the heap:
 //! a `vfork()` child shares the parent's heap and must not touch it.
 
-use memscope_engine::process::{EXEC_SEQ_VAR, IN_RUN_PID_NS_MARK, ROOT_VAR};
+use memscope_engine::process::{EXEC_SEQ_VAR, IN_RUN_PID_NS_MARK, ROOT_VAR, TSC_MARK};
 use std::ffi::{c_char, CStr, CString};
 use std::sync::OnceLock;
 
@@ -103,9 +103,8 @@ unsafe fn entries<'a>(arr: *const *const c_char) -> impl Iterator<Item = &'a [u8
 
 /// `envp` plus what the next image needs: `LD_PRELOAD` (ours prepended when
 /// missing), each carried variable the program dropped, and
-/// `MEMSCOPE_EXEC_SEQ=<pid>:<exec_seq>`, with `:r` after it when this
-/// process is known to share `run`'s pid namespace (the next image then
-/// need not look at /proc to know it, see `memscope_engine::detach`).
+/// `MEMSCOPE_EXEC_SEQ=<pid>:<exec_seq>`, with marks after it for what the
+/// next image would otherwise look up again (`memscope_engine::exec_seq`).
 /// `None` if there is nothing to carry (not started yet) or no memory.
 ///
 /// # Safety
@@ -120,8 +119,17 @@ pub unsafe fn build(envp: *const *const c_char, pid: u32, exec_seq: u32) -> Opti
             &mut w,
             format_args!("{}={}:{}", EXEC_SEQ_VAR.to_str().unwrap_or(""), pid, exec_seq),
         );
-        if pid != 0 && memscope_engine::detach::known_in_run_pid_ns() {
-            let _ = std::io::Write::write_fmt(&mut w, format_args!(":{IN_RUN_PID_NS_MARK}"));
+        // Facts the next image (this pid) would pay to learn again.
+        let in_run_pid_ns = pid != 0 && memscope_engine::detach::known_in_run_pid_ns();
+        let tsc = memscope_engine::clock::decided_tsc();
+        if in_run_pid_ns || tsc {
+            let _ = std::io::Write::write_fmt(&mut w, format_args!(":"));
+        }
+        if in_run_pid_ns {
+            let _ = std::io::Write::write_fmt(&mut w, format_args!("{IN_RUN_PID_NS_MARK}"));
+        }
+        if tsc {
+            let _ = std::io::Write::write_fmt(&mut w, format_args!("{TSC_MARK}"));
         }
         let n = 48 - w.len();
         &seq_buf[..n]

@@ -3,6 +3,7 @@
 
 use memscope_tests::*;
 use std::collections::HashSet;
+use std::path::Path;
 
 fn check_all(run: &Run) {
     let names: HashSet<_> = run.paths().into_iter().collect();
@@ -71,6 +72,54 @@ fn a_fork_storm_writes_one_snapshot_per_image() {
         );
     }
     assert_eq!(run.find(|s| s.process.exe.ends_with("/true")).len(), 10);
+}
+
+/// An exec'd image takes the clock the image before it found (the kernel's
+/// clock source is the TSC or not: one read of sysfs per run, not per
+/// image), and `MEMSCOPE_CLOCK=monotonic` still holds in every image.
+#[test]
+fn every_image_takes_the_clock_the_kernel_allows_or_the_one_asked_for() {
+    let source =
+        std::fs::read_to_string("/sys/devices/system/clocksource/clocksource0/current_clocksource").unwrap_or_default();
+    let allowed = if source.starts_with("tsc") { "tsc" } else { "monotonic" };
+    let prog = c_program("spawns", &[]);
+    for (name, env, clock) in [
+        ("spawns_clock", &[][..], allowed),
+        (
+            "spawns_clock_monotonic",
+            &[("MEMSCOPE_CLOCK", "monotonic")][..],
+            "monotonic",
+        ),
+    ] {
+        let run = traced(name, &prog, &["storm", "8", "/bin/true"], env);
+        assert!(run.output.status.success(), "{}", run.stderr());
+        // The parent, 8 children, 2 grandchildren, 2 `true`s.
+        assert_eq!(run.snapshots.len(), 13, "{:?}", run.paths());
+        assert_eq!(run.find(|s| s.process.exe.ends_with("/true")).len(), 2);
+        for (p, s) in &run.snapshots {
+            assert_eq!(s.tool.clock, clock, "{}", p.display());
+        }
+    }
+    // Asked for by a program for the one it execs: what the image before
+    // found does not override it.
+    let run = traced(
+        "spawns_clock_asked_by_the_program",
+        Path::new("/bin/sh"),
+        &["-c", "MEMSCOPE_CLOCK=monotonic /bin/true"],
+        &[],
+    );
+    assert!(run.output.status.success(), "{}", run.stderr());
+    let clocks: HashSet<(bool, &str)> = run
+        .snapshots
+        .iter()
+        .map(|(_, s)| (s.process.exe.ends_with("/true"), s.tool.clock.as_str()))
+        .collect();
+    assert_eq!(
+        clocks,
+        HashSet::from([(false, allowed), (true, "monotonic")]),
+        "{:?}",
+        run.paths()
+    );
 }
 
 /// The blocks (count, bytes) an image allocated itself.
