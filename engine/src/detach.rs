@@ -124,7 +124,8 @@ fn looked_up_in_proc(run: u32) -> bool {
 ///   into another pid namespace its parent would read as pid 0 too;
 /// - an image `exec`'d by a process that knew (or by a vfork child of one):
 ///   `exec` keeps the pid and the namespace, and the process says so in
-///   `MEMSCOPE_EXEC_SEQ`.
+///   `MEMSCOPE_EXEC_SEQ`; so is a child it makes with `posix_spawn` (as
+///   `make` starts its commands), told as the child of its parent.
 static IN_RUN_PID_NS: AtomicU32 = AtomicU32::new(0);
 
 /// At start-up, with the image's parent pid: notes whether it is known to

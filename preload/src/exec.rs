@@ -103,8 +103,9 @@ unsafe fn entries<'a>(arr: *const *const c_char) -> impl Iterator<Item = &'a [u8
 
 /// `envp` plus what the next image needs: `LD_PRELOAD` (ours prepended when
 /// missing), each carried variable the program dropped, and
-/// `MEMSCOPE_EXEC_SEQ=<pid>:<exec_seq>`, with marks after it for what the
-/// next image would otherwise look up again (`memscope_engine::exec_seq`).
+/// `MEMSCOPE_EXEC_SEQ=<pid>:<exec_seq>` (`^<our pid>:0` for `posix_spawn`'s
+/// child, `pid` 0), with marks after it for what the next image would
+/// otherwise look up again (`memscope_engine::exec_seq`).
 /// `None` if there is nothing to carry (not started yet) or no memory.
 ///
 /// # Safety
@@ -115,12 +116,15 @@ pub unsafe fn build(envp: *const *const c_char, pid: u32, exec_seq: u32) -> Opti
     let mut seq_buf = [0u8; 48];
     let seq = {
         let mut w = &mut seq_buf[..];
-        let _ = std::io::Write::write_fmt(
-            &mut w,
-            format_args!("{}={}:{}", EXEC_SEQ_VAR.to_str().unwrap_or(""), pid, exec_seq),
-        );
-        // Facts the next image (this pid) would pay to learn again.
-        let in_run_pid_ns = pid != 0 && memscope_engine::detach::known_in_run_pid_ns();
+        let _ = std::io::Write::write_fmt(&mut w, format_args!("{}=", EXEC_SEQ_VAR.to_str().unwrap_or("")));
+        // `posix_spawn`'s child (pid 0: not known yet) is told as this
+        // process's child.
+        let _ = match pid {
+            0 => std::io::Write::write_fmt(&mut w, format_args!("^{}:{exec_seq}", memscope_engine::sys::getpid())),
+            _ => std::io::Write::write_fmt(&mut w, format_args!("{pid}:{exec_seq}")),
+        };
+        // Facts the next image would pay to learn again.
+        let in_run_pid_ns = memscope_engine::detach::known_in_run_pid_ns();
         let tsc = memscope_engine::clock::decided_tsc();
         if in_run_pid_ns || tsc {
             let _ = std::io::Write::write_fmt(&mut w, format_args!(":"));

@@ -93,6 +93,33 @@ fn whether_an_image_shares_runs_pid_namespace_is_passed_on_not_looked_up() {
     assert_eq!(helped, 4, "sh, its subshell and both programs: {err}");
     assert_eq!(lookups(&err), Vec::<String>::new(), "{err}");
 
+    // A child `posix_spawn` made (`make`'s way) knows too. `system()`'s
+    // shell is started by glibc's own spawn, past the library's hooks: it
+    // is not told, and the `true` it execs looks.
+    let dir = scratch("run_endings_pid_namespace_spawned");
+    let out = command(&dir)
+        .env("MEMSCOPE_LOG", "debug")
+        .args(["run", "-o", "snap.json", "--"])
+        .arg(c_program("spawns", &[]))
+        .args(["spawn", "0", "/bin/true"])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let snaps = snapshots_in(&dir);
+    let trues = named(&snaps, "true");
+    assert_eq!(trues.len(), 2, "{err}");
+    let looked = lookups(&err);
+    assert_eq!(looked.len(), 1, "{err}");
+    let spawned = trues
+        .iter()
+        .find(|s| s.process.exec_seq == 0)
+        .expect("posix_spawn's true");
+    assert!(
+        !looked[0].starts_with(&format!("memscope[{}]:", spawned.process.pid)),
+        "{err}"
+    );
+
     let Some(unshare) = tools::program("unshare", "util-linux") else {
         return;
     };
