@@ -19,9 +19,7 @@ pub fn launcher_pid() -> Option<u32> {
 /// Without a launcher, the first image sets this in its own environment so
 /// that every later image knows it is not the first (SPEC §2 file naming).
 pub const ROOT_VAR: &std::ffi::CStr = c"MEMSCOPE_ROOT_PID";
-pub use crate::exec_seq::{
-    parse_exec_seq, startup_exec_seq, startup_in_run_pid_ns, ExecSeq, EXEC_SEQ_VAR, IN_RUN_PID_NS_MARK, TSC_MARK,
-};
+pub use crate::exec_seq::{startup_exec_seq, startup_in_run_pid_ns, EXEC_SEQ_VAR, IN_RUN_PID_NS_MARK, TSC_MARK};
 
 /// The program's `argv`, as glibc hands it to a library constructor.
 static ARGV: AtomicPtr<*const c_char> = AtomicPtr::new(std::ptr::null_mut());

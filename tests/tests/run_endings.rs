@@ -77,15 +77,9 @@ fn whether_an_image_shares_runs_pid_namespace_is_passed_on_not_looked_up() {
     // none looks. (The program, not `ls`: coreutils close stderr at exit,
     // and with it the debug log.)
     let dir = scratch("run_endings_pid_namespace_known");
-    let out = command(&dir)
-        .env("MEMSCOPE_LOG", "debug")
-        .args(["run", "-o", "snap.json", "--", "sh", "-c"])
-        .arg("\"$0\" alloc 10 64 0 0; (\"$0\" alloc 10 64 0 0; exit 3); exit 0")
-        .arg(prog())
-        .output()
-        .unwrap();
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(0), "{err}");
+    let prog = prog();
+    let script = "\"$0\" alloc 10 64 0 0; (\"$0\" alloc 10 64 0 0; exit 3); exit 0";
+    let err = debug_run(&dir, "sh", &["-c", script, prog.to_str().unwrap()]);
     let helped = ending_lines(&err)
         .into_iter()
         .filter(|l| l.ends_with("(in a helper, after the image exited)"))
@@ -97,15 +91,7 @@ fn whether_an_image_shares_runs_pid_namespace_is_passed_on_not_looked_up() {
     // shell is started by glibc's own spawn, past the library's hooks: it
     // is not told, and the `true` it execs looks.
     let dir = scratch("run_endings_pid_namespace_spawned");
-    let out = command(&dir)
-        .env("MEMSCOPE_LOG", "debug")
-        .args(["run", "-o", "snap.json", "--"])
-        .arg(c_program("spawns", &[]))
-        .args(["spawn", "0", "/bin/true"])
-        .output()
-        .unwrap();
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(0), "{err}");
+    let err = debug_run(&dir, c_program("spawns", &[]), &["spawn", "0", "/bin/true"]);
     let snaps = snapshots_in(&dir);
     let trues = named(&snaps, "true");
     assert_eq!(trues.len(), 2, "{err}");
@@ -124,16 +110,16 @@ fn whether_an_image_shares_runs_pid_namespace_is_passed_on_not_looked_up() {
         return;
     };
     let dir = scratch("run_endings_pid_namespace_looked_up");
-    let out = command(&dir)
-        .env("MEMSCOPE_LOG", "debug")
-        .args(["run", "-o", "snap.json", "--"])
-        .arg(&unshare)
-        .args(["-r", "-p", "-f", "sh", "-c", "\"$0\" alloc 10 64 0 0"])
-        .arg(prog())
-        .output()
-        .unwrap();
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(0), "{err}");
+    let args = [
+        "-r",
+        "-p",
+        "-f",
+        "sh",
+        "-c",
+        "\"$0\" alloc 10 64 0 0",
+        prog.to_str().unwrap(),
+    ];
+    let err = debug_run(&dir, &unshare, &args);
     let looked = lookups(&err);
     // The shell (pid 1 in there) and the program; unshare itself is the
     // run's first image, in run's namespace, and knows.
@@ -187,8 +173,8 @@ fn ending_lines(err: &str) -> Vec<&str> {
 }
 
 /// `memscope-cli run -o dir/snap.json -- program args…` with the debug log,
-/// which must succeed: its stderr, with the one image's ending line.
-fn run_debug(dir: &Path, program: &Path, args: &[&str]) -> (String, String) {
+/// which must succeed: its stderr.
+fn debug_run(dir: &Path, program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> String {
     let out = command(dir)
         .env("MEMSCOPE_LOG", "debug")
         .args(["run", "-o", "snap.json", "--"])
@@ -198,6 +184,13 @@ fn run_debug(dir: &Path, program: &Path, args: &[&str]) -> (String, String) {
         .unwrap();
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");
+    err
+}
+
+/// [`debug_run`] of a program of one image: its stderr, with the image's
+/// ending line.
+fn run_debug(dir: &Path, program: &Path, args: &[&str]) -> (String, String) {
+    let err = debug_run(dir, program, args);
     let endings = ending_lines(&err);
     assert_eq!(endings.len(), 1, "{err}");
     let ending = endings[0].to_string();
