@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""What each stage of memscope costs a command of many process images (the
+bash loop of issue 13 by default), against the same command un-traced:
+
+  any preload      an LD_PRELOAD library that does nothing (empty_preload.c)
+  loaded, skipped  libmemscope.so in every image, every image skipped
+                   (MEMSCOPE_SKIP=*): no ring, no hooks' work, no snapshot
+  no stacks        recording, MEMSCOPE_BACKTRACE=0, no snapshot
+                   (MEMSCOPE_AUTO_EXPORT=0)
+  stacks           recording at the default depth, no snapshot
+  LD_PRELOAD       the default: every image writes its snapshot
+  run              memscope-cli run: snapshots handed to run and named there
+
+Each round runs every variant once (interleaved, so the drift of a shared
+machine hits them alike); figures are medians, wall and CPU (user+sys of
+the whole tree), as ratios to un-traced. Runs start in a directory of
+their own under TMPDIR (set TMPDIR=/dev/shm for tmpfs). The difference
+between two rows is what that stage adds; the "stacks" row is the floor
+left to any change of the endings alone. It reports; it asserts nothing.
+
+usage: floor.py [--runs N] [-- COMMAND...]   (builds memscope first)
+"""
+
+import argparse
+import os
+import statistics
+
+from ab_run import once
+from common import CLI, LIB, build_c
+
+LOOP = "for i in $(seq 200); do ls / >/dev/null; echo x | grep -q x; done"
+
+
+def variants(empty):
+    """name -> (cli or None, environment added)."""
+    lib = {"LD_PRELOAD": str(LIB)}
+    off = {"MEMSCOPE_AUTO_EXPORT": "0"}
+    return {
+        "un-traced": (None, {}),
+        "any preload": (None, {"LD_PRELOAD": str(empty)}),
+        "loaded, skipped": (None, dict(lib, MEMSCOPE_SKIP="*")),
+        "no stacks": (None, dict(lib, MEMSCOPE_BACKTRACE="0", **off)),
+        "stacks": (None, dict(lib, **off)),
+        "LD_PRELOAD": (None, lib),
+        "run": (str(CLI), {"MEMSCOPE_LIB": str(LIB)}),
+    }
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", type=int, default=7)
+    p.add_argument("command", nargs=argparse.REMAINDER)
+    a = p.parse_args()
+    command = a.command[1:] if a.command[:1] == ["--"] else a.command
+    command = command or ["bash", "-c", LOOP]
+    empty = build_c("empty_preload", ["-O2", "-shared", "-fPIC"])
+    base = {k: v for k, v in os.environ.items() if not k.startswith("MEMSCOPE_") and k != "LD_PRELOAD"}
+    v = variants(empty)
+    samples = {k: [] for k in v}
+    for _ in range(a.runs):
+        for k, (cli, added) in v.items():
+            samples[k].append(once(cli, command, dict(base, **added)))
+    med = lambda k, i: statistics.median(s[i] for s in samples[k])
+    print(f"`{' '.join(command)}`, {a.runs} interleaved runs, medians\n")
+    print("| variant | wall | wall ratio | CPU | CPU ratio | written |")
+    print("|---|---|---|---|---|---|")
+    for k in v:
+        w, c, b = med(k, 0), med(k, 1), med(k, 2)
+        print(
+            f"| {k} | {w * 1e3:.0f} ms | {w / med('un-traced', 0):.2f}x "
+            f"| {c * 1e3:.0f} ms | {c / med('un-traced', 1):.2f}x | {b / 1e6:.1f} MB |"
+        )
+
+
+if __name__ == "__main__":
+    main()
