@@ -13,8 +13,10 @@ bash loop of issue 13 by default), against the same command un-traced:
 
 Each round runs every variant once (interleaved, so the drift of a shared
 machine hits them alike); figures are medians, wall and CPU (user+sys of
-the whole tree), as ratios to un-traced. Runs start in a directory of
-their own under TMPDIR (set TMPDIR=/dev/shm for tmpfs). The difference
+the whole tree), as ratios to un-traced, each run measured by launch.c
+from fork to wait4 (so a 1 ms image can be measured: give it --runs 300).
+Runs start in a directory of their own under TMPDIR (set TMPDIR=/dev/shm
+for tmpfs). The difference
 between two rows is what that stage adds; the "stacks" row is the floor
 left to any change of the endings alone. It reports; it asserts nothing.
 
@@ -23,9 +25,12 @@ usage: floor.py [--runs N] [-- COMMAND...]   (builds memscope first)
 
 import argparse
 import os
+import shutil
 import statistics
+import subprocess
+import tempfile
+from pathlib import Path
 
-from ab_run import once
 from common import CLI, LIB, build_c
 
 LOOP = "for i in $(seq 200); do ls / >/dev/null; echo x | grep -q x; done"
@@ -46,6 +51,34 @@ def variants(empty):
     }
 
 
+def once(launcher, cli, command, added, base):
+    """(wall s, cpu s, bytes written) of one run of command, through the
+    launcher (which gives `added` to the command alone), under cli's `run`
+    or plain."""
+    d = tempfile.mkdtemp(prefix="memscope-floor-")
+    try:
+        argv = command if cli is None else [cli, "run", "-o", os.path.join(d, "snapshot.json"), "--"] + command
+        cost = os.path.join(d, ".cost")
+        settings = [f"{k}={v}" for k, v in added.items()]
+        subprocess.run(
+            [str(launcher), cost, *settings, "--", *argv],
+            env=base,
+            cwd=d,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=True,
+        )
+        _, _, user_us, sys_us, wall_ns = (int(x) for x in Path(cost).read_text().split())
+        written = sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d) if f != ".cost")
+        return wall_ns / 1e9, (user_us + sys_us) / 1e6, written
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def shown(seconds):
+    return f"{seconds * 1e3:.0f} ms" if seconds >= 0.01 else f"{seconds * 1e6:.0f} µs"
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=7)
@@ -54,12 +87,13 @@ def main():
     command = a.command[1:] if a.command[:1] == ["--"] else a.command
     command = command or ["bash", "-c", LOOP]
     empty = build_c("empty_preload", ["-O2", "-shared", "-fPIC"])
+    launcher = build_c("launch", ["-O2"])
     base = {k: v for k, v in os.environ.items() if not k.startswith("MEMSCOPE_") and k != "LD_PRELOAD"}
     v = variants(empty)
     samples = {k: [] for k in v}
     for _ in range(a.runs):
         for k, (cli, added) in v.items():
-            samples[k].append(once(cli, command, dict(base, **added)))
+            samples[k].append(once(launcher, cli, command, added, base))
     med = lambda k, i: statistics.median(s[i] for s in samples[k])
     print(f"`{' '.join(command)}`, {a.runs} interleaved runs, medians\n")
     print("| variant | wall | wall ratio | CPU | CPU ratio | written |")
@@ -67,8 +101,8 @@ def main():
     for k in v:
         w, c, b = med(k, 0), med(k, 1), med(k, 2)
         print(
-            f"| {k} | {w * 1e3:.0f} ms | {w / med('un-traced', 0):.2f}x "
-            f"| {c * 1e3:.0f} ms | {c / med('un-traced', 1):.2f}x | {b / 1e6:.1f} MB |"
+            f"| {k} | {shown(w)} | {w / med('un-traced', 0):.2f}x "
+            f"| {shown(c)} | {c / med('un-traced', 1):.2f}x | {b / 1e6:.2f} MB |"
         )
 
 
