@@ -16,9 +16,10 @@ machine hits them alike); figures are medians, wall and CPU (user+sys of
 the whole tree), as ratios to un-traced, each run measured by launch.c
 from fork to wait4 (so a 1 ms image can be measured: give it --runs 300).
 Runs start in a directory of their own under TMPDIR (set TMPDIR=/dev/shm
-for tmpfs). The difference
-between two rows is what that stage adds; the "stacks" row is the floor
-left to any change of the endings alone. It reports; it asserts nothing.
+for tmpfs). The difference between two rows is what that stage adds; the
+"stacks" row is the floor left to any change of the endings alone. It
+reports; it asserts nothing. A command that fails under any variant, or a
+build that fails, is one line on stderr and exit 2.
 
 usage: floor.py [--runs N] [-- COMMAND...]   (builds memscope first)
 """
@@ -28,6 +29,7 @@ import os
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -51,23 +53,28 @@ def variants(empty):
     }
 
 
+class Failed(Exception):
+    pass
+
+
 def once(launcher, cli, command, added, base):
     """(wall s, cpu s, bytes written) of one run of command, through the
     launcher (which gives `added` to the command alone), under cli's `run`
-    or plain."""
+    or plain; Failed when it exits with anything but 0."""
     d = tempfile.mkdtemp(prefix="memscope-floor-")
     try:
         argv = command if cli is None else [cli, "run", "-o", os.path.join(d, "snapshot.json"), "--"] + command
         cost = os.path.join(d, ".cost")
         settings = [f"{k}={v}" for k, v in added.items()]
-        subprocess.run(
+        code = subprocess.run(
             [str(launcher), cost, *settings, "--", *argv],
             env=base,
             cwd=d,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            check=True,
-        )
+        ).returncode
+        if code != 0:
+            raise Failed(f"exited with {code}")
         _, _, user_us, sys_us, wall_ns = (int(x) for x in Path(cost).read_text().split())
         written = sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d) if f != ".cost")
         return wall_ns / 1e9, (user_us + sys_us) / 1e6, written
@@ -86,14 +93,22 @@ def main():
     a = p.parse_args()
     command = a.command[1:] if a.command[:1] == ["--"] else a.command
     command = command or ["bash", "-c", LOOP]
-    empty = build_c("empty_preload", ["-O2", "-shared", "-fPIC"])
-    launcher = build_c("launch", ["-O2"])
+    try:
+        empty = build_c("empty_preload", ["-O2", "-shared", "-fPIC"])
+        launcher = build_c("launch", ["-O2"])
+    except (OSError, subprocess.CalledProcessError) as e:
+        print(f"floor.py: cannot build memscope or the C helpers (cargo and gcc needed): {e}", file=sys.stderr)
+        sys.exit(2)
     base = {k: v for k, v in os.environ.items() if not k.startswith("MEMSCOPE_") and k != "LD_PRELOAD"}
     v = variants(empty)
     samples = {k: [] for k in v}
     for _ in range(a.runs):
         for k, (cli, added) in v.items():
-            samples[k].append(once(launcher, cli, command, added, base))
+            try:
+                samples[k].append(once(launcher, cli, command, added, base))
+            except Failed as e:
+                print(f"floor.py: `{' '.join(command)}` {e} ({k})", file=sys.stderr)
+                sys.exit(2)
     med = lambda k, i: statistics.median(s[i] for s in samples[k])
     print(f"`{' '.join(command)}`, {a.runs} interleaved runs, medians\n")
     print("| variant | wall | wall ratio | CPU | CPU ratio | written |")
