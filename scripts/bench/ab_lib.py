@@ -16,6 +16,8 @@ import subprocess
 import tempfile
 import time
 
+from common import clean_env
+
 
 def run_once(cmd, env):
     t0 = time.perf_counter()
@@ -37,7 +39,7 @@ def main():
     a = ap.parse_args()
     cmd = a.command[1:] if a.command[:1] == ["--"] else a.command
     out = tempfile.mkdtemp(prefix="ab_lib.")
-    base = {k: v for k, v in os.environ.items() if not k.startswith("MEMSCOPE_") and k != "LD_PRELOAD"}
+    base = clean_env()
     extra = dict(kv.split("=", 1) for kv in a.env)
     variants = {
         "A": dict(base, LD_PRELOAD=os.path.abspath(a.lib_a), MEMSCOPE_EXPORT_PATH=f"{out}/a.json", **extra),

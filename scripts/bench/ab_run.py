@@ -22,6 +22,8 @@ import subprocess
 import tempfile
 import time
 
+from common import clean_env
+
 
 def once(cli, command, env):
     """(wall s, cpu s, bytes written) of one run of command, under cli's `run` or plain."""
@@ -50,7 +52,7 @@ def main():
     command = a.command[1:] if a.command[:1] == ["--"] else a.command
     if not command:
         p.error("no command given")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMSCOPE_") and k != "LD_PRELOAD"}
+    env = clean_env()
     # Absolute: each run starts in a directory of its own.
     variants = {"A": os.path.abspath(a.cli_a), "B": os.path.abspath(a.cli_b), "plain": None}
     samples = {k: [] for k in variants}

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+from common import clean_env
+
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "scripts" / "bench"
 OUT = ROOT / "target" / "bench"
@@ -297,15 +299,6 @@ def chosen(workloads, only):
     texts = only.split(",")
     keys = {w.key for w in workloads}
     return [w for w in workloads if any(t == w.key or (t not in keys and t in w.name) for t in texts)]
-
-
-def clean_env():
-    """This environment without any memscope setting or preload."""
-    env = dict(os.environ)
-    for k in list(env):
-        if k.startswith("MEMSCOPE_") or k == "LD_PRELOAD":
-            del env[k]
-    return env
 
 
 def variants(w, build, depth):

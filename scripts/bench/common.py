@@ -1,7 +1,7 @@
-"""What the issue-16 benchmark scripts (running_snapshot, long_running,
-top_cost) share: where the build puts memscope, and building it and a C
-workload."""
+"""What the benchmark scripts share: where the build puts memscope,
+building it and a C workload, and an environment without memscope in it."""
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -20,3 +20,8 @@ def build_c(name, flags):
     src = ROOT / "scripts" / "bench" / f"{name}.c"
     subprocess.run(["gcc", *flags, "-o", str(exe), str(src)], check=True)
     return exe
+
+
+def clean_env():
+    """This environment without any memscope setting or preload."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("MEMSCOPE_") and k != "LD_PRELOAD"}

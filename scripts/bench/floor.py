@@ -33,7 +33,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import CLI, LIB, build_c
+from common import CLI, LIB, build_c, clean_env
 
 LOOP = "for i in $(seq 200); do ls / >/dev/null; echo x | grep -q x; done"
 
@@ -99,7 +99,7 @@ def main():
     except (OSError, subprocess.CalledProcessError) as e:
         print(f"floor.py: cannot build memscope or the C helpers (cargo and gcc needed): {e}", file=sys.stderr)
         sys.exit(2)
-    base = {k: v for k, v in os.environ.items() if not k.startswith("MEMSCOPE_") and k != "LD_PRELOAD"}
+    base = clean_env()
     v = variants(empty)
     samples = {k: [] for k in v}
     for _ in range(a.runs):

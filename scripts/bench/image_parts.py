@@ -27,6 +27,8 @@ import subprocess
 import sys
 import tempfile
 
+from common import clean_env
+
 VARIANTS = [
     ("un-traced", None),
     ("stacks off, no snapshot", {"MEMSCOPE_BACKTRACE": "0", "MEMSCOPE_AUTO_EXPORT": "0"}),
@@ -39,7 +41,7 @@ VARIANTS = [
 
 def once(command, lib, env_extra, out_dir):
     """(cpu ms, wall ms, page faults) of one run."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMSCOPE_") and k != "LD_PRELOAD"}
+    env = clean_env()
     if env_extra is not None:
         env.update(env_extra)
         env["LD_PRELOAD"] = lib

@@ -15,12 +15,13 @@ usage: scripts/bench/rs_overhead.py [--runs N] [--threads T] [--iters N]
 
 import argparse
 import json
-import os
 import re
 import statistics
 import subprocess
 import tempfile
 from pathlib import Path
+
+from common import clean_env
 
 ROOT = Path(__file__).resolve().parents[2]
 REL = ROOT / "target" / "release"
@@ -29,7 +30,7 @@ LIB = REL / "libmemscope.so"
 
 
 def base_env():
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMSCOPE_") and k != "LD_PRELOAD"}
+    env = clean_env()
     env["MEMSCOPE_AUTO_EXPORT"] = "0"
     return env
 

@@ -13,7 +13,6 @@ cargo build --release). Nothing here asserts; it prints a markdown table.
 """
 
 import argparse
-import os
 import shutil
 import statistics
 import subprocess
@@ -21,6 +20,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from common import clean_env
 
 ROOT = Path(__file__).resolve().parents[2]
 REL = ROOT / "target" / "release"
@@ -43,7 +44,7 @@ fn main() {
 
 
 def clean_env():
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMSCOPE_") and k != "LD_PRELOAD"}
+    env = clean_env()
     env["CARGO_TARGET_DIR"] = str(CRATE_TARGET)
     return env
 
